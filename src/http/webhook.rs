@@ -1,0 +1,252 @@
+//! `POST /webhook` and `POST /webhook/{token}`: authenticate, read, verify, parse, decide, persist, answer.
+//!
+//! Order matters: the path token is checked first, then the content type and size, then the HMAC over the
+//! raw bytes, and only then is anything parsed. The answer for a scheduled message is sent after its receipt
+//! is committed; sending happens later, in the scheduler.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tracing::{Instrument, field::Empty, info, info_span, warn};
+
+use super::{ApiError, AppState, secrets_match};
+use crate::domain::{ChatKey, IncomingMessage};
+use crate::rules::{Decision, add};
+use crate::store::{Accepted, NewReceipt, StoreError};
+use crate::webhook::{self, Algorithm, Event};
+
+const HMAC_HEADER: &str = "x-webhook-hmac";
+const HMAC_ALGORITHM_HEADER: &str = "x-webhook-hmac-algorithm";
+
+pub async fn open(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    receive(state, None, headers, body).await
+}
+
+pub async fn with_token(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    receive(state, Some(token), headers, body).await
+}
+
+/// A successful answer.
+enum Reply {
+    Scheduled { rule: Arc<str>, due_in_ms: i64 },
+    Ignored { reason: String, rule: Option<Arc<str>> },
+    Duplicate,
+}
+
+async fn receive(state: Arc<AppState>, token: Option<String>, headers: HeaderMap, body: Body) -> Response {
+    let span = info_span!("webhook", session = Empty, chat = Empty, message_id = Empty, rule = Empty);
+    async move {
+        let started = Instant::now();
+        let result = handle(&state, token, &headers, body).await;
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok(reply) => {
+                let body = match &reply {
+                    Reply::Scheduled { rule, due_in_ms } => {
+                        tracing::Span::current().record("rule", &**rule);
+                        info!(status = "scheduled", due_in_ms, latency_ms, "webhook");
+                        json!({"status": "scheduled", "rule": rule, "due_in_ms": due_in_ms})
+                    }
+                    Reply::Ignored { reason, rule } => {
+                        if let Some(rule) = rule {
+                            tracing::Span::current().record("rule", &**rule);
+                        }
+                        info!(status = "ignored", reason = %reason, latency_ms, "webhook");
+                        json!({"status": "ignored", "reason": reason, "rule": rule})
+                    }
+                    Reply::Duplicate => {
+                        info!(status = "duplicate", latency_ms, "webhook");
+                        json!({"status": "duplicate"})
+                    }
+                };
+                (StatusCode::OK, Json(body)).into_response()
+            }
+            Err(e) => {
+                warn!(status = e.status.as_u16(), error = e.code, message = %e.message, latency_ms, "webhook rejected");
+                e.into_response()
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn handle(state: &AppState, token: Option<String>, headers: &HeaderMap, body: Body) -> Result<Reply, ApiError> {
+    let settings = &state.settings;
+    let token_ok = match (&settings.webhook.token, &token) {
+        (None, None) => true,
+        (Some(expected), Some(given)) => secrets_match(given, expected),
+        _ => false,
+    };
+    if !token_ok {
+        return Err(ApiError::unauthorized());
+    }
+    check_content_type(headers)?;
+    let body = read_body(headers, body, settings.server.max_body_bytes).await?;
+    if !state.hmac_keys.is_empty() {
+        verify_signature(state, headers, &body)?;
+    }
+    let event = webhook::parse(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
+    let message = match event {
+        Event::Message(m) => m,
+        Event::Other { event } => {
+            return Ok(Reply::Ignored {
+                reason: format!("event `{event}` is not a message"),
+                rule: None,
+            });
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("session", message.session.as_str());
+    span.record("chat", message.chat.as_str());
+    span.record("message_id", message.id.as_str());
+    decide_and_store(state, message).await
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+        });
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the event as JSON with `Content-Type: application/json`",
+        ))
+    }
+}
+
+/// Reads the body, refusing it as soon as it is known to be over the limit (never buffering more).
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("body is larger than the limit of {limit} bytes (server.max_body_bytes)"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let is_limit = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if is_limit {
+            too_large()
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "could not read the request body")
+        }
+    })
+}
+
+fn verify_signature(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    let single = |name: &str| -> Result<Option<&str>, ()> {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some(v), None) => v.to_str().map(Some).map_err(drop),
+            (Some(_), Some(_)) => Err(()),
+        }
+    };
+    let result = (|| {
+        let algorithm = single(HMAC_ALGORITHM_HEADER).map_err(|_| "several algorithm headers".to_string())?;
+        let algorithm = Algorithm::from_header(algorithm).map_err(|e| e.to_string())?;
+        let signature = single(HMAC_HEADER).map_err(|_| "several signature headers".to_string())?;
+        webhook::verify(&state.hmac_keys, algorithm, signature, body).map_err(|e| e.to_string())
+    })();
+    result.map_err(|reason| {
+        tracing::debug!(%reason, "signature refused");
+        ApiError::unauthorized()
+    })
+}
+
+async fn decide_and_store(state: &AppState, message: IncomingMessage) -> Result<Reply, ApiError> {
+    let now = state.clock.now();
+    let chat = ChatKey {
+        session: message.session.clone(),
+        chat: message.chat.clone(),
+    };
+    if message.from_me {
+        // A reply of ours: the chat has been read, so its read-on-reply receipts are due now.
+        let flushed = state
+            .store
+            .flush_chat(&chat, now.as_millisecond())
+            .await
+            .map_err(store_unavailable)?;
+        if flushed > 0 {
+            state.scheduler.wake(chat, now.as_millisecond());
+        }
+        return Ok(Reply::Ignored {
+            reason: "from_me".into(),
+            rule: None,
+        });
+    }
+    let rules = state.rules.get();
+    match rules.decide(&message, now) {
+        Decision::Ignore { rule, reason } => Ok(Reply::Ignored {
+            reason: reason.as_str().into(),
+            rule,
+        }),
+        Decision::Seen {
+            rule,
+            not_before,
+            delay,
+            read_on_reply,
+        } => {
+            let due = add(not_before, delay.sample(&mut rand::rng()));
+            let receipt = NewReceipt {
+                session: message.session,
+                chat: message.chat,
+                message_id: message.id,
+                rule: rule.clone(),
+                due_at_ms: due.as_millisecond(),
+                not_before_ms: not_before.as_millisecond(),
+                read_on_reply,
+                accepted_at_ms: now.as_millisecond(),
+            };
+            match state.store.accept(receipt).await.map_err(store_unavailable)? {
+                Accepted::Duplicate => Ok(Reply::Duplicate),
+                Accepted::New { .. } => {
+                    state.scheduler.wake(chat, due.as_millisecond());
+                    Ok(Reply::Scheduled {
+                        rule,
+                        due_in_ms: due.as_millisecond() - now.as_millisecond(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+fn store_unavailable(e: StoreError) -> ApiError {
+    tracing::error!(error = %e, "store refused a write; answering 503 so the sender retries");
+    let mut err = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "cannot store the receipt right now; retry later",
+    );
+    err.retry_after_secs = Some(5);
+    err
+}

@@ -1,0 +1,28 @@
+//! autoseen marks incoming WhatsApp messages as seen through Wasend, when and where rules say so.
+//!
+//! A webhook event flows one way through the modules below: received by `http`, verified and parsed by
+//! `webhook` into `domain` types, decided by `rules`, made durable by `store`, timed and paced by `scheduler`,
+//! and finally sent by `wasend`.
+
+/// Start-up: builds state, binds the listener, runs the server and the scheduler, shuts down gracefully.
+pub mod app;
+/// Command line: `serve`, `check`, `explain`.
+pub mod cli;
+/// Parsed types used past the webhook edge: sessions, chats, message ids, incoming messages.
+pub mod domain;
+/// The axum router: webhook, health and admin routes, and how errors become responses.
+pub mod http;
+/// Rule files, their compilation, and `decide(&message, now)`.
+pub mod rules;
+/// Pending receipts in time: per-chat batches, timers, pacing, retries, read-on-reply.
+pub mod scheduler;
+/// Settings from `autoseen.toml` and the environment; secrets that never print.
+pub mod settings;
+/// Durable pending receipts, dead letters and dedup ids behind one trait; SQLite by default.
+pub mod store;
+/// The tracing subscriber: JSON or pretty lines, filtered by level.
+pub mod telemetry;
+/// The outbound Wasend API client: `sendSeen` and how its answers are classified.
+pub mod wasend;
+/// The webhook edge: WAHA event wire types and signature verification.
+pub mod webhook;

@@ -1,0 +1,334 @@
+//! The rule files on disk: `rules.toml`, then `rules.d/*.toml` in file-name order, and their compilation.
+//!
+//! Every problem is reported with its file, line and rule, and a hint; compilation goes on after a problem so
+//! one `autoseen check` lists them all. A rule that can never match because an earlier rule always matches
+//! first is an error too: it is almost always a mistake in order.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::delay::DelayRange;
+use super::pattern::{glob_set, normalize_chat_pattern};
+use super::window::Window;
+use super::{Action, Conditions, Outcome, OutsideWindows, Rule, Rules};
+use crate::domain::ChatType;
+use crate::settings::line_of;
+
+pub const RULES_FILE: &str = "rules.toml";
+pub const RULES_DIR: &str = "rules.d";
+
+/// One problem in a rule file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub rule: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(rule) = &self.rule {
+            write!(f, ": rule `{rule}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Rule files that could not be loaded, with every problem found.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct RulesError(pub Vec<RuleError>);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    defaults: Option<Spanned<RawOutcome>>,
+    #[serde(default)]
+    rules: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawOutcome {
+    action: Option<Action>,
+    delay: Option<String>,
+    read_on_reply: Option<bool>,
+    windows: Option<Vec<RawWindow>>,
+    outside_windows: Option<OutsideWindows>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    days: String,
+    hours: String,
+    tz: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    sessions: Option<Vec<String>>,
+    chats: Option<Vec<String>>,
+    chat_types: Option<Vec<ChatType>>,
+    senders: Option<Vec<String>>,
+    text: Option<String>,
+    has_media: Option<bool>,
+    action: Option<Action>,
+    delay: Option<String>,
+    read_on_reply: Option<bool>,
+    windows: Option<Vec<RawWindow>>,
+    outside_windows: Option<OutsideWindows>,
+}
+
+/// The rule files of a config folder, in the order they apply.
+pub fn rule_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = vec![dir.join(RULES_FILE)];
+    if let Ok(entries) = std::fs::read_dir(dir.join(RULES_DIR)) {
+        let mut extra: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+            .collect();
+        extra.sort();
+        files.extend(extra);
+    }
+    files
+}
+
+/// Reads and compiles the rule files of a config folder.
+pub fn load(dir: &Path) -> Result<Rules, RulesError> {
+    let mut sources = Vec::new();
+    for file in rule_files(dir) {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => sources.push((file, text)),
+            Err(e) => {
+                return Err(RulesError(vec![RuleError {
+                    file,
+                    line: None,
+                    rule: None,
+                    message: format!("cannot read it ({e}); every config folder needs a {RULES_FILE}"),
+                }]));
+            }
+        }
+    }
+    compile(&sources)
+}
+
+/// Compiles rule sources: the first is `rules.toml` (the only one that may hold `[defaults]`).
+pub fn compile(sources: &[(PathBuf, String)]) -> Result<Rules, RulesError> {
+    let mut errors = Vec::new();
+    let mut defaults_raw = RawOutcome::default();
+    let mut parsed = Vec::new();
+    for (i, (file, text)) in sources.iter().enumerate() {
+        let err = |line, rule, message| RuleError {
+            file: file.clone(),
+            line,
+            rule,
+            message,
+        };
+        match toml::from_str::<RawFile>(text) {
+            Ok(raw) => {
+                if let Some(d) = raw.defaults {
+                    if i == 0 {
+                        defaults_raw = d.into_inner();
+                    } else {
+                        let line = line_of(text, d.span().start);
+                        errors.push(err(
+                            Some(line),
+                            None,
+                            format!("[defaults] belongs in {RULES_FILE}; remove it here"),
+                        ));
+                    }
+                }
+                for r in raw.rules {
+                    let line = line_of(text, r.span().start);
+                    parsed.push((file.clone(), line, r.into_inner()));
+                }
+            }
+            Err(e) => {
+                let line = e.span().map(|s| line_of(text, s.start));
+                errors.push(err(line, None, e.message().trim().to_string()));
+            }
+        }
+    }
+
+    let defaults_place = sources.first().map(|(f, _)| f.clone()).unwrap_or_default();
+    let defaults = match compile_outcome(&defaults_raw, &Outcome::BUILT_IN) {
+        Ok(o) => o,
+        Err(message) => {
+            errors.push(RuleError {
+                file: defaults_place,
+                line: None,
+                rule: Some("defaults".into()),
+                message,
+            });
+            Outcome::BUILT_IN
+        }
+    };
+
+    let mut names = HashSet::new();
+    let mut rules: Vec<Rule> = Vec::new();
+    for (file, line, raw) in parsed {
+        let err = |message: String| RuleError {
+            file: file.clone(),
+            line: Some(line),
+            rule: Some(raw.name.clone()),
+            message,
+        };
+        if raw.name.trim().is_empty() {
+            errors.push(err("`name` is empty; every rule needs a unique name".into()));
+            continue;
+        }
+        if raw.name == "defaults" || !names.insert(raw.name.clone()) {
+            errors.push(err(format!(
+                "the name `{}` is already used; rule names must be unique (and not `defaults`)",
+                raw.name
+            )));
+            continue;
+        }
+        let rule = compile_rule(&raw, &defaults, &file, line);
+        match rule {
+            Ok(rule) => {
+                if let Some(earlier) = rules.iter().find(|e| e.conditions.covers(&rule.conditions)) {
+                    errors.push(err(format!(
+                        "can never match: rule `{}` (line {} of {}) matches everything it matches and comes \
+                         first; move this rule above it or narrow the earlier one",
+                        earlier.name,
+                        earlier.line,
+                        earlier.file.display()
+                    )));
+                }
+                rules.push(rule);
+            }
+            Err(messages) => errors.extend(messages.into_iter().map(err)),
+        }
+    }
+
+    if errors.is_empty() {
+        Ok(Rules { rules, defaults })
+    } else {
+        Err(RulesError(errors))
+    }
+}
+
+fn compile_outcome(raw: &RawOutcome, base: &Outcome) -> Result<Outcome, String> {
+    let delay = match &raw.delay {
+        Some(d) => DelayRange::parse(d).map_err(|e| format!("delay: {e}"))?,
+        None => base.delay,
+    };
+    let windows = match &raw.windows {
+        Some(ws) => {
+            let mut out = Vec::with_capacity(ws.len());
+            for w in ws {
+                out.push(
+                    Window::parse(&w.days, &w.hours, w.tz.as_deref())
+                        .map_err(|e| format!("windows: {e}"))?,
+                );
+            }
+            out
+        }
+        None => base.windows.clone(),
+    };
+    Ok(Outcome {
+        action: raw.action.unwrap_or(base.action),
+        delay,
+        read_on_reply: raw.read_on_reply.unwrap_or(base.read_on_reply),
+        windows,
+        outside_windows: raw.outside_windows.unwrap_or(base.outside_windows),
+    })
+}
+
+fn compile_rule(raw: &RawRule, defaults: &Outcome, file: &Path, line: usize) -> Result<Rule, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut list = |key: &str, values: &Option<Vec<String>>, chat_like: bool| -> Option<BTreeSet<String>> {
+        let values = values.as_ref()?;
+        if values.is_empty() {
+            errors.push(format!("`{key}` is an empty list, which matches nothing; remove the key to match any"));
+            return None;
+        }
+        let mut out = BTreeSet::new();
+        for v in values {
+            let p = if chat_like {
+                normalize_chat_pattern(v)
+            } else {
+                Ok(v.trim().to_string())
+            };
+            match p {
+                Ok(p) => {
+                    out.insert(p);
+                }
+                Err(e) => errors.push(format!("{key}: {e}")),
+            }
+        }
+        Some(out)
+    };
+    let sessions = list("sessions", &raw.sessions, false);
+    let chats = list("chats", &raw.chats, true);
+    let senders = list("senders", &raw.senders, true);
+    let chat_types = raw.chat_types.as_ref().map(|t| t.iter().copied().collect::<BTreeSet<_>>());
+    if chat_types.as_ref().is_some_and(BTreeSet::is_empty) {
+        errors.push("`chat_types` is an empty list, which matches nothing; remove the key to match any".into());
+    }
+    let text = raw.text.as_ref().and_then(|t| match regex::Regex::new(t) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            errors.push(format!("text: not a valid regular expression: {e}"));
+            None
+        }
+    });
+    let mut globs = |key: &str, set: &Option<BTreeSet<String>>| {
+        set.as_ref().and_then(|s| {
+            glob_set(&s.iter().cloned().collect::<Vec<_>>())
+                .map_err(|e| errors.push(format!("{key}: {e}")))
+                .ok()
+        })
+    };
+    let session_globs = globs("sessions", &sessions);
+    let chat_globs = globs("chats", &chats);
+    let sender_globs = globs("senders", &senders);
+    let outcome = compile_outcome(
+        &RawOutcome {
+            action: raw.action,
+            delay: raw.delay.clone(),
+            read_on_reply: raw.read_on_reply,
+            windows: raw.windows.clone(),
+            outside_windows: raw.outside_windows,
+        },
+        defaults,
+    );
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            errors.push(e);
+            return Err(errors);
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Rule {
+        name: Arc::from(raw.name.as_str()),
+        file: file.to_path_buf(),
+        line,
+        conditions: Conditions {
+            sessions: sessions.zip(session_globs),
+            chats: chats.zip(chat_globs),
+            senders: senders.zip(sender_globs),
+            chat_types,
+            text,
+            has_media: raw.has_media,
+        },
+        outcome,
+    })
+}

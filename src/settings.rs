@@ -1,0 +1,521 @@
+//! Settings: `DIR/autoseen.toml`, then `AUTOSEEN__SECTION__KEY` environment variables, then checks across
+//! fields.
+//!
+//! The file is read twice on purpose: once on its own with `toml`, which gives errors a line and column and
+//! refuses unknown keys, then layered with the environment by the `config` crate. So a mistake in the file is
+//! reported with its line, and a mistake in the environment names the variable. Secrets are [`Secret`]s: they
+//! print as `***` under `Debug` and `Display`, at every log level.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Name of the settings file inside the config folder.
+pub const SETTINGS_FILE: &str = "autoseen.toml";
+/// Prefix of settings environment variables: `AUTOSEEN__WASEND__API_KEY` sets `wasend.api_key`.
+pub const ENV_PREFIX: &str = "AUTOSEEN";
+
+/// A secret string: an API key, an HMAC key or a token. Never printed.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used (a header, a MAC key), never to print it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Everything `autoseen.toml` can say. Each key is documented here and in the shipped `config/autoseen.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub webhook: WebhookSettings,
+    pub wasend: WasendSettings,
+    pub delivery: DeliverySettings,
+    pub store: StoreSettings,
+    pub admin: AdminSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address the HTTP server listens on; port 0 picks a free port (it is logged).
+    pub listen: String,
+    /// Largest webhook body accepted; larger ones get 413 without being read whole.
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for requests and sends in flight before exiting.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+            max_body_bytes: 1024 * 1024,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// HMAC key configured on the Wasend session's webhook; when set, `X-Webhook-Hmac` must match.
+    pub hmac_key: Option<Secret>,
+    /// More HMAC keys, any of which passes: put the new key here, switch Wasend, then drop the old one.
+    pub hmac_keys: Vec<Secret>,
+    /// Secret path segment: when set, webhooks must come to `/webhook/{token}`.
+    pub token: Option<Secret>,
+}
+
+impl WebhookSettings {
+    /// Every HMAC key that passes.
+    pub fn all_hmac_keys(&self) -> Vec<Secret> {
+        self.hmac_key.iter().chain(&self.hmac_keys).cloned().collect()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WasendSettings {
+    /// Base URL of the Wasend (or WAHA) API; `/sendSeen` is appended.
+    pub base_url: String,
+    /// Bearer API key. Required for `serve` unless `dry_run`; usually given as `AUTOSEEN__WASEND__API_KEY`.
+    pub api_key: Option<Secret>,
+    /// Timeout of one `sendSeen` call, connect to last byte.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Decide, schedule and log as usual, but do not call the API.
+    pub dry_run: bool,
+    /// Per-session overrides for people with several Wasend accounts: `[wasend.sessions.sales]`.
+    pub sessions: BTreeMap<String, SessionOverride>,
+}
+
+impl Default for WasendSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.wasend.dev".into(),
+            api_key: None,
+            timeout: Duration::from_secs(10),
+            dry_run: false,
+            sessions: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionOverride {
+    pub api_key: Option<Secret>,
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySettings {
+    /// Attempts per receipt before it moves to the dead letters.
+    pub max_attempts: u32,
+    /// First retry waits up to this long (full jitter); each further one doubles the ceiling.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// Ceiling of the retry wait.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// sendSeen calls per session: `"N/s"`, `"N/min"`, `"N/h"` or `"off"`.
+    pub rate_per_session: Rate,
+    /// Calls a session may make at once after being idle.
+    pub burst: u32,
+    /// sendSeen calls in flight at once, across sessions.
+    pub max_in_flight: usize,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            rate_per_session: Rate::PerSecond(1.0),
+            burst: 5,
+            max_in_flight: 32,
+        }
+    }
+}
+
+/// A sending rate: so many calls per second, or no limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    Off,
+    PerSecond(f64),
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s == "off" {
+            return Ok(Rate::Off);
+        }
+        let hint = || format!("`{s}` is not a rate; write \"N/s\", \"N/min\", \"N/h\" or \"off\"");
+        let (n, unit) = s.split_once('/').ok_or_else(hint)?;
+        let n: f64 = n.trim().parse().map_err(|_| hint())?;
+        let seconds = match unit.trim() {
+            "s" | "sec" => 1.0,
+            "min" | "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(hint()),
+        };
+        if !(n.is_finite() && n > 0.0) {
+            return Err(format!("rate `{s}` must be above zero (or \"off\")"));
+        }
+        Ok(Rate::PerSecond(n / seconds))
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// SQLite file (created with its folder); relative paths are from the working directory.
+    pub path: PathBuf,
+    /// How long accepted message ids are remembered to answer re-deliveries with "duplicate".
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+    /// SQLite `synchronous`: `"normal"` (survives a crash of the process; a power loss may lose the last
+    /// commits) or `"full"` (also survives power loss, slower writes).
+    pub synchronous: Synchronous,
+    /// How long a write waits for a lock held by another process before the store counts as unwritable.
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("data/autoseen.db"),
+            dedup_window: Duration::from_secs(48 * 3600),
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Bearer token for `/admin/*`; when unset, the admin endpoints are off (404).
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `json` (one object per line) or `pretty`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `autoseen=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Json,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// One thing wrong with the settings: where, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `config/autoseen.toml`, `config/autoseen.toml:12` or `environment`.
+    pub place: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.place, self.message)
+    }
+}
+
+/// The settings could not be loaded; every problem found is listed.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct SettingsError {
+    pub problems: Vec<Problem>,
+}
+
+impl Settings {
+    /// Loads `dir/autoseen.toml` and the environment, and checks the result.
+    pub fn load(dir: &Path) -> Result<Settings, SettingsError> {
+        Self::load_with_env(dir, None)
+    }
+
+    /// As [`Settings::load`], with the environment given instead of read from the process (for tests).
+    pub fn load_with_env(
+        dir: &Path,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Settings, SettingsError> {
+        let path = dir.join(SETTINGS_FILE);
+        let place = path.display().to_string();
+        let fail = |place: String, message: String| SettingsError {
+            problems: vec![Problem { place, message }],
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            fail(
+                place.clone(),
+                format!("cannot read it ({e}); pass the folder that holds it with --config DIR"),
+            )
+        })?;
+        if let Err(e) = toml::from_str::<Settings>(&text) {
+            let line = e
+                .span()
+                .map(|s| format!(":{}", line_of(&text, s.start)))
+                .unwrap_or_default();
+            return Err(fail(format!("{place}{line}"), e.message().to_string()));
+        }
+        let mut environment = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("webhook.hmac_keys")
+            .try_parsing(true);
+        if let Some(env) = env {
+            environment = environment.source(Some(env.into_iter().collect()));
+        }
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .add_source(environment)
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| {
+                fail(
+                    "environment".into(),
+                    format!("{e} (variables are named AUTOSEEN__<SECTION>__<KEY>)"),
+                )
+            })?;
+        let problems = settings.problems(&place);
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(SettingsError { problems })
+        }
+    }
+
+    /// Checks that span fields, or that serde cannot express.
+    fn problems(&self, place: &str) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut bad = |key: &str, message: String| {
+            out.push(Problem {
+                place: place.to_string(),
+                message: format!("`{key}` {message}"),
+            })
+        };
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            bad(
+                "server.listen",
+                format!("is `{}`, not an address like \"0.0.0.0:8080\"", self.server.listen),
+            );
+        }
+        if self.server.max_body_bytes == 0 {
+            bad("server.max_body_bytes", "must be above zero".into());
+        }
+        let urls = std::iter::once(("wasend.base_url".to_string(), &self.wasend.base_url)).chain(
+            self.wasend.sessions.iter().filter_map(|(name, o)| {
+                o.base_url.as_ref().map(|u| (format!("wasend.sessions.{name}.base_url"), u))
+            }),
+        );
+        for (key, url) in urls {
+            match reqwest::Url::parse(url) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                _ => bad(&key, format!("is `{url}`, not an http(s) URL like \"https://api.wasend.dev\"")),
+            }
+        }
+        let d = &self.delivery;
+        if d.max_attempts == 0 {
+            bad("delivery.max_attempts", "must be at least 1".into());
+        }
+        if d.backoff_initial.is_zero() || d.backoff_initial > d.backoff_max {
+            bad(
+                "delivery.backoff_initial",
+                "must be above zero and at most `delivery.backoff_max`".into(),
+            );
+        }
+        if d.burst == 0 {
+            bad("delivery.burst", "must be at least 1".into());
+        }
+        if d.max_in_flight == 0 {
+            bad("delivery.max_in_flight", "must be at least 1".into());
+        }
+        if self.wasend.timeout.is_zero() {
+            bad("wasend.timeout", "must be above zero".into());
+        }
+        if self.webhook.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
+            bad("webhook.token", "is empty; remove it or set a long random value".into());
+        }
+        if self.webhook.all_hmac_keys().iter().any(|k| k.expose().is_empty()) {
+            bad("webhook.hmac_key", "is empty; remove it or set the key configured in Wasend".into());
+        }
+        out
+    }
+
+    /// What `serve` needs on top of a valid file: an API key for every session it may call.
+    pub fn check_ready_to_serve(&self) -> Result<(), SettingsError> {
+        if self.wasend.dry_run || self.wasend.api_key.is_some() {
+            return Ok(());
+        }
+        Err(SettingsError {
+            problems: vec![Problem {
+                place: "environment".into(),
+                message: "`wasend.api_key` is not set: set AUTOSEEN__WASEND__API_KEY to your Wasend API key \
+                          (or set `wasend.dry_run = true` to try rules without calling the API)"
+                    .into(),
+            }],
+        })
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.server.listen.parse().expect("checked when loaded")
+    }
+}
+
+/// 1-based line number of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn dir_with(text: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SETTINGS_FILE), text).unwrap();
+        dir
+    }
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let dir = dir_with(text);
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::load_with_env(dir.path(), Some(env))
+    }
+
+    #[test]
+    fn defaults_apply_to_an_empty_file() {
+        let s = load("", &[]).unwrap();
+        assert_eq!(s.server.listen, "0.0.0.0:8080");
+        assert_eq!(s.server.max_body_bytes, 1 << 20);
+        assert_eq!(s.wasend.base_url, "https://api.wasend.dev");
+        assert_eq!(s.wasend.timeout, Duration::from_secs(10));
+        assert_eq!(s.delivery.rate_per_session, Rate::PerSecond(1.0));
+        assert!(s.check_ready_to_serve().is_err());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let s = load(
+            "[wasend]\ntimeout = \"2s\"\n",
+            &[
+                ("AUTOSEEN__WASEND__API_KEY", "k-123"),
+                ("AUTOSEEN__WASEND__TIMEOUT", "250ms"),
+                ("AUTOSEEN__SERVER__MAX_BODY_BYTES", "2048"),
+                ("AUTOSEEN__WASEND__DRY_RUN", "true"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.wasend.api_key.as_ref().unwrap().expose(), "k-123");
+        assert_eq!(s.wasend.timeout, Duration::from_millis(250));
+        assert_eq!(s.server.max_body_bytes, 2048);
+        assert!(s.wasend.dry_run);
+        assert!(s.check_ready_to_serve().is_ok());
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let err = load("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", &[]).unwrap_err();
+        let p = &err.problems[0];
+        assert!(p.place.ends_with("autoseen.toml:3"), "{p}");
+        assert!(p.message.contains("lisen"), "{p}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_hint() {
+        let err = load("[delivery]\nrate_per_session = \"fast\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("N/min"), "{err}");
+        let err = load("[server]\nlisten = \"nowhere\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("server.listen"), "{err}");
+        let err = load("[wasend]\ntimeout = \"soon\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains(":2"), "{err}");
+    }
+
+    #[test]
+    fn rates_parse_in_every_unit() {
+        assert_eq!("off".parse::<Rate>(), Ok(Rate::Off));
+        assert_eq!("2/s".parse::<Rate>(), Ok(Rate::PerSecond(2.0)));
+        assert_eq!("60/min".parse::<Rate>(), Ok(Rate::PerSecond(1.0)));
+        assert_eq!("3600/h".parse::<Rate>(), Ok(Rate::PerSecond(1.0)));
+        assert!("0/s".parse::<Rate>().is_err());
+        assert!("5".parse::<Rate>().is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = load(
+            "[webhook]\nhmac_key = \"hmac-secret-1\"\n[admin]\ntoken = \"admin-secret-1\"\n",
+            &[("AUTOSEEN__WASEND__API_KEY", "api-secret-1")],
+        )
+        .unwrap();
+        let printed = format!("{s:?}");
+        for secret in ["hmac-secret-1", "admin-secret-1", "api-secret-1"] {
+            assert!(!printed.contains(secret), "{secret} leaked: {printed}");
+        }
+        assert!(printed.contains("***"));
+    }
+}
