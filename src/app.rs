@@ -38,13 +38,21 @@ pub struct Application {
 
 impl Application {
     /// Opens the store, loads pending receipts and binds the listener (port 0 picks a free port).
-    pub async fn build(config_dir: PathBuf, settings: Settings, rules: Rules) -> anyhow::Result<Self> {
+    pub async fn build(
+        config_dir: PathBuf,
+        settings: Settings,
+        rules: Rules,
+    ) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let store: Arc<dyn Store> = store::sqlite::open(&settings.store)?;
         let client = WasendClient::new(&settings.wasend).context("cannot build the HTTP client")?;
         let clock = Clock::system();
-        let (mut scheduler, handle) = Scheduler::new(store.clone(), client, clock, settings.delivery.clone());
-        let chats = scheduler.load().await.context("cannot load pending receipts")?;
+        let (mut scheduler, handle) =
+            Scheduler::new(store.clone(), client, clock, settings.delivery.clone());
+        let chats = scheduler
+            .load()
+            .await
+            .context("cannot load pending receipts")?;
         info!(chats, "pending receipts loaded");
         let live = LiveRules::new(rules);
         let reloader = Reloader::new(config_dir, live.clone());
@@ -75,15 +83,22 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` completes, then drains as described in the module docs.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let addr = self.local_addr();
         let settings = self.settings;
         if settings.webhook.token.is_none() && settings.webhook.all_hmac_keys().is_empty() {
-            warn!("the webhook is open: set webhook.hmac_key or webhook.token so only Wasend can call it");
+            warn!(
+                "the webhook is open: set webhook.hmac_key or webhook.token so only Wasend can call it"
+            );
         }
         if settings.wasend.dry_run {
             warn!("dry run: receipts are scheduled and logged but sendSeen is never called");
@@ -108,13 +123,17 @@ impl Application {
         info!("shutting down: no new webhooks; finishing requests and sends in flight");
         let deadline = tokio::time::Instant::now() + settings.server.shutdown_timeout;
         match tokio::time::timeout_at(deadline, server).await {
-            Ok(result) => result.context("server task failed")?.context("server failed")?,
+            Ok(result) => result
+                .context("server task failed")?
+                .context("server failed")?,
             Err(_) => warn!("requests still in flight at the shutdown timeout were dropped"),
         }
         stop_sending.cancel();
         background.cancel();
         if tokio::time::timeout_at(deadline, scheduler).await.is_err() {
-            warn!("sends still in flight at the shutdown timeout stay pending and will be sent after restart");
+            warn!(
+                "sends still in flight at the shutdown timeout stay pending and will be sent after restart"
+            );
         }
         info!("stopped");
         Ok(())
@@ -192,14 +211,18 @@ impl Reloader {
                 let _ = tx.send(());
             }
         });
-        let _watcher = match watcher.and_then(|mut w| w.watch(&self.dir, notify::RecursiveMode::Recursive).map(|_| w)) {
+        let _watcher = match watcher.and_then(|mut w| {
+            w.watch(&self.dir, notify::RecursiveMode::Recursive)
+                .map(|_| w)
+        }) {
             Ok(w) => Some(w),
             Err(e) => {
                 warn!(error = %e, "cannot watch the config folder; reload with SIGHUP or /admin/reload");
                 None
             }
         };
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
             let trigger = tokio::select! {
                 Some(()) = rx.recv() => {

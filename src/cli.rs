@@ -14,7 +14,11 @@ use crate::settings::Settings;
 use crate::webhook::{self, Event};
 
 #[derive(Parser)]
-#[command(name = "autoseen", version, about = "Marks incoming WhatsApp messages as seen through Wasend, as rules say")]
+#[command(
+    name = "autoseen",
+    version,
+    about = "Marks incoming WhatsApp messages as seen through Wasend, as rules say"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,7 +27,12 @@ struct Cli {
 #[derive(Args)]
 struct ConfigDir {
     /// Folder holding autoseen.toml and rules.toml.
-    #[arg(long = "config", env = "AUTOSEEN_CONFIG", default_value = "config", value_name = "DIR")]
+    #[arg(
+        long = "config",
+        env = "AUTOSEEN_CONFIG",
+        default_value = "config",
+        value_name = "DIR"
+    )]
     dir: PathBuf,
 }
 
@@ -78,7 +87,11 @@ fn check(dir: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(_) => print_problems(problems),
-        Err(e) => print_problems(problems.into_iter().chain(e.0.iter().map(ToString::to_string))),
+        Err(e) => print_problems(
+            problems
+                .into_iter()
+                .chain(e.0.iter().map(ToString::to_string)),
+        ),
     }
 }
 
@@ -119,7 +132,12 @@ fn explain(dir: &Path, event: &Path, at: Option<&str>) -> ExitCode {
         Some(Ok(z)) => z.timestamp(),
         Some(Err(_)) => match at.map(str::parse::<Timestamp>) {
             Some(Ok(t)) => t,
-            _ => return print_problems([format!("--at `{}` is not an RFC 3339 time like 2026-11-26T09:30:00+01:00", at.unwrap_or_default())]),
+            _ => {
+                return print_problems([format!(
+                    "--at `{}` is not an RFC 3339 time like 2026-11-26T09:30:00+01:00",
+                    at.unwrap_or_default()
+                )]);
+            }
         },
     };
     let mut body = Vec::new();
@@ -143,7 +161,9 @@ fn explain(dir: &Path, event: &Path, at: Option<&str>) -> ExitCode {
         Err(e) => return print_problems([format!("{}: {e}", event.display())]),
     };
     let out = match rules.decide(&message, now) {
-        Decision::Ignore { rule, reason } => json!({"decision": "ignore", "rule": rule, "reason": reason.as_str()}),
+        Decision::Ignore { rule, reason } => {
+            json!({"decision": "ignore", "rule": rule, "reason": reason.as_str()})
+        }
         Decision::Seen {
             rule,
             not_before,
@@ -158,6 +178,9 @@ fn explain(dir: &Path, event: &Path, at: Option<&str>) -> ExitCode {
             "latest": add(not_before, delay.max).to_string(),
         }),
     };
-    println!("{}", serde_json::to_string_pretty(&out).expect("JSON values serialize"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&out).expect("JSON values serialize")
+    );
     ExitCode::SUCCESS
 }

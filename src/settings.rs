@@ -96,7 +96,11 @@ pub struct WebhookSettings {
 impl WebhookSettings {
     /// Every HMAC key that passes.
     pub fn all_hmac_keys(&self) -> Vec<Secret> {
-        self.hmac_key.iter().chain(&self.hmac_keys).cloned().collect()
+        self.hmac_key
+            .iter()
+            .chain(&self.hmac_keys)
+            .cloned()
+            .collect()
     }
 }
 
@@ -200,7 +204,9 @@ impl std::str::FromStr for Rate {
 
 impl<'de> Deserialize<'de> for Rate {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -360,7 +366,10 @@ impl Settings {
         if self.server.listen.parse::<SocketAddr>().is_err() {
             bad(
                 "server.listen",
-                format!("is `{}`, not an address like \"0.0.0.0:8080\"", self.server.listen),
+                format!(
+                    "is `{}`, not an address like \"0.0.0.0:8080\"",
+                    self.server.listen
+                ),
             );
         }
         if self.server.max_body_bytes == 0 {
@@ -368,13 +377,18 @@ impl Settings {
         }
         let urls = std::iter::once(("wasend.base_url".to_string(), &self.wasend.base_url)).chain(
             self.wasend.sessions.iter().filter_map(|(name, o)| {
-                o.base_url.as_ref().map(|u| (format!("wasend.sessions.{name}.base_url"), u))
+                o.base_url
+                    .as_ref()
+                    .map(|u| (format!("wasend.sessions.{name}.base_url"), u))
             }),
         );
         for (key, url) in urls {
             match reqwest::Url::parse(url) {
                 Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-                _ => bad(&key, format!("is `{url}`, not an http(s) URL like \"https://api.wasend.dev\"")),
+                _ => bad(
+                    &key,
+                    format!("is `{url}`, not an http(s) URL like \"https://api.wasend.dev\""),
+                ),
             }
         }
         let d = &self.delivery;
@@ -396,11 +410,27 @@ impl Settings {
         if self.wasend.timeout.is_zero() {
             bad("wasend.timeout", "must be above zero".into());
         }
-        if self.webhook.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
-            bad("webhook.token", "is empty; remove it or set a long random value".into());
+        if self
+            .webhook
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expose().is_empty())
+        {
+            bad(
+                "webhook.token",
+                "is empty; remove it or set a long random value".into(),
+            );
         }
-        if self.webhook.all_hmac_keys().iter().any(|k| k.expose().is_empty()) {
-            bad("webhook.hmac_key", "is empty; remove it or set the key configured in Wasend".into());
+        if self
+            .webhook
+            .all_hmac_keys()
+            .iter()
+            .any(|k| k.expose().is_empty())
+        {
+            bad(
+                "webhook.hmac_key",
+                "is empty; remove it or set the key configured in Wasend".into(),
+            );
         }
         out
     }
@@ -427,7 +457,11 @@ impl Settings {
 
 /// 1-based line number of a byte offset.
 pub fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 #[cfg(test)]
@@ -443,7 +477,10 @@ mod tests {
 
     fn load(text: &str, env: &[(&str, &str)]) -> Result<Settings, SettingsError> {
         let dir = dir_with(text);
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::load_with_env(dir.path(), Some(env))
     }
 

@@ -123,7 +123,9 @@ pub fn normalize_chat(id: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// What kind of conversation a chat is; rule files name these in `chat_types`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ChatType {
     Direct,

@@ -48,7 +48,11 @@ struct Limit {
 }
 
 fn store_error(e: crate::store::StoreError) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        e.to_string(),
+    )
 }
 
 async fn pending(
@@ -79,7 +83,10 @@ async fn dead(
     Ok(Json(json!({ "dead": rows })))
 }
 
-async fn replay(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn replay(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
     let now = state.clock.now_ms();
     let chats = state.store.replay_dead(now).await.map_err(store_error)?;
@@ -91,7 +98,10 @@ async fn replay(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resul
     Ok(Json(json!({ "status": "replayed", "chats": n })))
 }
 
-async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn reload(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
     match (state.reload)() {
         Ok(n) => Ok(Json(json!({ "status": "reloaded", "rules": n }))),

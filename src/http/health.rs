@@ -15,7 +15,10 @@ pub async fn healthz() -> Json<Value> {
 
 pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     match state.store.check_writable().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready", "rules": state.rules.get().len()}))),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "rules": state.rules.get().len()})),
+        ),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "unavailable", "reason": e.to_string()})),

@@ -92,6 +92,9 @@ impl IntoResponse for ApiError {
 pub fn secrets_match(given: &str, expected: &Secret) -> bool {
     use sha2::{Digest, Sha256};
     use subtle::ConstantTimeEq;
-    let (a, b) = (Sha256::digest(given.as_bytes()), Sha256::digest(expected.expose().as_bytes()));
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.expose().as_bytes()),
+    );
     a.as_slice().ct_eq(b.as_slice()).into()
 }

@@ -39,13 +39,30 @@ pub async fn with_token(
 
 /// A successful answer.
 enum Reply {
-    Scheduled { rule: Arc<str>, due_in_ms: i64 },
-    Ignored { reason: String, rule: Option<Arc<str>> },
+    Scheduled {
+        rule: Arc<str>,
+        due_in_ms: i64,
+    },
+    Ignored {
+        reason: String,
+        rule: Option<Arc<str>>,
+    },
     Duplicate,
 }
 
-async fn receive(state: Arc<AppState>, token: Option<String>, headers: HeaderMap, body: Body) -> Response {
-    let span = info_span!("webhook", session = Empty, chat = Empty, message_id = Empty, rule = Empty);
+async fn receive(
+    state: Arc<AppState>,
+    token: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let span = info_span!(
+        "webhook",
+        session = Empty,
+        chat = Empty,
+        message_id = Empty,
+        rule = Empty
+    );
     async move {
         let started = Instant::now();
         let result = handle(&state, token, &headers, body).await;
@@ -82,7 +99,12 @@ async fn receive(state: Arc<AppState>, token: Option<String>, headers: HeaderMap
     .await
 }
 
-async fn handle(state: &AppState, token: Option<String>, headers: &HeaderMap, body: Body) -> Result<Reply, ApiError> {
+async fn handle(
+    state: &AppState,
+    token: Option<String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Reply, ApiError> {
     let settings = &state.settings;
     let token_ok = match (&settings.webhook.token, &token) {
         (None, None) => true,
@@ -97,7 +119,8 @@ async fn handle(state: &AppState, token: Option<String>, headers: &HeaderMap, bo
     if !state.hmac_keys.is_empty() {
         verify_signature(state, headers, &body)?;
     }
-    let event = webhook::parse(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
+    let event = webhook::parse(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
     let message = match event {
         Event::Message(m) => m,
         Event::Other { event } => {
@@ -121,7 +144,8 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.split(';').next())
         .is_some_and(|mime| {
             let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         });
     if is_json {
         Ok(())
@@ -135,7 +159,11 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Reads the body, refusing it as soon as it is known to be over the limit (never buffering more).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -156,7 +184,11 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<byte
         if is_limit {
             too_large()
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "could not read the request body")
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "could not read the request body",
+            )
         }
     })
 }
@@ -171,7 +203,8 @@ fn verify_signature(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resul
         }
     };
     let result = (|| {
-        let algorithm = single(HMAC_ALGORITHM_HEADER).map_err(|_| "several algorithm headers".to_string())?;
+        let algorithm =
+            single(HMAC_ALGORITHM_HEADER).map_err(|_| "several algorithm headers".to_string())?;
         let algorithm = Algorithm::from_header(algorithm).map_err(|e| e.to_string())?;
         let signature = single(HMAC_HEADER).map_err(|_| "several signature headers".to_string())?;
         webhook::verify(&state.hmac_keys, algorithm, signature, body).map_err(|e| e.to_string())
@@ -226,7 +259,12 @@ async fn decide_and_store(state: &AppState, message: IncomingMessage) -> Result<
                 read_on_reply,
                 accepted_at_ms: now.as_millisecond(),
             };
-            match state.store.accept(receipt).await.map_err(store_unavailable)? {
+            match state
+                .store
+                .accept(receipt)
+                .await
+                .map_err(store_unavailable)?
+            {
                 Accepted::Duplicate => Ok(Reply::Duplicate),
                 Accepted::New { .. } => {
                     state.scheduler.wake(chat, due.as_millisecond());

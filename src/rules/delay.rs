@@ -20,8 +20,12 @@ impl DelayRange {
     /// Parses `"5s"` or `"2s..10s"`; durations as `250ms`, `10s`, `2m`, `1h`.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let one = |s: &str| {
-            humantime::parse_duration(s.trim())
-                .map_err(|_| format!("`{}` is not a duration; write it like \"250ms\", \"10s\", \"2m\" or \"1h\"", s.trim()))
+            humantime::parse_duration(s.trim()).map_err(|_| {
+                format!(
+                    "`{}` is not a duration; write it like \"250ms\", \"10s\", \"2m\" or \"1h\"",
+                    s.trim()
+                )
+            })
         };
         let (min, max) = match raw.split_once("..") {
             Some((a, b)) => (one(a)?, one(b)?),
@@ -67,15 +71,29 @@ mod tests {
     fn fixed_and_ranged_delays_parse() {
         assert_eq!(DelayRange::parse("0s").unwrap(), DelayRange::ZERO);
         let r = DelayRange::parse("2s..10s").unwrap();
-        assert_eq!((r.min, r.max), (Duration::from_secs(2), Duration::from_secs(10)));
+        assert_eq!(
+            (r.min, r.max),
+            (Duration::from_secs(2), Duration::from_secs(10))
+        );
         let r = DelayRange::parse("250ms .. 2m").unwrap();
-        assert_eq!((r.min, r.max), (Duration::from_millis(250), Duration::from_secs(120)));
+        assert_eq!(
+            (r.min, r.max),
+            (Duration::from_millis(250), Duration::from_secs(120))
+        );
     }
 
     #[test]
     fn a_range_that_runs_backwards_or_garbage_is_refused() {
-        assert!(DelayRange::parse("10s..2s").unwrap_err().contains("smaller delay first"));
-        assert!(DelayRange::parse("soon").unwrap_err().contains("not a duration"));
+        assert!(
+            DelayRange::parse("10s..2s")
+                .unwrap_err()
+                .contains("smaller delay first")
+        );
+        assert!(
+            DelayRange::parse("soon")
+                .unwrap_err()
+                .contains("not a duration")
+        );
         assert!(DelayRange::parse("1s..").is_err());
     }
 

@@ -117,7 +117,9 @@ pub fn load(dir: &Path) -> Result<Rules, RulesError> {
                     file,
                     line: None,
                     rule: None,
-                    message: format!("cannot read it ({e}); every config folder needs a {RULES_FILE}"),
+                    message: format!(
+                        "cannot read it ({e}); every config folder needs a {RULES_FILE}"
+                    ),
                 }]));
             }
         }
@@ -200,7 +202,8 @@ pub fn compile(sources: &[(PathBuf, String)]) -> Result<Rules, RulesError> {
         let rule = compile_rule(&raw, &defaults, &file, line);
         match rule {
             Ok(rule) => {
-                if let Some(earlier) = rules.iter().find(|e| e.conditions.covers(&rule.conditions)) {
+                if let Some(earlier) = rules.iter().find(|e| e.conditions.covers(&rule.conditions))
+                {
                     errors.push(err(format!(
                         "can never match: rule `{}` (line {} of {}) matches everything it matches and comes \
                          first; move this rule above it or narrow the earlier one",
@@ -249,36 +252,50 @@ fn compile_outcome(raw: &RawOutcome, base: &Outcome) -> Result<Outcome, String> 
     })
 }
 
-fn compile_rule(raw: &RawRule, defaults: &Outcome, file: &Path, line: usize) -> Result<Rule, Vec<String>> {
+fn compile_rule(
+    raw: &RawRule,
+    defaults: &Outcome,
+    file: &Path,
+    line: usize,
+) -> Result<Rule, Vec<String>> {
     let mut errors = Vec::new();
-    let mut list = |key: &str, values: &Option<Vec<String>>, chat_like: bool| -> Option<BTreeSet<String>> {
-        let values = values.as_ref()?;
-        if values.is_empty() {
-            errors.push(format!("`{key}` is an empty list, which matches nothing; remove the key to match any"));
-            return None;
-        }
-        let mut out = BTreeSet::new();
-        for v in values {
-            let p = if chat_like {
-                normalize_chat_pattern(v)
-            } else {
-                Ok(v.trim().to_string())
-            };
-            match p {
-                Ok(p) => {
-                    out.insert(p);
-                }
-                Err(e) => errors.push(format!("{key}: {e}")),
+    let mut list =
+        |key: &str, values: &Option<Vec<String>>, chat_like: bool| -> Option<BTreeSet<String>> {
+            let values = values.as_ref()?;
+            if values.is_empty() {
+                errors.push(format!(
+                    "`{key}` is an empty list, which matches nothing; remove the key to match any"
+                ));
+                return None;
             }
-        }
-        Some(out)
-    };
+            let mut out = BTreeSet::new();
+            for v in values {
+                let p = if chat_like {
+                    normalize_chat_pattern(v)
+                } else {
+                    Ok(v.trim().to_string())
+                };
+                match p {
+                    Ok(p) => {
+                        out.insert(p);
+                    }
+                    Err(e) => errors.push(format!("{key}: {e}")),
+                }
+            }
+            Some(out)
+        };
     let sessions = list("sessions", &raw.sessions, false);
     let chats = list("chats", &raw.chats, true);
     let senders = list("senders", &raw.senders, true);
-    let chat_types = raw.chat_types.as_ref().map(|t| t.iter().copied().collect::<BTreeSet<_>>());
+    let chat_types = raw
+        .chat_types
+        .as_ref()
+        .map(|t| t.iter().copied().collect::<BTreeSet<_>>());
     if chat_types.as_ref().is_some_and(BTreeSet::is_empty) {
-        errors.push("`chat_types` is an empty list, which matches nothing; remove the key to match any".into());
+        errors.push(
+            "`chat_types` is an empty list, which matches nothing; remove the key to match any"
+                .into(),
+        );
     }
     let text = raw.text.as_ref().and_then(|t| match regex::Regex::new(t) {
         Ok(r) => Some(r),

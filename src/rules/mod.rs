@@ -77,11 +77,16 @@ pub struct Conditions {
 
 impl Conditions {
     fn matches(&self, m: &IncomingMessage) -> bool {
-        let glob = |c: &Option<(BTreeSet<String>, GlobSet)>, s: &str| c.as_ref().is_none_or(|(_, g)| g.is_match(s));
+        let glob = |c: &Option<(BTreeSet<String>, GlobSet)>, s: &str| {
+            c.as_ref().is_none_or(|(_, g)| g.is_match(s))
+        };
         glob(&self.sessions, m.session.as_str())
             && glob(&self.chats, &m.chat.for_matching())
             && glob(&self.senders, &m.sender.for_matching())
-            && self.chat_types.as_ref().is_none_or(|t| t.contains(&m.chat.chat_type()))
+            && self
+                .chat_types
+                .as_ref()
+                .is_none_or(|t| t.contains(&m.chat.chat_type()))
             && self.has_media.is_none_or(|h| h == m.has_media)
             && self
                 .text
@@ -99,10 +104,16 @@ impl Conditions {
                 (Some(a), Some(b)) => b.is_subset(a),
             }
         }
-        list(self.sessions.as_ref().map(|s| &s.0), later.sessions.as_ref().map(|s| &s.0))
-            && list(self.chats.as_ref().map(|s| &s.0), later.chats.as_ref().map(|s| &s.0))
-            && list(self.senders.as_ref().map(|s| &s.0), later.senders.as_ref().map(|s| &s.0))
-            && list(self.chat_types.as_ref(), later.chat_types.as_ref())
+        list(
+            self.sessions.as_ref().map(|s| &s.0),
+            later.sessions.as_ref().map(|s| &s.0),
+        ) && list(
+            self.chats.as_ref().map(|s| &s.0),
+            later.chats.as_ref().map(|s| &s.0),
+        ) && list(
+            self.senders.as_ref().map(|s| &s.0),
+            later.senders.as_ref().map(|s| &s.0),
+        ) && list(self.chat_types.as_ref(), later.chat_types.as_ref())
             && match (&self.text, &later.text) {
                 (None, _) => true,
                 (Some(a), Some(b)) => a.as_str() == b.as_str(),
@@ -190,7 +201,9 @@ impl Rules {
             .rules
             .iter()
             .find(|r| r.conditions.matches(message))
-            .map_or((Arc::from(DEFAULTS_RULE), &self.defaults), |r| (r.name.clone(), &r.outcome));
+            .map_or((Arc::from(DEFAULTS_RULE), &self.defaults), |r| {
+                (r.name.clone(), &r.outcome)
+            });
         if outcome.action == Action::Ignore {
             return Decision::Ignore {
                 rule: Some(name),
@@ -200,7 +213,8 @@ impl Rules {
         let not_before = if outcome.windows.is_empty() {
             Some(now)
         } else {
-            next_open(&outcome.windows, now).filter(|&t| t == now || outcome.outside_windows == OutsideWindows::Wait)
+            next_open(&outcome.windows, now)
+                .filter(|&t| t == now || outcome.outside_windows == OutsideWindows::Wait)
         };
         match not_before {
             Some(not_before) => Decision::Seen {

@@ -63,14 +63,28 @@ mod tests {
 
     #[test]
     fn phone_numbers_in_common_forms_become_one_chat_id() {
-        for raw in ["+49 151 1234567", "0049 151 1234567", "491511234567", "+49 (151) 123-4567"] {
-            assert_eq!(normalize_chat_pattern(raw).unwrap(), "491511234567@c.us", "{raw}");
+        for raw in [
+            "+49 151 1234567",
+            "0049 151 1234567",
+            "491511234567",
+            "+49 (151) 123-4567",
+        ] {
+            assert_eq!(
+                normalize_chat_pattern(raw).unwrap(),
+                "491511234567@c.us",
+                "{raw}"
+            );
         }
     }
 
     #[test]
     fn normalization_is_idempotent() {
-        for raw in ["+49 151 1234567", "491511234567@s.whatsapp.net", "*@g.us", "status@broadcast"] {
+        for raw in [
+            "+49 151 1234567",
+            "491511234567@s.whatsapp.net",
+            "*@g.us",
+            "status@broadcast",
+        ] {
             let once = normalize_chat_pattern(raw).unwrap();
             assert_eq!(normalize_chat_pattern(&once).unwrap(), once, "{raw}");
         }
@@ -78,10 +92,26 @@ mod tests {
 
     #[test]
     fn national_numbers_and_nonsense_are_refused_with_a_hint() {
-        assert!(normalize_chat_pattern("0151 1234567").unwrap_err().contains("country code"));
-        assert!(normalize_chat_pattern("boss").unwrap_err().contains("neither"));
-        assert!(normalize_chat_pattern("4915*").unwrap_err().contains("server part"));
-        assert!(normalize_chat_pattern("+49 1").unwrap_err().contains("digits"));
+        assert!(
+            normalize_chat_pattern("0151 1234567")
+                .unwrap_err()
+                .contains("country code")
+        );
+        assert!(
+            normalize_chat_pattern("boss")
+                .unwrap_err()
+                .contains("neither")
+        );
+        assert!(
+            normalize_chat_pattern("4915*")
+                .unwrap_err()
+                .contains("server part")
+        );
+        assert!(
+            normalize_chat_pattern("+49 1")
+                .unwrap_err()
+                .contains("digits")
+        );
     }
 
     #[test]

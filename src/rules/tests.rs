@@ -8,7 +8,9 @@ fn rules(text: &str) -> Rules {
 }
 
 fn errors(text: &str) -> Vec<RuleError> {
-    compile(&[(PathBuf::from("rules.toml"), text.to_string())]).unwrap_err().0
+    compile(&[(PathBuf::from("rules.toml"), text.to_string())])
+        .unwrap_err()
+        .0
 }
 
 fn msg(session: &str, chat: &str) -> IncomingMessage {
@@ -67,18 +69,39 @@ action = "ignore"
 fn the_first_matching_rule_decides() {
     let r = rules(SAMPLE);
     assert_eq!(r.len(), 4);
-    assert_eq!(rule_of(&r.decide(&msg("default", "status@broadcast"), now())), Some("no-status"));
-    assert_eq!(rule_of(&r.decide(&msg("sales", "491511234567@c.us"), now())), Some("vip-instant"));
-    assert_eq!(rule_of(&r.decide(&msg("support-eu", "491517654321@s.whatsapp.net"), now())), Some("vip-instant"));
+    assert_eq!(
+        rule_of(&r.decide(&msg("default", "status@broadcast"), now())),
+        Some("no-status")
+    );
+    assert_eq!(
+        rule_of(&r.decide(&msg("sales", "491511234567@c.us"), now())),
+        Some("vip-instant")
+    );
+    assert_eq!(
+        rule_of(&r.decide(&msg("support-eu", "491517654321@s.whatsapp.net"), now())),
+        Some("vip-instant")
+    );
     // Same chat, other session: not VIP.
-    assert_eq!(rule_of(&r.decide(&msg("default", "491511234567@c.us"), now())), Some("defaults"));
-    assert_eq!(rule_of(&r.decide(&msg("default", "1203@g.us"), now())), Some("groups-office-hours"));
+    assert_eq!(
+        rule_of(&r.decide(&msg("default", "491511234567@c.us"), now())),
+        Some("defaults")
+    );
+    assert_eq!(
+        rule_of(&r.decide(&msg("default", "1203@g.us"), now())),
+        Some("groups-office-hours")
+    );
 }
 
 #[test]
 fn what_a_rule_leaves_out_comes_from_defaults() {
     let r = rules(SAMPLE);
-    let Decision::Seen { delay, read_on_reply, not_before, .. } = r.decide(&msg("default", "4915@c.us"), now()) else {
+    let Decision::Seen {
+        delay,
+        read_on_reply,
+        not_before,
+        ..
+    } = r.decide(&msg("default", "4915@c.us"), now())
+    else {
         panic!("expected seen")
     };
     assert_eq!(delay, DelayRange::parse("2s..10s").unwrap());
@@ -97,7 +120,10 @@ fn our_own_messages_are_never_marked_seen() {
     m.from_me = true;
     assert_eq!(
         r.decide(&m, now()),
-        Decision::Ignore { rule: None, reason: IgnoreReason::FromMe }
+        Decision::Ignore {
+            rule: None,
+            reason: IgnoreReason::FromMe
+        }
     );
 }
 
@@ -150,12 +176,21 @@ outside_windows = "ignore"
     let Decision::Seen { not_before, .. } = r.decide(&msg("s", "4915@c.us"), night) else {
         panic!("expected seen")
     };
-    assert_eq!(not_before, "2026-11-26T09:00:00Z".parse::<Timestamp>().unwrap());
+    assert_eq!(
+        not_before,
+        "2026-11-26T09:00:00Z".parse::<Timestamp>().unwrap()
+    );
     assert_eq!(
         r.decide(&msg("s", "1203@g.us"), night),
-        Decision::Ignore { rule: Some("office-strict".into()), reason: IgnoreReason::OutsideWindow }
+        Decision::Ignore {
+            rule: Some("office-strict".into()),
+            reason: IgnoreReason::OutsideWindow
+        }
     );
-    assert!(matches!(r.decide(&msg("s", "1203@g.us"), now()), Decision::Seen { .. }));
+    assert!(matches!(
+        r.decide(&msg("s", "1203@g.us"), now()),
+        Decision::Seen { .. }
+    ));
 }
 
 #[test]
@@ -168,16 +203,33 @@ fn deciding_is_deterministic_for_a_fixed_now() {
 fn assert_error(text: &str, line: usize, rule: Option<&str>, needle: &str) {
     let errs = errors(text);
     assert!(
-        errs.iter().any(|e| e.line == Some(line) && e.rule.as_deref() == rule && e.message.contains(needle)),
+        errs.iter().any(|e| e.line == Some(line)
+            && e.rule.as_deref() == rule
+            && e.message.contains(needle)),
         "wanted line {line} rule {rule:?} containing {needle:?}, got: {errs:#?}"
     );
 }
 
 #[test]
 fn every_kind_of_mistake_is_reported_with_line_rule_and_hint() {
-    assert_error("[[rules]]\nname = \"a\"\nchatz = [\"x\"]\n", 3, None, "unknown field `chatz`");
-    assert_error("\n[[rules]]\nname = \"a\"\nsessions = [\"[a-\"]\n", 2, Some("a"), "not a valid pattern");
-    assert_error("[[rules]]\nname = \"a\"\ntext = \"(unclosed\"\n", 1, Some("a"), "regular expression");
+    assert_error(
+        "[[rules]]\nname = \"a\"\nchatz = [\"x\"]\n",
+        3,
+        None,
+        "unknown field `chatz`",
+    );
+    assert_error(
+        "\n[[rules]]\nname = \"a\"\nsessions = [\"[a-\"]\n",
+        2,
+        Some("a"),
+        "not a valid pattern",
+    );
+    assert_error(
+        "[[rules]]\nname = \"a\"\ntext = \"(unclosed\"\n",
+        1,
+        Some("a"),
+        "regular expression",
+    );
     assert_error(
         "[[rules]]\nname = \"a\"\nwindows = [{ days = \"mon\", hours = \"09:00-10:00\", tz = \"Nowhere/City\" }]\n",
         1,
@@ -190,7 +242,12 @@ fn every_kind_of_mistake_is_reported_with_line_rule_and_hint() {
         Some("a"),
         "not a day",
     );
-    assert_error("[[rules]]\nname = \"a\"\ndelay = \"10s..2s\"\n", 1, Some("a"), "smaller delay first");
+    assert_error(
+        "[[rules]]\nname = \"a\"\ndelay = \"10s..2s\"\n",
+        1,
+        Some("a"),
+        "smaller delay first",
+    );
     assert_error(
         "[[rules]]\nname = \"a\"\nwindows = [{ days = \"mon\", hours = \"9-18\" }]\n",
         1,
@@ -203,8 +260,18 @@ fn every_kind_of_mistake_is_reported_with_line_rule_and_hint() {
         Some("a"),
         "already used",
     );
-    assert_error("[[rules]]\nname = \"a\"\nchats = [\"0151 1234567\"]\n", 1, Some("a"), "country code");
-    assert_error("[[rules]]\nname = \"a\"\nchat_types = [\"groups\"]\n", 3, None, "unknown variant `groups`");
+    assert_error(
+        "[[rules]]\nname = \"a\"\nchats = [\"0151 1234567\"]\n",
+        1,
+        Some("a"),
+        "country code",
+    );
+    assert_error(
+        "[[rules]]\nname = \"a\"\nchat_types = [\"groups\"]\n",
+        3,
+        None,
+        "unknown variant `groups`",
+    );
 }
 
 #[test]
@@ -221,8 +288,14 @@ fn a_rule_behind_a_broader_one_is_reported_as_unreachable() {
 #[test]
 fn defaults_are_only_allowed_in_rules_toml() {
     let errs = compile(&[
-        (PathBuf::from("rules.toml"), "[defaults]\ndelay = \"1s\"\n".into()),
-        (PathBuf::from("rules.d/10-extra.toml"), "[defaults]\ndelay = \"2s\"\n".into()),
+        (
+            PathBuf::from("rules.toml"),
+            "[defaults]\ndelay = \"1s\"\n".into(),
+        ),
+        (
+            PathBuf::from("rules.d/10-extra.toml"),
+            "[defaults]\ndelay = \"2s\"\n".into(),
+        ),
     ])
     .unwrap_err()
     .0;
@@ -233,9 +306,18 @@ fn defaults_are_only_allowed_in_rules_toml() {
 #[test]
 fn rules_d_files_are_appended_after_rules_toml() {
     let r = compile(&[
-        (PathBuf::from("rules.toml"), "[[rules]]\nname = \"first\"\nchat_types = [\"group\"]\n".into()),
-        (PathBuf::from("rules.d/a.toml"), "[[rules]]\nname = \"second\"\nchat_types = [\"direct\"]\n".into()),
+        (
+            PathBuf::from("rules.toml"),
+            "[[rules]]\nname = \"first\"\nchat_types = [\"group\"]\n".into(),
+        ),
+        (
+            PathBuf::from("rules.d/a.toml"),
+            "[[rules]]\nname = \"second\"\nchat_types = [\"direct\"]\n".into(),
+        ),
     ])
     .unwrap();
-    assert_eq!(rule_of(&r.decide(&msg("s", "4915@c.us"), now())), Some("second"));
+    assert_eq!(
+        rule_of(&r.decide(&msg("s", "4915@c.us"), now())),
+        Some("second")
+    );
 }

@@ -48,7 +48,9 @@ impl Window {
             return None;
         }
         let at = |minutes: u16| -> Option<Timestamp> {
-            let day = date.checked_add((minutes / (24 * 60)) as i64 * 1.day()).ok()?;
+            let day = date
+                .checked_add((minutes / (24 * 60)) as i64 * 1.day())
+                .ok()?;
             let m = minutes % (24 * 60);
             let dt = day.at((m / 60) as i8, (m % 60) as i8, 0, 0);
             Some(dt.to_zoned_datetime(self.tz.clone()).ok()?.timestamp())
@@ -106,11 +108,18 @@ const FULL_DAY_NAMES: [&str; 7] = [
 ];
 
 fn parse_hours(raw: &str) -> Result<(u16, u16), String> {
-    let hint = || format!("`{raw}` is not an hour range; write it like \"09:00-18:00\" (or \"22:00-06:00\" over midnight)");
+    let hint = || {
+        format!(
+            "`{raw}` is not an hour range; write it like \"09:00-18:00\" (or \"22:00-06:00\" over midnight)"
+        )
+    };
     let (a, b) = raw.split_once('-').ok_or_else(hint)?;
     let hm = |s: &str| -> Result<u16, String> {
         let (h, m) = s.trim().split_once(':').ok_or_else(hint)?;
-        let (h, m): (u16, u16) = (h.parse().map_err(|_| hint())?, m.parse().map_err(|_| hint())?);
+        let (h, m): (u16, u16) = (
+            h.parse().map_err(|_| hint())?,
+            m.parse().map_err(|_| hint())?,
+        );
         if m >= 60 || h > 24 || (h == 24 && m != 0) {
             return Err(hint());
         }
@@ -168,7 +177,10 @@ mod tests {
     fn after_friday_closing_the_next_opening_is_monday_morning() {
         let w = [Window::parse("mon-fri", "09:00-18:00", Some("Europe/Berlin")).unwrap()];
         let friday_evening = ts("2026-11-27T19:00:00Z");
-        assert_eq!(next_open(&w, friday_evening), Some(ts("2026-11-30T08:00:00Z")));
+        assert_eq!(
+            next_open(&w, friday_evening),
+            Some(ts("2026-11-30T08:00:00Z"))
+        );
     }
 
     #[test]
@@ -178,39 +190,71 @@ mod tests {
         let now = ts("2026-11-28T03:00:00Z");
         assert_eq!(next_open(&w, now), Some(now));
         // Saturday 07:00 is after it: the next one opens Friday 22:00.
-        assert_eq!(next_open(&w, ts("2026-11-28T07:00:00Z")), Some(ts("2026-12-04T22:00:00Z")));
+        assert_eq!(
+            next_open(&w, ts("2026-11-28T07:00:00Z")),
+            Some(ts("2026-12-04T22:00:00Z"))
+        );
     }
 
     #[test]
     fn daylight_saving_moves_the_instant_not_the_local_hour() {
         let w = [Window::parse("daily", "09:00-10:00", Some("Europe/Berlin")).unwrap()];
         // Clocks go forward on Sunday 2026-03-29: 09:00 is 08:00Z before and 07:00Z after.
-        assert_eq!(next_open(&w, ts("2026-03-28T12:00:00Z")), Some(ts("2026-03-29T07:00:00Z")));
-        assert_eq!(next_open(&w, ts("2026-03-27T12:00:00Z")), Some(ts("2026-03-28T08:00:00Z")));
+        assert_eq!(
+            next_open(&w, ts("2026-03-28T12:00:00Z")),
+            Some(ts("2026-03-29T07:00:00Z"))
+        );
+        assert_eq!(
+            next_open(&w, ts("2026-03-27T12:00:00Z")),
+            Some(ts("2026-03-28T08:00:00Z"))
+        );
     }
 
     #[test]
     fn a_start_inside_the_skipped_hour_opens_after_the_gap() {
         let w = [Window::parse("sun", "02:30-04:00", Some("Europe/Berlin")).unwrap()];
         // 02:30 does not exist on 2026-03-29; 03:30 CEST (01:30Z) is the first moment after the gap.
-        assert_eq!(next_open(&w, ts("2026-03-28T12:00:00Z")), Some(ts("2026-03-29T01:30:00Z")));
+        assert_eq!(
+            next_open(&w, ts("2026-03-28T12:00:00Z")),
+            Some(ts("2026-03-29T01:30:00Z"))
+        );
     }
 
     #[test]
     fn days_parse_in_every_form() {
         assert_eq!(parse_days("daily").unwrap(), [true; 7]);
-        assert_eq!(parse_days("sat,sun").unwrap(), [false, false, false, false, false, true, true]);
-        assert_eq!(parse_days("fri-mon").unwrap(), [true, false, false, false, true, true, true]);
-        assert_eq!(parse_days("Monday").unwrap(), [true, false, false, false, false, false, false]);
+        assert_eq!(
+            parse_days("sat,sun").unwrap(),
+            [false, false, false, false, false, true, true]
+        );
+        assert_eq!(
+            parse_days("fri-mon").unwrap(),
+            [true, false, false, false, true, true, true]
+        );
+        assert_eq!(
+            parse_days("Monday").unwrap(),
+            [true, false, false, false, false, false, false]
+        );
         assert!(parse_days("mon-funday").unwrap_err().contains("not a day"));
     }
 
     #[test]
     fn malformed_hours_and_zones_are_refused() {
-        for bad in ["9-18", "09:00", "25:00-26:00", "09:60-10:00", "10:00-10:00", "24:00-01:00"] {
+        for bad in [
+            "9-18",
+            "09:00",
+            "25:00-26:00",
+            "09:60-10:00",
+            "10:00-10:00",
+            "24:00-01:00",
+        ] {
             assert!(parse_hours(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_hours("22:00-24:00").unwrap(), (1320, 1440));
-        assert!(Window::parse("daily", "09:00-10:00", Some("Mars/Olympus")).unwrap_err().contains("time zone"));
+        assert!(
+            Window::parse("daily", "09:00-10:00", Some("Mars/Olympus"))
+                .unwrap_err()
+                .contains("time zone")
+        );
     }
 }

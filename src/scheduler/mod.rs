@@ -136,7 +136,11 @@ impl Scheduler {
             if stopping && self.sending == 0 {
                 break;
             }
-            let next_timer = if stopping { None } else { self.timers.first().map(|t| t.0) };
+            let next_timer = if stopping {
+                None
+            } else {
+                self.timers.first().map(|t| t.0)
+            };
             let wake_at = min_opt(next_timer, next_wake);
             tokio::select! {
                 cmd = self.rx.recv() => {
@@ -204,7 +208,11 @@ impl Scheduler {
             }
             let (_, chat) = self.timers.pop_first().expect("just looked");
             self.chat_due.remove(&chat);
-            if self.ready.get(&chat.session).is_some_and(|q| q.len() >= self.ready_cap()) {
+            if self
+                .ready
+                .get(&chat.session)
+                .is_some_and(|q| q.len() >= self.ready_cap())
+            {
                 deferred.push(chat);
                 continue;
             }
@@ -225,7 +233,10 @@ impl Scheduler {
                 return;
             }
         };
-        let waiting: Vec<Receipt> = receipts.into_iter().filter(|r| !self.taken.contains(&r.id)).collect();
+        let waiting: Vec<Receipt> = receipts
+            .into_iter()
+            .filter(|r| !self.taken.contains(&r.id))
+            .collect();
         let any_due = waiting.iter().any(|r| r.due_at_ms <= now);
         let mut later: Option<i64> = None;
         for r in waiting {
@@ -251,7 +262,9 @@ impl Scheduler {
         let mut next_token = None;
         let mut blocked = Vec::new();
         while self.sending < settings.max_in_flight {
-            let Some(session) = self.turns.pop_front() else { break };
+            let Some(session) = self.turns.pop_front() else {
+                break;
+            };
             let bucket = self
                 .buckets
                 .entry(session.clone())
@@ -261,7 +274,10 @@ impl Scheduler {
                 blocked.push(session);
                 continue;
             }
-            let queue = self.ready.get_mut(&session).expect("a session in turn has a queue");
+            let queue = self
+                .ready
+                .get_mut(&session)
+                .expect("a session in turn has a queue");
             let receipt = queue.pop_front().expect("a session in turn has receipts");
             if queue.is_empty() {
                 self.ready.remove(&session);
@@ -297,9 +313,18 @@ async fn deliver(d: Arc<Delivery>, r: Receipt, tx: mpsc::UnboundedSender<Command
     let mut pause_until = None;
     let (outcome, stored) = match result {
         Ok(_) => ("sent", d.store.complete(r.id).await.map(|_| None)),
-        Err(SendError::Retryable { reason, retry_after, status }) if attempt < d.settings.max_attempts => {
+        Err(SendError::Retryable {
+            reason,
+            retry_after,
+            status,
+        }) if attempt < d.settings.max_attempts => {
             let wait = retry_after.unwrap_or_else(|| {
-                backoff(attempt, d.settings.backoff_initial, d.settings.backoff_max, &mut rand::rng())
+                backoff(
+                    attempt,
+                    d.settings.backoff_initial,
+                    d.settings.backoff_max,
+                    &mut rand::rng(),
+                )
             });
             let at = now + wait.as_millis() as i64;
             if status == Some(429) {
@@ -310,7 +335,13 @@ async fn deliver(d: Arc<Delivery>, r: Receipt, tx: mpsc::UnboundedSender<Command
                 attempt, status, duration_ms, error = %reason, retry_in_ms = at - now,
                 "sendSeen failed; will retry"
             );
-            ("retry", d.store.retry_later(r.id, attempt, at, &reason).await.map(|_| Some(at)))
+            (
+                "retry",
+                d.store
+                    .retry_later(r.id, attempt, at, &reason)
+                    .await
+                    .map(|_| Some(at)),
+            )
         }
         Err(e) => {
             error!(
@@ -318,7 +349,13 @@ async fn deliver(d: Arc<Delivery>, r: Receipt, tx: mpsc::UnboundedSender<Command
                 attempt, status, duration_ms, error = %e,
                 "sendSeen failed for good; moved to dead letters"
             );
-            ("dead", d.store.bury(r.id, attempt, &e.to_string(), now).await.map(|_| None))
+            (
+                "dead",
+                d.store
+                    .bury(r.id, attempt, &e.to_string(), now)
+                    .await
+                    .map(|_| None),
+            )
         }
     };
     if outcome == "sent" {

@@ -97,7 +97,9 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_ceiling_with_jitter_below_it() {
         let (i, m) = (Duration::from_millis(100), Duration::from_secs(1));
-        let ceilings: Vec<u128> = (1..=6).map(|a| backoff_ceiling(a, i, m).as_millis()).collect();
+        let ceilings: Vec<u128> = (1..=6)
+            .map(|a| backoff_ceiling(a, i, m).as_millis())
+            .collect();
         assert_eq!(ceilings, [100, 200, 400, 800, 1000, 1000]);
         assert_eq!(backoff_ceiling(200, i, m), m);
         let mut rng = rand::rng();

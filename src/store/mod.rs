@@ -69,7 +69,9 @@ pub struct DeadReceipt {
 /// What `accept` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
-    New { id: i64 },
+    New {
+        id: i64,
+    },
     /// The message id was accepted before, within the dedup window; nothing was stored.
     Duplicate,
 }
@@ -96,9 +98,21 @@ pub trait Store: Send + Sync + 'static {
     /// The receipt was sent: forget it.
     async fn complete(&self, id: i64) -> Result<(), StoreError>;
     /// The send failed and will be tried again at `at_ms`.
-    async fn retry_later(&self, id: i64, attempts: u32, at_ms: i64, error: &str) -> Result<(), StoreError>;
+    async fn retry_later(
+        &self,
+        id: i64,
+        attempts: u32,
+        at_ms: i64,
+        error: &str,
+    ) -> Result<(), StoreError>;
     /// The send failed for good: move it to the dead letters.
-    async fn bury(&self, id: i64, attempts: u32, error: &str, now_ms: i64) -> Result<(), StoreError>;
+    async fn bury(
+        &self,
+        id: i64,
+        attempts: u32,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
     /// Makes the chat's read-on-reply receipts that have not been tried yet due at `now_ms`; returns how many.
     async fn flush_chat(&self, chat: &ChatKey, now_ms: i64) -> Result<u64, StoreError>;
     /// Up to `limit` pending receipts, earliest due first.

@@ -107,7 +107,9 @@ impl SqliteStore {
             });
             (ok, finish)
         });
-        self.jobs.send(Job { write, work }).map_err(|_| StoreError::Closed)?;
+        self.jobs
+            .send(Job { write, work })
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -148,7 +150,11 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
                     let _ = conn.execute_batch("SAVEPOINT job");
                     let (ok, finish) = (job.work)(Ok(&conn));
                     // A failed job is rolled back alone; the others stay in the transaction.
-                    let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+                    let end = if ok {
+                        "RELEASE job"
+                    } else {
+                        "ROLLBACK TO job; RELEASE job"
+                    };
                     let _ = conn.execute_batch(end);
                     finishers.push(finish);
                 }
@@ -174,27 +180,33 @@ fn receipt_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Receipt,
         row.get::<_, String>("chat")?,
         row.get::<_, String>("message_id")?,
     );
-    Ok(parse_ids(&ids.0, &ids.1, &ids.2).and_then(|(session, chat, message_id)| {
-        Ok(Receipt {
-            id: row.get("id").map_err(corrupt)?,
-            session,
-            chat,
-            message_id,
-            rule: row.get("rule").map_err(corrupt)?,
-            due_at_ms: row.get("due_at").map_err(corrupt)?,
-            not_before_ms: row.get("not_before").map_err(corrupt)?,
-            read_on_reply: row.get("read_on_reply").map_err(corrupt)?,
-            attempts: row.get("attempts").map_err(corrupt)?,
-            last_error: row.get("last_error").map_err(corrupt)?,
-        })
-    }))
+    Ok(
+        parse_ids(&ids.0, &ids.1, &ids.2).and_then(|(session, chat, message_id)| {
+            Ok(Receipt {
+                id: row.get("id").map_err(corrupt)?,
+                session,
+                chat,
+                message_id,
+                rule: row.get("rule").map_err(corrupt)?,
+                due_at_ms: row.get("due_at").map_err(corrupt)?,
+                not_before_ms: row.get("not_before").map_err(corrupt)?,
+                read_on_reply: row.get("read_on_reply").map_err(corrupt)?,
+                attempts: row.get("attempts").map_err(corrupt)?,
+                last_error: row.get("last_error").map_err(corrupt)?,
+            })
+        }),
+    )
 }
 
 fn corrupt(e: impl ToString) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-fn parse_ids(session: &str, chat: &str, message_id: &str) -> Result<(SessionName, ChatId, MessageId), StoreError> {
+fn parse_ids(
+    session: &str,
+    chat: &str,
+    message_id: &str,
+) -> Result<(SessionName, ChatId, MessageId), StoreError> {
     Ok((
         SessionName::parse(session).map_err(corrupt)?,
         ChatId::parse(chat).map_err(corrupt)?,
@@ -202,7 +214,9 @@ fn parse_ids(session: &str, chat: &str, message_id: &str) -> Result<(SessionName
     ))
 }
 
-fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<Result<T, StoreError>>>) -> Result<Vec<T>, StoreError> {
+fn collect<T>(
+    rows: impl Iterator<Item = rusqlite::Result<Result<T, StoreError>>>,
+) -> Result<Vec<T>, StoreError> {
     rows.map(|r| r.map_err(unavailable)?).collect()
 }
 
@@ -245,10 +259,15 @@ impl Store for SqliteStore {
         let chat = chat.clone();
         self.call(false, move |c| {
             let mut s = c
-                .prepare_cached("SELECT * FROM pending WHERE session = ?1 AND chat = ?2 ORDER BY due_at, id")
+                .prepare_cached(
+                    "SELECT * FROM pending WHERE session = ?1 AND chat = ?2 ORDER BY due_at, id",
+                )
                 .map_err(unavailable)?;
             let rows = s
-                .query_map(params![chat.session.as_str(), chat.chat.as_str()], receipt_from_row)
+                .query_map(
+                    params![chat.session.as_str(), chat.chat.as_str()],
+                    receipt_from_row,
+                )
                 .map_err(unavailable)?;
             collect(rows)
         })
@@ -288,7 +307,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn retry_later(&self, id: i64, attempts: u32, at_ms: i64, error: &str) -> Result<(), StoreError> {
+    async fn retry_later(
+        &self,
+        id: i64,
+        attempts: u32,
+        at_ms: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
         let error = error.to_string();
         self.call(true, move |c| {
             c.prepare_cached(
@@ -301,7 +326,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn bury(&self, id: i64, attempts: u32, error: &str, now_ms: i64) -> Result<(), StoreError> {
+    async fn bury(
+        &self,
+        id: i64,
+        attempts: u32,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let error = error.to_string();
         self.call(true, move |c| {
             c.execute(
@@ -335,7 +366,9 @@ impl Store for SqliteStore {
             let mut s = c
                 .prepare_cached("SELECT * FROM pending ORDER BY due_at, id LIMIT ?1")
                 .map_err(unavailable)?;
-            let rows = s.query_map([limit as i64], receipt_from_row).map_err(unavailable)?;
+            let rows = s
+                .query_map([limit as i64], receipt_from_row)
+                .map_err(unavailable)?;
             collect(rows)
         })
         .await
@@ -348,7 +381,11 @@ impl Store for SqliteStore {
                 .map_err(unavailable)?;
             let rows = s
                 .query_map([limit as i64], |row| {
-                    let ids: (String, String, String) = (row.get("session")?, row.get("chat")?, row.get("message_id")?);
+                    let ids: (String, String, String) = (
+                        row.get("session")?,
+                        row.get("chat")?,
+                        row.get("message_id")?,
+                    );
                     let (id, rule, attempts, last_error, died_at_ms) = (
                         row.get("id")?,
                         row.get("rule")?,
@@ -356,16 +393,20 @@ impl Store for SqliteStore {
                         row.get("last_error")?,
                         row.get("died_at")?,
                     );
-                    Ok(parse_ids(&ids.0, &ids.1, &ids.2).map(|(session, chat, message_id)| DeadReceipt {
-                        id,
-                        session,
-                        chat,
-                        message_id,
-                        rule,
-                        attempts,
-                        last_error,
-                        died_at_ms,
-                    }))
+                    Ok(
+                        parse_ids(&ids.0, &ids.1, &ids.2).map(|(session, chat, message_id)| {
+                            DeadReceipt {
+                                id,
+                                session,
+                                chat,
+                                message_id,
+                                rule,
+                                attempts,
+                                last_error,
+                                died_at_ms,
+                            }
+                        }),
+                    )
                 })
                 .map_err(unavailable)?;
             collect(rows)
@@ -467,38 +508,72 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SqliteStore::open(&settings(dir.path())).unwrap();
-            assert!(matches!(store.accept(receipt("1@c.us", "m1", 50)).await.unwrap(), Accepted::New { .. }));
-            assert!(matches!(store.accept(receipt("1@c.us", "m2", 40)).await.unwrap(), Accepted::New { .. }));
-            assert!(matches!(store.accept(receipt("2@c.us", "m3", 10)).await.unwrap(), Accepted::New { .. }));
-            assert_eq!(store.accept(receipt("1@c.us", "m1", 99)).await.unwrap(), Accepted::Duplicate);
+            assert!(matches!(
+                store.accept(receipt("1@c.us", "m1", 50)).await.unwrap(),
+                Accepted::New { .. }
+            ));
+            assert!(matches!(
+                store.accept(receipt("1@c.us", "m2", 40)).await.unwrap(),
+                Accepted::New { .. }
+            ));
+            assert!(matches!(
+                store.accept(receipt("2@c.us", "m3", 10)).await.unwrap(),
+                Accepted::New { .. }
+            ));
+            assert_eq!(
+                store.accept(receipt("1@c.us", "m1", 99)).await.unwrap(),
+                Accepted::Duplicate
+            );
         }
         let store = SqliteStore::open(&settings(dir.path())).unwrap();
         let mut heads = store.chat_heads().await.unwrap();
         heads.sort_by_key(|h| h.1);
         assert_eq!(heads, vec![(key("2@c.us"), 10), (key("1@c.us"), 40)]);
-        assert_eq!(store.accept(receipt("1@c.us", "m1", 99)).await.unwrap(), Accepted::Duplicate);
+        assert_eq!(
+            store.accept(receipt("1@c.us", "m1", 99)).await.unwrap(),
+            Accepted::Duplicate
+        );
         let chat = store.chat_receipts(&key("1@c.us")).await.unwrap();
-        assert_eq!(chat.iter().map(|r| r.message_id.as_str()).collect::<Vec<_>>(), ["m2", "m1"]);
+        assert_eq!(
+            chat.iter()
+                .map(|r| r.message_id.as_str())
+                .collect::<Vec<_>>(),
+            ["m2", "m1"]
+        );
     }
 
     #[tokio::test]
     async fn complete_retry_bury_and_replay_move_receipts_between_tables() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&settings(dir.path())).unwrap();
-        let Accepted::New { id: a } = store.accept(receipt("1@c.us", "a", 5)).await.unwrap() else { panic!() };
-        let Accepted::New { id: b } = store.accept(receipt("1@c.us", "b", 6)).await.unwrap() else { panic!() };
+        let Accepted::New { id: a } = store.accept(receipt("1@c.us", "a", 5)).await.unwrap() else {
+            panic!()
+        };
+        let Accepted::New { id: b } = store.accept(receipt("1@c.us", "b", 6)).await.unwrap() else {
+            panic!()
+        };
         store.complete(a).await.unwrap();
         store.retry_later(b, 1, 100, "HTTP 500").await.unwrap();
         let pending = store.list_pending(10).await.unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!((pending[0].attempts, pending[0].due_at_ms), (1, 100));
-        store.bury(b, 2, "HTTP 404: no such chat", 200).await.unwrap();
+        store
+            .bury(b, 2, "HTTP 404: no such chat", 200)
+            .await
+            .unwrap();
         assert!(store.list_pending(10).await.unwrap().is_empty());
         let dead = store.list_dead(10).await.unwrap();
         assert_eq!(dead[0].last_error, "HTTP 404: no such chat");
         assert_eq!(store.replay_dead(300).await.unwrap(), vec![key("1@c.us")]);
         let pending = store.list_pending(10).await.unwrap();
-        assert_eq!((pending[0].message_id.as_str(), pending[0].attempts, pending[0].due_at_ms), ("b", 0, 300));
+        assert_eq!(
+            (
+                pending[0].message_id.as_str(),
+                pending[0].attempts,
+                pending[0].due_at_ms
+            ),
+            ("b", 0, 300)
+        );
         assert!(store.list_dead(10).await.unwrap().is_empty());
     }
 
@@ -520,10 +595,19 @@ mod tests {
         let store = SqliteStore::open(&s).unwrap();
         let other = Connection::open(&s.path).unwrap();
         other.execute_batch("BEGIN EXCLUSIVE").unwrap();
-        assert!(matches!(store.check_writable().await, Err(StoreError::Unavailable(_))));
-        assert!(matches!(store.accept(receipt("1@c.us", "a", 5)).await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(
+            store.check_writable().await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            store.accept(receipt("1@c.us", "a", 5)).await,
+            Err(StoreError::Unavailable(_))
+        ));
         other.execute_batch("COMMIT").unwrap();
         // The refused message was not remembered as accepted.
-        assert!(matches!(store.accept(receipt("1@c.us", "a", 5)).await.unwrap(), Accepted::New { .. }));
+        assert!(matches!(
+            store.accept(receipt("1@c.us", "a", 5)).await.unwrap(),
+            Accepted::New { .. }
+        ));
     }
 }

@@ -86,7 +86,10 @@ impl WasendClient {
             .iter()
             .map(|(name, o)| {
                 let endpoint = Endpoint {
-                    url: o.base_url.as_deref().map_or_else(|| default.url.clone(), send_seen_url),
+                    url: o
+                        .base_url
+                        .as_deref()
+                        .map_or_else(|| default.url.clone(), send_seen_url),
                     api_key: o.api_key.clone().or_else(|| default.api_key.clone()),
                 };
                 (name.clone(), endpoint)
@@ -153,7 +156,10 @@ fn classify(status: StatusCode, message: String, retry_after: Option<Duration>) 
             retry_after,
         }
     } else {
-        SendError::Permanent { status: code, message }
+        SendError::Permanent {
+            status: code,
+            message,
+        }
     }
 }
 
@@ -162,7 +168,9 @@ async fn read_capped(mut response: reqwest::Response) -> String {
     let mut body = Vec::new();
     while body.len() < MAX_ERROR_BODY {
         match response.chunk().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(MAX_ERROR_BODY - body.len())]),
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk[..chunk.len().min(MAX_ERROR_BODY - body.len())])
+            }
             _ => break,
         }
     }
@@ -195,7 +203,9 @@ fn retry_after(headers: &HeaderMap, now: jiff::Timestamp) -> Option<Duration> {
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    let at = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(value).ok()?;
+    let at = jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(value)
+        .ok()?;
     let wait = at.duration_since(now);
     Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
@@ -210,9 +220,15 @@ mod tests {
         h.insert(RETRY_AFTER, "7".parse().unwrap());
         let now: jiff::Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
-        h.insert(RETRY_AFTER, "Wed, 25 Nov 2026 10:00:30 GMT".parse().unwrap());
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 25 Nov 2026 10:00:30 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(30)));
-        h.insert(RETRY_AFTER, "Wed, 25 Nov 2026 09:00:00 GMT".parse().unwrap());
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 25 Nov 2026 09:00:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h, now), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h, now), None);
@@ -231,7 +247,13 @@ mod tests {
 
     #[test]
     fn base_urls_get_the_path_appended_once() {
-        assert_eq!(send_seen_url("https://api.wasend.dev"), "https://api.wasend.dev/sendSeen");
-        assert_eq!(send_seen_url("http://127.0.0.1:3000/api/"), "http://127.0.0.1:3000/api/sendSeen");
+        assert_eq!(
+            send_seen_url("https://api.wasend.dev"),
+            "https://api.wasend.dev/sendSeen"
+        );
+        assert_eq!(
+            send_seen_url("http://127.0.0.1:3000/api/"),
+            "http://127.0.0.1:3000/api/sendSeen"
+        );
     }
 }

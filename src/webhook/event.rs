@@ -26,7 +26,10 @@ pub enum ParseError {
     #[error("missing field `{0}`")]
     Missing(&'static str),
     #[error("field `{field}` {problem}")]
-    Invalid { field: &'static str, problem: IdError },
+    Invalid {
+        field: &'static str,
+        problem: IdError,
+    },
 }
 
 impl ParseError {
@@ -167,19 +170,34 @@ mod tests {
 
     #[test]
     fn other_events_are_not_errors_whatever_their_payload() {
-        let body = r#"{"event":"session.status","session":"default","payload":[1,"two",{"three":3}]}"#;
-        assert!(matches!(parse(body.as_bytes()).unwrap(), Event::Other { event } if event == "session.status"));
+        let body =
+            r#"{"event":"session.status","session":"default","payload":[1,"two",{"three":3}]}"#;
+        assert!(
+            matches!(parse(body.as_bytes()).unwrap(), Event::Other { event } if event == "session.status")
+        );
     }
 
     #[test]
     fn missing_fields_are_named() {
         let cases = [
             (r#"{"session":"s","payload":{}}"#, "event"),
-            (r#"{"event":"message","payload":{"id":"a","from":"1@c.us"}}"#, "session"),
+            (
+                r#"{"event":"message","payload":{"id":"a","from":"1@c.us"}}"#,
+                "session",
+            ),
             (r#"{"event":"message","session":"s"}"#, "payload"),
-            (r#"{"event":"message","session":"s","payload":{"from":"1@c.us"}}"#, "payload.id"),
-            (r#"{"event":"message","session":"s","payload":{"id":"a"}}"#, "payload.from"),
-            (r#"{"event":"message","session":"s","payload":{"id":"a","from":"nochat"}}"#, "payload.from"),
+            (
+                r#"{"event":"message","session":"s","payload":{"from":"1@c.us"}}"#,
+                "payload.id",
+            ),
+            (
+                r#"{"event":"message","session":"s","payload":{"id":"a"}}"#,
+                "payload.from",
+            ),
+            (
+                r#"{"event":"message","session":"s","payload":{"id":"a","from":"nochat"}}"#,
+                "payload.from",
+            ),
         ];
         for (body, field) in cases {
             let err = parse(body.as_bytes()).unwrap_err();

@@ -68,7 +68,8 @@ pub fn verify(
 }
 
 fn check<M: Mac + KeyInit>(key: &Secret, body: &[u8], signature: &[u8]) -> bool {
-    let mut mac = <M as KeyInit>::new_from_slice(key.expose().as_bytes()).expect("HMAC takes keys of any length");
+    let mut mac = <M as KeyInit>::new_from_slice(key.expose().as_bytes())
+        .expect("HMAC takes keys of any length");
     mac.update(body);
     mac.verify_slice(signature).is_ok()
 }
@@ -76,7 +77,8 @@ fn check<M: Mac + KeyInit>(key: &Secret, body: &[u8], signature: &[u8]) -> bool 
 /// Lower-case hex HMAC of `body`: what a sender puts in `X-Webhook-Hmac`. Used by tests and `bench/`.
 pub fn sign(key: &str, algorithm: Algorithm, body: &[u8]) -> String {
     fn mac<M: Mac + KeyInit>(key: &str, body: &[u8]) -> String {
-        let mut mac = <M as KeyInit>::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length");
+        let mut mac =
+            <M as KeyInit>::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length");
         mac.update(body);
         hex::encode(mac.finalize().into_bytes())
     }
@@ -99,18 +101,35 @@ mod tests {
 
     #[test]
     fn the_documented_waha_vector_verifies() {
-        assert_eq!(sign("my-secret-key", Algorithm::Sha512, WAHA_BODY), WAHA_SIG);
-        assert_eq!(verify(&keys(&["my-secret-key"]), Algorithm::Sha512, Some(WAHA_SIG), WAHA_BODY), Ok(()));
+        assert_eq!(
+            sign("my-secret-key", Algorithm::Sha512, WAHA_BODY),
+            WAHA_SIG
+        );
+        assert_eq!(
+            verify(
+                &keys(&["my-secret-key"]),
+                Algorithm::Sha512,
+                Some(WAHA_SIG),
+                WAHA_BODY
+            ),
+            Ok(())
+        );
     }
 
     #[test]
     fn wrong_key_or_changed_body_is_a_mismatch() {
         let k = keys(&["other-key"]);
-        assert_eq!(verify(&k, Algorithm::Sha512, Some(WAHA_SIG), WAHA_BODY), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(&k, Algorithm::Sha512, Some(WAHA_SIG), WAHA_BODY),
+            Err(SignatureError::Mismatch)
+        );
         let mut body = WAHA_BODY.to_vec();
         body[5] ^= 1;
         let k = keys(&["my-secret-key"]);
-        assert_eq!(verify(&k, Algorithm::Sha512, Some(WAHA_SIG), &body), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(&k, Algorithm::Sha512, Some(WAHA_SIG), &body),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
@@ -122,27 +141,45 @@ mod tests {
         assert_eq!(v(&format!("{WAHA_SIG}00")), Err(SignatureError::Mismatch));
         assert_eq!(v(&WAHA_SIG.replace('a', "g")), Err(SignatureError::NotHex));
         assert_eq!(v(""), Err(SignatureError::Missing));
-        assert_eq!(verify(&k, Algorithm::Sha512, None, WAHA_BODY), Err(SignatureError::Missing));
+        assert_eq!(
+            verify(&k, Algorithm::Sha512, None, WAHA_BODY),
+            Err(SignatureError::Missing)
+        );
     }
 
     #[test]
     fn a_sha512_signature_under_a_sha256_header_fails() {
         let k = keys(&["my-secret-key"]);
-        assert_eq!(verify(&k, Algorithm::Sha256, Some(WAHA_SIG), WAHA_BODY), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(&k, Algorithm::Sha256, Some(WAHA_SIG), WAHA_BODY),
+            Err(SignatureError::Mismatch)
+        );
         let sig256 = sign("my-secret-key", Algorithm::Sha256, WAHA_BODY);
-        assert_eq!(verify(&k, Algorithm::Sha256, Some(&sig256), WAHA_BODY), Ok(()));
+        assert_eq!(
+            verify(&k, Algorithm::Sha256, Some(&sig256), WAHA_BODY),
+            Ok(())
+        );
     }
 
     #[test]
     fn any_of_several_keys_passes_for_rotation() {
         let k = keys(&["old-key", "my-secret-key"]);
-        assert_eq!(verify(&k, Algorithm::Sha512, Some(WAHA_SIG), WAHA_BODY), Ok(()));
+        assert_eq!(
+            verify(&k, Algorithm::Sha512, Some(WAHA_SIG), WAHA_BODY),
+            Ok(())
+        );
     }
 
     #[test]
     fn algorithm_header_is_read_case_insensitively_and_unknown_ones_fail() {
         assert_eq!(Algorithm::from_header(None), Ok(Algorithm::Sha512));
-        assert_eq!(Algorithm::from_header(Some("SHA256")), Ok(Algorithm::Sha256));
-        assert_eq!(Algorithm::from_header(Some("md5")), Err(SignatureError::UnknownAlgorithm));
+        assert_eq!(
+            Algorithm::from_header(Some("SHA256")),
+            Ok(Algorithm::Sha256)
+        );
+        assert_eq!(
+            Algorithm::from_header(Some("md5")),
+            Err(SignatureError::UnknownAlgorithm)
+        );
     }
 }

@@ -1,0 +1,454 @@
+//! Test harness: a fake Wasend API served on 127.0.0.1, and the real autoseen binary started on port 0
+//! against it, with its own config folder and store in a temporary directory.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+pub const API_KEY: &str = "test-api-key-5f1c";
+pub const HMAC_KEY: &str = "test-hmac-key-9a2e";
+pub const ADMIN_TOKEN: &str = "test-admin-token-77b0";
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn eventually<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The fake Wasend API.
+
+/// One request the fake API received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub at: Instant,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+}
+
+impl Call {
+    pub fn message_id(&self) -> &str {
+        self.body["messageId"].as_str().unwrap_or_default()
+    }
+}
+
+/// A canned answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: vec![],
+            body: json!({"status": status}).to_string(),
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+#[derive(Default)]
+struct FakeState {
+    calls: Mutex<Vec<Call>>,
+    script: Mutex<VecDeque<Answer>>,
+    fallback: Mutex<Option<Answer>>,
+}
+
+pub struct FakeWasend {
+    pub addr: SocketAddr,
+    state: Arc<FakeState>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl FakeWasend {
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let state = Arc::new(FakeState::default());
+        let app = Router::new()
+            .fallback(post(record))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("fake Wasend binds");
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            addr,
+            state,
+            server,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The next calls get these answers, in order; after them, the fallback (200 unless set).
+    pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
+        self.state.script.lock().unwrap().extend(answers);
+    }
+
+    pub fn answer_always(&self, answer: Answer) {
+        *self.state.fallback.lock().unwrap() = Some(answer);
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.calls.lock().unwrap().clone()
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.calls()
+            .iter()
+            .map(|c| c.message_id().to_string())
+            .collect()
+    }
+
+    pub async fn wait_for_calls(&self, n: usize, timeout: Duration) -> Vec<Call> {
+        eventually(timeout, &format!("{n} sendSeen calls"), async || {
+            let calls = self.calls();
+            (calls.len() >= n).then_some(calls)
+        })
+        .await
+    }
+
+    pub fn stop(self) {
+        self.server.abort();
+    }
+}
+
+async fn record(
+    State(state): State<Arc<FakeState>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let call = Call {
+        at: Instant::now(),
+        path: uri.path().to_string(),
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from),
+        body: serde_json::from_str(&body).unwrap_or(Value::Null),
+    };
+    state.calls.lock().unwrap().push(call);
+    let answer = state
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .or_else(|| state.fallback.lock().unwrap().clone())
+        .unwrap_or_else(|| Answer::status(200));
+    let mut response = (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();
+    for (name, value) in answer.headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The app under test.
+
+pub const BASE_RULES: &str = r#"
+[defaults]
+action = "seen"
+delay = "0s"
+"#;
+
+/// How to start autoseen.
+pub struct Options {
+    pub rules: String,
+    pub env: Vec<(String, String)>,
+    pub hmac: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            rules: BASE_RULES.into(),
+            env: vec![],
+            hmac: true,
+        }
+    }
+}
+
+impl Options {
+    pub fn rules(mut self, rules: &str) -> Self {
+        self.rules = rules.into();
+        self
+    }
+
+    /// Sets `section.key` through its environment variable.
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        let var = format!("AUTOSEEN__{}", key.replace('.', "__").to_uppercase());
+        self.env.push((var, value.into()));
+        self
+    }
+
+    pub fn without_hmac(mut self) -> Self {
+        self.hmac = false;
+        self
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    options: Options,
+    api_url: String,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn spawn(fake: &FakeWasend, options: Options) -> Self {
+        Self::spawn_with_api(&fake.url(), options).await
+    }
+
+    pub async fn spawn_with_api(api_url: &str, options: Options) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("config")).unwrap();
+        std::fs::write(dir.path().join("config/rules.toml"), &options.rules).unwrap();
+        let settings = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_timeout = "5s"
+
+[wasend]
+base_url = "{api_url}"
+timeout = "2s"
+
+[delivery]
+backoff_initial = "100ms"
+backoff_max = "400ms"
+rate_per_session = "off"
+max_attempts = 5
+
+[store]
+path = "{store}"
+
+[admin]
+token = "{ADMIN_TOKEN}"
+"#,
+            store = dir.path().join("data/autoseen.db").display()
+        );
+        std::fs::write(dir.path().join("config/autoseen.toml"), settings).unwrap();
+        let (child, logs, addr) = start(dir.path(), &options).await;
+        Self {
+            addr,
+            dir,
+            child,
+            logs,
+            options,
+            api_url: api_url.into(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Starts the process again on the same config and store (after `kill` or `terminate`).
+    pub async fn restart(&mut self) {
+        let (child, logs, addr) = start(self.dir.path(), &self.options).await;
+        self.child = child;
+        self.logs = logs;
+        self.addr = addr;
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub async fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        eventually(timeout, "the process to exit", async || {
+            self.child.try_wait().unwrap()
+        })
+        .await
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Posts a body to /webhook, signed with the test key unless HMAC is off.
+    pub async fn post(&self, body: &str) -> reqwest::Response {
+        self.post_to("/webhook", body).await
+    }
+
+    pub async fn post_to(&self, path: &str, body: &str) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if self.options.hmac {
+            request = request
+                .header("x-webhook-hmac", sign(body))
+                .header("x-webhook-hmac-algorithm", "sha512");
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Posts and returns the status and JSON answer.
+    pub async fn send(&self, body: &str) -> (u16, Value) {
+        let r = self.post(body).await;
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn admin(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start(dir: &Path, options: &Options) -> (Child, Arc<Mutex<Vec<String>>>, SocketAddr) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_autoseen"));
+    command
+        .args(["serve", "--config"])
+        .arg(dir.join("config"))
+        .env_remove("RUST_LOG")
+        .env("AUTOSEEN__WASEND__API_KEY", API_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if options.hmac {
+        command.env("AUTOSEEN__WEBHOOK__HMAC_KEY", HMAC_KEY);
+    }
+    for (k, v) in &options.env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("autoseen starts");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let logs = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                logs.lock().unwrap().push(line);
+            }
+        });
+    }
+    let addr = eventually(
+        Duration::from_secs(20),
+        "autoseen to log `listening`",
+        async || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("autoseen exited with {status}: {:#?}", logs.lock().unwrap());
+            }
+            logs.lock().unwrap().iter().find_map(|line| {
+                let v: Value = serde_json::from_str(line).ok()?;
+                (v["message"] == "listening").then(|| v["addr"].as_str()?.parse().ok())?
+            })
+        },
+    )
+    .await;
+    (child, logs, addr)
+}
+
+pub fn sign(body: &str) -> String {
+    autoseen::webhook::signature::sign(
+        HMAC_KEY,
+        autoseen::webhook::Algorithm::Sha512,
+        body.as_bytes(),
+    )
+}
+
+/// A WAHA `message` event from `chat` in `session`.
+pub fn message(session: &str, chat: &str, id: &str) -> String {
+    event(
+        "message",
+        session,
+        json!({"id": id, "from": chat, "fromMe": false, "to": "4900000000@c.us", "body": "hello", "hasMedia": false, "timestamp": 1_764_000_000, "_data": {"notifyName": "x"}}),
+    )
+}
+
+/// Our own message to `chat` (as `message.any` delivers it).
+pub fn reply_of_ours(session: &str, chat: &str, id: &str) -> String {
+    event(
+        "message.any",
+        session,
+        json!({"id": id, "from": "4900000000@c.us", "to": chat, "fromMe": true, "body": "ok"}),
+    )
+}
+
+pub fn event(kind: &str, session: &str, payload: Value) -> String {
+    json!({
+        "id": "evt_01",
+        "timestamp": 1_764_000_000_000i64,
+        "event": kind,
+        "session": session,
+        "me": {"id": "4900000000@c.us", "pushName": "bot"},
+        "payload": payload,
+        "engine": "WEBJS",
+        "environment": {"tier": "PLUS"}
+    })
+    .to_string()
+}
