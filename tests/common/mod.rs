@@ -318,6 +318,10 @@ token = "{ADMIN_TOKEN}"
         .await
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }

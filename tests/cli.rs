@@ -1,0 +1,159 @@
+//! `check` and `explain`, run as a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn autoseen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_autoseen"))
+        .args(args)
+        .env_remove("AUTOSEEN_CONFIG")
+        .output()
+        .expect("autoseen runs")
+}
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(path)
+        .display()
+        .to_string()
+}
+
+fn config_with(settings: &str, rules: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("autoseen.toml"), settings).unwrap();
+    std::fs::write(dir.path().join("rules.toml"), rules).unwrap();
+    dir
+}
+
+fn explain(config: &str, event: &str, at: Option<&str>) -> Value {
+    let mut args = vec!["explain", "--config", config, event];
+    if let Some(at) = at {
+        args.extend(["--at", at]);
+    }
+    let out = autoseen(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn check_accepts_the_shipped_config() {
+    let out = autoseen(&["check", "--config", &repo("config")]);
+
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 2 rules"));
+}
+
+#[test]
+fn check_lists_every_problem_with_its_file_and_line() {
+    let dir = config_with(
+        "[server]\nlisten = \"127.0.0.1:0\"\n",
+        "[[rules]]\nname = \"a\"\nsessions = [\"[x\"]\n\n[[rules]]\nname = \"b\"\ndelay = \"9s..1s\"\n",
+    );
+
+    let out = autoseen(&["check", "--config", &dir.path().display().to_string()]);
+
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rules.toml:1: rule `a`: sessions:"), "{err}");
+    assert!(err.contains("rules.toml:5: rule `b`: delay:"), "{err}");
+}
+
+#[test]
+fn check_names_an_unknown_settings_key_with_its_line() {
+    let dir = config_with("[wasend]\nbase_url = \"http://x\"\napi_kye = \"k\"\n", "");
+
+    let out = autoseen(&["check", "--config", &dir.path().display().to_string()]);
+
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("autoseen.toml:3") && err.contains("api_kye"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_without_an_api_key_and_says_which_variable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_autoseen"))
+        .args(["serve", "--config", &repo("config")])
+        .env_remove("AUTOSEEN__WASEND__API_KEY")
+        .output()
+        .unwrap();
+
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AUTOSEEN__WASEND__API_KEY"));
+}
+
+#[test]
+fn explain_shows_the_rule_and_the_sending_range() {
+    let v = explain(
+        &repo("config"),
+        &repo("tests/events/direct.json"),
+        Some("2026-11-26T10:00:00Z"),
+    );
+
+    assert_eq!(v["decision"], "seen");
+    assert_eq!(v["rule"], "defaults");
+    assert_eq!(v["earliest"], "2026-11-26T10:00:03Z");
+    assert_eq!(v["latest"], "2026-11-26T10:00:20Z");
+}
+
+#[test]
+fn explain_shows_ignored_status_updates() {
+    let v = explain(&repo("config"), &repo("tests/events/status.json"), None);
+
+    assert_eq!(v["decision"], "ignore");
+    assert_eq!(v["rule"], "no-status-or-channels");
+}
+
+#[test]
+fn explain_includes_waiting_for_the_next_window() {
+    let rules = r#"
+[[rules]]
+name = "support-office-hours"
+sessions = ["support-*"]
+delay = "10s..1m"
+windows = [{ days = "mon-fri", hours = "09:00-18:00", tz = "Europe/Berlin" }]
+"#;
+    let dir = config_with("", rules);
+    let config = dir.path().display().to_string();
+
+    // Friday 2026-11-27 20:00 in Berlin: the next window is Monday 09:00 (08:00Z).
+    let v = explain(
+        &config,
+        &repo("tests/events/group.json"),
+        Some("2026-11-27T20:00:00+01:00[Europe/Berlin]"),
+    );
+
+    assert_eq!(v["decision"], "seen");
+    assert_eq!(v["rule"], "support-office-hours");
+    assert_eq!(v["earliest"], "2026-11-30T08:00:10Z");
+    assert_eq!(v["latest"], "2026-11-30T08:01:00Z");
+}
+
+#[test]
+fn explain_reads_standard_input() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_autoseen"))
+        .args(["explain", "--config", &repo("config"), "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let event = std::fs::read(PathBuf::from(repo("tests/events/group.json"))).unwrap();
+    child.stdin.take().unwrap().write_all(&event).unwrap();
+    let out = child.wait_with_output().unwrap();
+
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rule"], "groups-later");
+}
