@@ -1,0 +1,346 @@
+//! Issue 4: nothing lost, nothing twice: restarts, crashes, outages, batches, pacing.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::Method;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn counts(fake: &FakeWasend) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for id in fake.ids() {
+        *counts.entry(id).or_default() += 1;
+    }
+    counts
+}
+
+async fn accept_many(app: &TestApp, n: usize, chats: usize, prefix: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("{prefix}-{i}");
+        let chat = format!("4915100000{:02}@c.us", i % chats);
+        let (status, v) = app.send(&message("default", &chat, &id)).await;
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("scheduled")),
+            "{v}"
+        );
+        ids.push(id);
+    }
+    ids
+}
+
+async fn wait_until_nothing_pending(app: &TestApp) {
+    eventually(WAIT, "no pending receipts", async || {
+        let (_, v) = app.admin(Method::GET, "/admin/pending").await;
+        v["pending"].as_array()?.is_empty().then_some(())
+    })
+    .await;
+}
+
+async fn assert_each_sent_once(fake: &FakeWasend, app: &TestApp, ids: &[String]) {
+    eventually(WAIT, "every accepted receipt to be sent", async || {
+        let c = counts(fake);
+        ids.iter().all(|id| c.contains_key(id)).then_some(())
+    })
+    .await;
+    wait_until_nothing_pending(app).await;
+    let c = counts(fake);
+    let twice: Vec<_> = c.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    assert_eq!(c.len(), ids.len());
+}
+
+#[tokio::test]
+async fn receipts_accepted_before_a_sigkill_are_all_sent_once_after_restart() {
+    let fake = FakeWasend::start().await;
+    let mut app = TestApp::spawn(
+        &fake,
+        Options::default().rules("[defaults]\ndelay = \"4s\"\n"),
+    )
+    .await;
+    let ids = accept_many(&app, 200, 20, "kill").await;
+
+    app.kill();
+    assert!(fake.calls().is_empty(), "nothing was due before the kill");
+    app.restart().await;
+
+    assert_each_sent_once(&fake, &app, &ids).await;
+}
+
+#[tokio::test]
+async fn sigterm_exits_zero_within_the_timeout_and_nothing_is_lost() {
+    let fake = FakeWasend::start().await;
+    let mut app = TestApp::spawn(
+        &fake,
+        Options::default().rules("[defaults]\ndelay = \"3s\"\n"),
+    )
+    .await;
+    let ids = accept_many(&app, 200, 20, "term").await;
+
+    let started = Instant::now();
+    let status = app.terminate(Duration::from_secs(5)).await;
+
+    assert!(status.success(), "exit status {status}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        app.logs().iter().any(|l| l.contains("\"stopped\"")),
+        "a clean stop is logged"
+    );
+    app.restart().await;
+    assert_each_sent_once(&fake, &app, &ids).await;
+}
+
+#[tokio::test]
+async fn a_duplicate_after_a_restart_is_still_a_duplicate() {
+    let fake = FakeWasend::start().await;
+    let mut app = TestApp::spawn(&fake, Options::default()).await;
+    let body = message("default", "491515555555@c.us", "m-once");
+    assert_eq!(app.send(&body).await.1["status"], "scheduled");
+    fake.wait_for_calls(1, WAIT).await;
+
+    app.terminate(Duration::from_secs(5)).await;
+    app.restart().await;
+    let (_, again) = app.send(&body).await;
+
+    assert_eq!(again["status"], "duplicate");
+    assert_eq!(counts(&fake)["m-once"], 1);
+}
+
+#[tokio::test]
+async fn an_api_outage_delays_receipts_with_backoff_and_loses_none() {
+    // A port with nothing listening: connection refused until the fake starts on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let api = format!("http://127.0.0.1:{port}");
+    let app =
+        TestApp::spawn_with_api(&api, Options::default().set("delivery.max_attempts", "100")).await;
+    let ids = accept_many(&app, 20, 4, "outage").await;
+    eventually(WAIT, "refused connections to be retried", async || {
+        let n = app
+            .logs()
+            .iter()
+            .filter(|l| l.contains("will retry") && l.contains("cannot connect"))
+            .count();
+        (n >= 40).then_some(())
+    })
+    .await;
+
+    let fake = FakeWasend::start_on(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    fake.script((0..30).map(|_| Answer::status(500)));
+
+    eventually(
+        WAIT,
+        "every receipt to succeed once the API is back",
+        async || {
+            let ok: Vec<_> = fake
+                .calls()
+                .into_iter()
+                .skip(30)
+                .map(|c| c.message_id().to_string())
+                .collect();
+            ids.iter().all(|id| ok.contains(id)).then_some(())
+        },
+    )
+    .await;
+    wait_until_nothing_pending(&app).await;
+    let (_, dead) = app.admin(Method::GET, "/admin/dead").await;
+    assert!(dead["dead"].as_array().unwrap().is_empty(), "{dead}");
+    // Every retry waited no longer than its backoff ceiling: min(400ms, 100ms * 2^(attempt-1)).
+    for line in app.logs().iter().filter(|l| l.contains("will retry")) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let attempt = v["attempt"].as_u64().unwrap() as u32;
+        let ceiling = 400.min(100 * 2u64.pow(attempt.min(10) - 1)) as i64;
+        let wait = v["retry_in_ms"].as_i64().unwrap();
+        assert!(
+            (0..=ceiling).contains(&wait),
+            "attempt {attempt} waited {wait} ms (ceiling {ceiling})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unwritable_store_answers_503_says_why_and_loses_nothing_accepted() {
+    let fake = FakeWasend::start().await;
+    let app = TestApp::spawn(
+        &fake,
+        Options::default()
+            .rules("[defaults]\ndelay = \"2s\"\n")
+            .set("store.busy_timeout", "200ms"),
+    )
+    .await;
+    let ids = accept_many(&app, 5, 5, "before").await;
+
+    let lock = rusqlite::Connection::open(app.dir.path().join("data/autoseen.db")).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let refused = app
+        .post(&message("default", "491516666666@c.us", "m-refused"))
+        .await;
+    let refused_status = refused.status().as_u16();
+    let retry_after = refused.headers().get("retry-after").cloned();
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let ready_status = ready.status().as_u16();
+    let ready_body: Value = ready.json().await.unwrap();
+    lock.execute_batch("COMMIT").unwrap();
+
+    assert_eq!(refused_status, 503);
+    assert!(retry_after.is_some());
+    assert_eq!(ready_status, 503);
+    assert!(
+        ready_body["reason"].as_str().unwrap().contains("locked"),
+        "{ready_body}"
+    );
+    assert_each_sent_once(&fake, &app, &ids).await;
+    // The refused message was not remembered: the sender's retry is accepted.
+    let (_, retried) = app
+        .send(&message("default", "491516666666@c.us", "m-refused"))
+        .await;
+    assert_eq!(retried["status"], "scheduled");
+}
+
+#[tokio::test]
+async fn messages_in_one_chat_go_out_together_when_the_earliest_is_due() {
+    let fake = FakeWasend::start().await;
+    let rules = r#"
+[defaults]
+delay = "1s"
+
+[[rules]]
+name = "slow"
+text = "^slow"
+delay = "30s"
+"#;
+    let app = TestApp::spawn(&fake, Options::default().rules(rules)).await;
+    let chat = "491517777777@c.us";
+    let slow = |id: &str| {
+        event(
+            "message",
+            "default",
+            serde_json::json!({"id": id, "from": chat, "body": "slow one"}),
+        )
+    };
+
+    let start = Instant::now();
+    for i in 0..4 {
+        assert_eq!(
+            app.send(&slow(&format!("m-slow-{i}"))).await.1["rule"],
+            "slow"
+        );
+    }
+    assert_eq!(
+        app.send(&message("default", chat, "m-fast")).await.1["rule"],
+        "defaults"
+    );
+
+    let calls = fake.wait_for_calls(5, WAIT).await;
+    let last = calls.iter().map(|c| c.at).max().unwrap();
+    assert!(
+        last - start < Duration::from_secs(10),
+        "the slow ones waited for their own delay"
+    );
+    let first = calls.iter().map(|c| c.at).min().unwrap();
+    assert!(
+        first - start >= Duration::from_secs(1),
+        "the batch waited for the earliest delay"
+    );
+}
+
+#[tokio::test]
+async fn a_reply_of_ours_marks_the_chat_seen_at_once() {
+    let fake = FakeWasend::start().await;
+    let app = TestApp::spawn(
+        &fake,
+        Options::default().rules("[defaults]\ndelay = \"1h\"\n"),
+    )
+    .await;
+    let chat = "491518888888@c.us";
+    for i in 0..3 {
+        app.send(&message("default", chat, &format!("m-wait-{i}")))
+            .await;
+    }
+    app.send(&message("default", "491519999999@c.us", "m-other-chat"))
+        .await;
+
+    let (_, answer) = app
+        .send(&reply_of_ours("default", chat, "true_reply"))
+        .await;
+
+    assert_eq!(answer["reason"], "from_me");
+    fake.wait_for_calls(3, WAIT).await;
+    let mut ids = fake.ids();
+    ids.sort();
+    assert_eq!(ids, ["m-wait-0", "m-wait-1", "m-wait-2"]);
+}
+
+/// Accepts `n` receipts in one chat with a long delay, then flushes them all at once with a reply of ours;
+/// returns how long the API took to see them all.
+async fn flush_burst(app: &TestApp, fake: &FakeWasend, n: usize) -> Duration {
+    let chat = "491510000042@c.us";
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let body = message("default", chat, &format!("m-burst-{i}"));
+        let url = app.url("/webhook");
+        let http = app.http.clone();
+        tasks.spawn(async move {
+            http.post(url)
+                .header("content-type", "application/json")
+                .header("x-webhook-hmac", sign(&body))
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    app.send(&reply_of_ours("default", chat, "true_flush"))
+        .await;
+    let calls = fake.wait_for_calls(n, Duration::from_secs(30)).await;
+    let first = calls.iter().map(|c| c.at).min().unwrap();
+    let last = calls.iter().map(|c| c.at).max().unwrap();
+    last - first
+}
+
+#[tokio::test]
+async fn a_burst_due_at_once_goes_out_no_faster_than_the_session_rate() {
+    let fake = FakeWasend::start().await;
+    let app = TestApp::spawn(
+        &fake,
+        Options::default()
+            .rules("[defaults]\ndelay = \"1h\"\n")
+            .set("delivery.rate_per_session", "100/s")
+            .set("delivery.burst", "5"),
+    )
+    .await;
+
+    let took = flush_burst(&app, &fake, 500).await;
+
+    // 5 at once, then 495 at 100 per second.
+    assert!(took >= Duration::from_millis(4_800), "500 sent in {took:?}");
+}
+
+#[tokio::test]
+async fn with_the_rate_off_a_burst_goes_out_as_fast_as_the_api_takes_it() {
+    let fake = FakeWasend::start().await;
+    let app = TestApp::spawn(
+        &fake,
+        Options::default().rules("[defaults]\ndelay = \"1h\"\n"),
+    )
+    .await;
+
+    let took = flush_burst(&app, &fake, 500).await;
+
+    // Far under what a 100/s limit would take (4.95 s).
+    assert!(took < Duration::from_millis(4_800), "500 sent in {took:?}");
+    assert_eq!(counts(&fake).len(), 500);
+}
