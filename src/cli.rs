@@ -52,6 +52,11 @@ enum Command {
         #[arg(long)]
         at: Option<String>,
     },
+    /// GET a URL and exit 0 on a 2xx answer: a health check for images without curl.
+    Probe {
+        /// For example http://127.0.0.1:8080/readyz
+        url: String,
+    },
 }
 
 pub fn run() -> ExitCode {
@@ -60,6 +65,7 @@ pub fn run() -> ExitCode {
         Command::Serve(c) => serve(&c.dir),
         Command::Check(c) => check(&c.dir),
         Command::Explain { config, event, at } => explain(&config.dir, &event, at.as_deref()),
+        Command::Probe { url } => probe(&url),
     }
 }
 
@@ -183,4 +189,27 @@ fn explain(dir: &Path, event: &Path, at: Option<&str>) -> ExitCode {
         serde_json::to_string_pretty(&out).expect("JSON values serialize")
     );
     ExitCode::SUCCESS
+}
+
+fn probe(url: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return print_problems([format!("cannot start the runtime: {e}")]),
+    };
+    let result = runtime.block_on(async {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .build()?
+            .get(url)
+            .send()
+            .await
+    });
+    match result {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => print_problems([format!("{url} answered {}", r.status())]),
+        Err(e) => print_problems([format!("{url}: {e}")]),
+    }
 }

@@ -365,3 +365,21 @@ async fn logs_are_json_lines_naming_the_message_and_never_its_text_or_keys() {
         assert!(!all.contains(secret), "{secret} appears in the logs");
     }
 }
+
+#[tokio::test]
+async fn the_probe_command_passes_on_a_ready_service_and_fails_on_a_closed_port() {
+    let fake = FakeWasend::start().await;
+    let app = TestApp::spawn(&fake, Options::default()).await;
+    let probe = |url: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_autoseen"))
+            .args(["probe", &url])
+            .output()
+            .unwrap()
+    };
+
+    let ready = probe(app.url("/readyz"));
+    let closed = probe("http://127.0.0.1:9/readyz".into());
+
+    assert!(ready.status.success());
+    assert!(!closed.status.success());
+}
