@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::http::{AppState, router};
+use crate::http::{AppState, MetricsState, metrics_router, router};
 use crate::rules::{self, LiveRules, Rules, RulesError};
 use crate::scheduler::{Clock, Scheduler};
 use crate::settings::Settings;
@@ -30,6 +30,7 @@ const RELOAD_SETTLE: Duration = Duration::from_millis(200);
 /// A built service, bound to its port, not yet running.
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     state: Arc<AppState>,
     scheduler: Scheduler,
     settings: Arc<Settings>,
@@ -68,13 +69,23 @@ impl Application {
             scheduler: handle,
             clock,
             reload,
+            metrics: crate::telemetry::install_metrics().map(MetricsState::new),
         });
         let addr = settings.listen_addr();
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
+        let metrics_listener = match &settings.metrics.listen {
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("cannot listen on {a} (metrics.listen)"))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             listener,
+            metrics_listener,
             state,
             scheduler,
             settings,
@@ -115,6 +126,17 @@ impl Application {
             shutdown.await;
             signalled.cancel();
         });
+        if let Some(listener) = self.metrics_listener {
+            let metrics_addr = listener.local_addr()?;
+            info!(%metrics_addr, "metrics listening");
+            let app = metrics_router(self.state.clone());
+            let stop = background.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+            });
+        }
         info!(%addr, "listening");
         let server = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(stop_serving.clone().cancelled_owned());
@@ -181,8 +203,10 @@ impl Reloader {
                 self.live.replace(new.clone());
                 *self.last.lock().unwrap_or_else(|e| e.into_inner()) = sources;
                 info!(trigger, rules = n, "rules reloaded");
+                metrics::counter!("autoseen_rule_reloads_total", "result" => "ok").increment(1);
             }
             Err(e) => {
+                metrics::counter!("autoseen_rule_reloads_total", "result" => "error").increment(1);
                 for problem in &e.0 {
                     // The message may quote a pattern from the file (a phone number): only at debug.
                     error!(

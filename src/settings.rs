@@ -57,7 +57,15 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     pub store: StoreSettings,
     pub admin: AdminSettings,
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` on this address instead of `server.listen` (keep it off the public port).
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -370,6 +378,14 @@ impl Settings {
                     "is `{}`, not an address like \"0.0.0.0:8080\"",
                     self.server.listen
                 ),
+            );
+        }
+        if let Some(listen) = &self.metrics.listen
+            && listen.parse::<SocketAddr>().is_err()
+        {
+            bad(
+                "metrics.listen",
+                format!("is `{listen}`, not an address like \"127.0.0.1:9090\""),
             );
         }
         if self.server.max_body_bytes == 0 {

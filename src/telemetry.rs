@@ -25,3 +25,66 @@ pub fn init(settings: &LogSettings) {
         LogFormat::Pretty => builder.try_init(),
     };
 }
+
+/// Installs the Prometheus recorder and describes every metric; `None` if a recorder is already installed.
+pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    const SECONDS: &[f64] = &[
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+        .ok()?
+        .install_recorder()
+        .ok()?;
+    describe_counter!(
+        "autoseen_webhooks_total",
+        "Webhooks answered, by result and, for ignored ones, reason."
+    );
+    describe_counter!(
+        "autoseen_decisions_total",
+        "Rule decisions on incoming messages, by rule and decision."
+    );
+    describe_counter!(
+        "autoseen_receipts_sent_total",
+        "Receipts marked seen, by session."
+    );
+    describe_counter!(
+        "autoseen_receipts_retried_total",
+        "Failed sendSeen calls scheduled again, by session."
+    );
+    describe_counter!(
+        "autoseen_receipts_dead_total",
+        "Receipts given up and moved to the dead letters, by session."
+    );
+    describe_counter!(
+        "autoseen_send_seen_responses_total",
+        "sendSeen answers by HTTP status (0: no answer)."
+    );
+    describe_histogram!(
+        "autoseen_send_seen_duration_seconds",
+        "Duration of one sendSeen call."
+    );
+    describe_gauge!(
+        "autoseen_pending_receipts",
+        "Receipts waiting to be sent, by session."
+    );
+    describe_gauge!(
+        "autoseen_oldest_pending_age_seconds",
+        "Age of the oldest waiting receipt, by session."
+    );
+    describe_counter!(
+        "autoseen_rule_reloads_total",
+        "Rule reloads, by result (ok or error)."
+    );
+    describe_histogram!(
+        "autoseen_store_commit_seconds",
+        "Duration of one store transaction (a group of writes)."
+    );
+    describe_histogram!(
+        "autoseen_store_commit_writes",
+        "Writes grouped in one store transaction."
+    );
+    Some(handle)
+}

@@ -5,7 +5,10 @@
 
 mod admin;
 mod health;
+mod metrics;
 mod webhook;
+
+pub use metrics::MetricsState;
 
 use std::sync::Arc;
 
@@ -29,13 +32,20 @@ pub struct AppState {
     pub scheduler: SchedulerHandle,
     pub clock: Clock,
     pub hmac_keys: Vec<Secret>,
+    /// The Prometheus recorder, when this process installed one.
+    pub metrics: Option<MetricsState>,
     /// Reloads the rules now; answers the number of rules or every problem.
     pub reload: Arc<dyn Fn() -> Result<usize, crate::rules::RulesError> + Send + Sync>,
 }
 
+/// The main router; `/metrics` is on it unless `metrics.listen` puts it on a port of its own.
 pub fn router(state: Arc<AppState>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+    let mut router = Router::new();
+    if state.settings.metrics.listen.is_none() {
+        router = router.route("/metrics", get(metrics::metrics));
+    }
+    router
         .route("/webhook", post(webhook::open))
         .route("/webhook/{token}", post(webhook::with_token))
         .route("/healthz", get(health::healthz))
@@ -44,6 +54,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// The router for `metrics.listen`: `/metrics` alone.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .with_state(state)
 }
 
 /// An error answer: a status, a stable code, and a sentence for the sender's logs.

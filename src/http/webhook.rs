@@ -73,6 +73,7 @@ async fn receive(
                     Reply::Scheduled { rule, due_in_ms } => {
                         tracing::Span::current().record("rule", &**rule);
                         info!(status = "scheduled", due_in_ms, latency_ms, "webhook");
+                        count_webhook("scheduled", "");
                         json!({"status": "scheduled", "rule": rule, "due_in_ms": due_in_ms})
                     }
                     Reply::Ignored { reason, rule } => {
@@ -80,10 +81,12 @@ async fn receive(
                             tracing::Span::current().record("rule", &**rule);
                         }
                         info!(status = "ignored", reason = %reason, latency_ms, "webhook");
+                        count_webhook("ignored", if reason.starts_with("event") { "event" } else { reason });
                         json!({"status": "ignored", "reason": reason, "rule": rule})
                     }
                     Reply::Duplicate => {
                         info!(status = "duplicate", latency_ms, "webhook");
+                        count_webhook("duplicate", "");
                         json!({"status": "duplicate"})
                     }
                 };
@@ -91,6 +94,7 @@ async fn receive(
             }
             Err(e) => {
                 warn!(status = e.status.as_u16(), error = e.code, message = %e.message, latency_ms, "webhook rejected");
+                count_webhook(e.code, "");
                 e.into_response()
             }
         }
@@ -135,6 +139,10 @@ async fn handle(
     span.record("chat", message.chat.as_str());
     span.record("message_id", message.id.as_str());
     decide_and_store(state, message).await
+}
+
+fn count_webhook(result: &'static str, reason: &str) {
+    metrics::counter!("autoseen_webhooks_total", "result" => result, "reason" => reason.to_string()).increment(1);
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -237,7 +245,14 @@ async fn decide_and_store(state: &AppState, message: IncomingMessage) -> Result<
         });
     }
     let rules = state.rules.get();
-    match rules.decide(&message, now) {
+    let decision = rules.decide(&message, now);
+    let (rule, verdict) = match &decision {
+        Decision::Seen { rule, .. } => (rule.to_string(), "seen"),
+        Decision::Ignore { rule, .. } => (rule.as_deref().unwrap_or("").to_string(), "ignore"),
+    };
+    metrics::counter!("autoseen_decisions_total", "rule" => rule, "decision" => verdict)
+        .increment(1);
+    match decision {
         Decision::Ignore { rule, reason } => Ok(Reply::Ignored {
             reason: reason.as_str().into(),
             rule,

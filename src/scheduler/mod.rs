@@ -305,11 +305,14 @@ async fn deliver(d: Arc<Delivery>, r: Receipt, tx: mpsc::UnboundedSender<Command
     let started = StdInstant::now();
     let result = d.client.send_seen(&r.session, &r.chat, &r.message_id).await;
     let duration_ms = started.elapsed().as_millis() as u64;
+    metrics::histogram!("autoseen_send_seen_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
     let now = d.clock.now_ms();
     let status = match &result {
         Ok(status) => *status,
         Err(e) => e.status(),
     };
+    metrics::counter!("autoseen_send_seen_responses_total", "status" => status.unwrap_or(0).to_string()).increment(1);
     let mut pause_until = None;
     let (outcome, stored) = match result {
         Ok(_) => ("sent", d.store.complete(r.id).await.map(|_| None)),
@@ -358,6 +361,16 @@ async fn deliver(d: Arc<Delivery>, r: Receipt, tx: mpsc::UnboundedSender<Command
             )
         }
     };
+    let session = r.session.to_string();
+    match outcome {
+        "sent" => {
+            metrics::counter!("autoseen_receipts_sent_total", "session" => session).increment(1)
+        }
+        "retry" => {
+            metrics::counter!("autoseen_receipts_retried_total", "session" => session).increment(1)
+        }
+        _ => metrics::counter!("autoseen_receipts_dead_total", "session" => session).increment(1),
+    }
     if outcome == "sent" {
         info!(
             session = %r.session, chat = %r.chat, message_id = %r.message_id, rule = %r.rule,

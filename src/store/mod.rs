@@ -123,6 +123,8 @@ pub trait Store: Send + Sync + 'static {
     async fn replay_dead(&self, now_ms: i64) -> Result<Vec<ChatKey>, StoreError>;
     /// Forgets accepted ids older than `before_ms`; returns how many.
     async fn purge_dedup(&self, before_ms: i64) -> Result<u64, StoreError>;
+    /// Per session: how many receipts are pending, and when the oldest was accepted (ms).
+    async fn pending_stats(&self) -> Result<Vec<(SessionName, u64, i64)>, StoreError>;
     /// Performs a small write, to prove the store can commit (readiness).
     async fn check_writable(&self) -> Result<(), StoreError>;
 }

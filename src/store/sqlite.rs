@@ -142,6 +142,8 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
         if writes.is_empty() {
             continue;
         }
+        let started = std::time::Instant::now();
+        let writes_in_batch = writes.len();
         let begun = conn.execute_batch("BEGIN IMMEDIATE").map_err(unavailable);
         let mut finishers = Vec::with_capacity(writes.len());
         for job in writes {
@@ -168,6 +170,9 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
             }),
             Err(e) => Err(e),
         };
+        metrics::histogram!("autoseen_store_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("autoseen_store_commit_writes").record(writes_in_batch as f64);
         for finish in finishers {
             finish(committed.clone());
         }
@@ -448,6 +453,27 @@ impl Store for SqliteStore {
             c.execute("DELETE FROM dedup WHERE accepted_at < ?1", [before_ms])
                 .map(|n| n as u64)
                 .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn pending_stats(&self) -> Result<Vec<(SessionName, u64, i64)>, StoreError> {
+        self.call(false, |c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT session, COUNT(*), MIN(accepted_at) FROM pending GROUP BY session",
+                )
+                .map_err(unavailable)?;
+            let rows = s
+                .query_map([], |row| {
+                    let session: String = row.get(0)?;
+                    let (count, oldest): (i64, i64) = (row.get(1)?, row.get(2)?);
+                    Ok(SessionName::parse(&session)
+                        .map(|s| (s, count as u64, oldest))
+                        .map_err(corrupt))
+                })
+                .map_err(unavailable)?;
+            collect(rows)
         })
         .await
     }
