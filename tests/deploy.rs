@@ -1,0 +1,386 @@
+//! Issue 5: every file under deploy/ parses, and names the ports, paths, probes, settings and metrics the
+//! service really has. A renamed setting, route or metric breaks a test here, not a deployment.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use autoseen::settings::Settings;
+use common::*;
+use serde_json::Value;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn yaml_docs(path: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(&read(path))
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{path}: {e}")))
+        .collect()
+}
+
+/// Settings as the service would load them from `dir`, with `env` as its environment.
+fn settings(dir: &Path, env: &[(String, String)]) -> Settings {
+    let env: HashMap<String, String> = env.iter().cloned().collect();
+    Settings::load_with_env(dir, Some(env)).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+}
+
+fn port_of(listen: &str) -> u64 {
+    listen.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// The Dockerfile instruction values of the final stage, by instruction name.
+fn dockerfile() -> HashMap<String, Vec<String>> {
+    let text = read("Dockerfile");
+    let last_stage = text.rsplit("\nFROM ").next().unwrap();
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for line in last_stage.replace("\\\n", " ").lines() {
+        if let Some((instruction, rest)) = line.trim().split_once(' ')
+            && instruction.chars().all(|c| c.is_ascii_uppercase())
+        {
+            out.entry(instruction.to_string())
+                .or_default()
+                .push(rest.trim().to_string());
+        }
+    }
+    out
+}
+
+fn dockerfile_env(name: &str) -> String {
+    dockerfile()["ENV"]
+        .iter()
+        .find_map(|e| e.strip_prefix(&format!("{name}=")).map(String::from))
+        .unwrap_or_else(|| panic!("Dockerfile sets {name}"))
+}
+
+/// The exec-form command of the Dockerfile's HEALTHCHECK.
+fn dockerfile_healthcheck() -> Vec<String> {
+    let health = &dockerfile()["HEALTHCHECK"][0];
+    let json = &health[health.find('[').unwrap()..];
+    serde_json::from_str(json).unwrap()
+}
+
+#[test]
+fn the_dockerfile_runs_the_shipped_config_as_a_non_root_user() {
+    let d = dockerfile();
+    let workdir = &d["WORKDIR"][0];
+    let shipped = settings(&repo("config"), &[]);
+
+    assert_eq!(d["USER"], ["10001"]);
+    assert!(
+        d["COPY"]
+            .iter()
+            .any(|c| c == &format!("config {workdir}/config"))
+    );
+    assert_eq!(
+        dockerfile_env("AUTOSEEN_CONFIG"),
+        format!("{workdir}/config")
+    );
+    assert_eq!(d["EXPOSE"], [port_of(&shipped.server.listen).to_string()]);
+    // The store's folder is the volume.
+    let store_dir = shipped.store.path.parent().unwrap().display().to_string();
+    assert_eq!(d["VOLUME"], [format!("{workdir}/{store_dir}")]);
+    assert_eq!(dockerfile_healthcheck()[..2], ["autoseen", "probe"]);
+}
+
+#[test]
+fn the_compose_file_matches_the_image_and_the_settings() {
+    let compose = &yaml_docs("deploy/docker-compose.yml")[0];
+    let svc = &compose["services"]["autoseen"];
+    let env_example: Vec<(String, String)> = read("deploy/.env.example")
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let s = settings(&repo("config"), &env_example);
+    let workdir = &dockerfile()["WORKDIR"][0];
+
+    assert_eq!(
+        s.wasend.api_key.as_ref().unwrap().expose(),
+        "your-wasend-api-key"
+    );
+    assert!(s.admin.token.is_some() && s.webhook.hmac_key.is_some());
+    assert_eq!(svc["env_file"], ".env");
+    let port = port_of(&s.server.listen);
+    assert_eq!(svc["ports"][0], format!("{port}:{port}"));
+    assert_eq!(
+        svc["environment"]["AUTOSEEN_CONFIG"],
+        dockerfile_env("AUTOSEEN_CONFIG")
+    );
+    let mounts: Vec<&str> = svc["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        mounts.contains(&format!("../config:{}:ro", dockerfile_env("AUTOSEEN_CONFIG")).as_str()),
+        "{mounts:?}"
+    );
+    let store_dir = format!("{workdir}/{}", s.store.path.parent().unwrap().display());
+    assert!(
+        mounts.contains(&format!("autoseen-data:{store_dir}").as_str()),
+        "{mounts:?}"
+    );
+    assert!(compose["volumes"].get("autoseen-data").is_some());
+    let health: Vec<String> = serde_json::from_value(svc["healthcheck"]["test"].clone()).unwrap();
+    assert_eq!(health[0], "CMD");
+    assert_eq!(health[1..], dockerfile_healthcheck());
+    assert_eq!(
+        compose["services"]["bot"]["depends_on"]["autoseen"]["condition"],
+        "service_healthy"
+    );
+}
+
+fn kubernetes() -> HashMap<String, Value> {
+    let kustomization = &yaml_docs("deploy/kubernetes/kustomization.yaml")[0];
+    let mut by_kind = HashMap::new();
+    let listed: BTreeSet<String> = kustomization["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    let present: BTreeSet<String> = std::fs::read_dir(repo("deploy/kubernetes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f != "kustomization.yaml")
+        .collect();
+    assert_eq!(listed, present, "kustomization lists every manifest");
+    for file in listed {
+        for doc in yaml_docs(&format!("deploy/kubernetes/{file}")) {
+            by_kind.insert(doc["kind"].as_str().unwrap().to_string(), doc);
+        }
+    }
+    by_kind
+}
+
+#[test]
+fn the_kubernetes_manifests_match_the_settings_they_carry() {
+    let k = kubernetes();
+    let config_map = &k["ConfigMap"]["data"];
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["autoseen.toml", "rules.toml"] {
+        std::fs::write(dir.path().join(file), config_map[file].as_str().unwrap()).unwrap();
+    }
+    let secret_env: Vec<(String, String)> = k["Secret"]["stringData"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    let s = settings(dir.path(), &secret_env);
+    autoseen::rules::load(dir.path()).unwrap_or_else(|e| panic!("ConfigMap rules.toml: {e}"));
+    let pod = &k["Deployment"]["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let mount = |volume: &str| {
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == volume)
+            .unwrap_or_else(|| panic!("a mount of {volume}"))["mountPath"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    assert!(s.wasend.api_key.is_some() && s.webhook.hmac_key.is_some() && s.admin.token.is_some());
+    assert_eq!(k["Deployment"]["spec"]["replicas"], 1);
+    assert_eq!(k["Deployment"]["spec"]["strategy"]["type"], "Recreate");
+    assert_eq!(
+        container["ports"][0]["containerPort"].as_u64(),
+        Some(port_of(&s.server.listen))
+    );
+    assert_eq!(container["ports"][0]["name"], "http");
+    let config_env = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "AUTOSEEN_CONFIG")
+        .unwrap();
+    assert_eq!(config_env["value"].as_str().unwrap(), mount("config"));
+    assert_eq!(Path::new(&mount("data")), s.store.path.parent().unwrap());
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["configMap"]["name"] == k["ConfigMap"]["metadata"]["name"])
+    );
+    assert!(
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m.get("subPath").is_none()),
+        "subPath mounts do not update"
+    );
+    assert_eq!(
+        container["envFrom"][0]["secretRef"]["name"],
+        k["Secret"]["metadata"]["name"]
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(container["resources"]["limits"]["memory"].is_string());
+    assert_eq!(k["Service"]["spec"]["ports"][0]["targetPort"], "http");
+    assert_eq!(
+        k["ServiceMonitor"]["spec"]["endpoints"][0]["path"],
+        "/metrics"
+    );
+    let annotations = &k["Deployment"]["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(
+        annotations["prometheus.io/port"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap(),
+        port_of(&s.server.listen)
+    );
+    let claim = &pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "data")
+        .unwrap()["persistentVolumeClaim"];
+    assert_eq!(
+        claim["claimName"],
+        k["PersistentVolumeClaim"]["metadata"]["name"]
+    );
+}
+
+fn unit_file() -> Vec<(String, String)> {
+    read("deploy/systemd/autoseen.service")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_systemd_unit_is_hardened_and_its_settings_are_real() {
+    let unit = unit_file();
+    let get = |k: &str| {
+        unit.iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
+    let env: Vec<(String, String)> = get("Environment")
+        .iter()
+        .map(|e| {
+            let (k, v) = e.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let s = settings(&repo("config"), &env);
+
+    assert_eq!(
+        get("ExecStart"),
+        ["/usr/local/bin/autoseen serve --config /etc/autoseen"]
+    );
+    assert_eq!(get("ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+    assert_eq!(get("StateDirectory"), ["autoseen"]);
+    assert!(
+        s.store.path.starts_with("/var/lib/autoseen"),
+        "{:?}",
+        s.store.path
+    );
+    assert_eq!(get("DynamicUser"), ["yes"]);
+    assert_eq!(get("ProtectSystem"), ["strict"]);
+    assert_eq!(get("NoNewPrivileges"), ["yes"]);
+    assert_eq!(get("KillSignal"), ["SIGTERM"]);
+}
+
+/// Every probe path and metric named under deploy/ answers on a real instance.
+#[tokio::test]
+async fn probes_and_dashboard_metrics_named_in_deploy_exist_on_a_running_instance() {
+    let fake = FakeWasend::start().await;
+    fake.script([Answer::status(500), Answer::status(400)]);
+    let rules = "[defaults]\ndelay = \"0s\"\n[[rules]]\nname = \"later\"\nsessions = [\"slow\"]\ndelay = \"1h\"\n";
+    let app = TestApp::spawn(&fake, Options::default().rules(rules)).await;
+    for (i, session) in ["default", "default", "slow"].iter().enumerate() {
+        app.send(&message(session, "491511000001@c.us", &format!("m{i}")))
+            .await;
+    }
+    app.admin(reqwest::Method::POST, "/admin/reload").await;
+    fake.wait_for_calls(3, Duration::from_secs(10)).await;
+    let metrics = eventually(
+        Duration::from_secs(10),
+        "a dead receipt counted",
+        async || {
+            let text = app
+                .http
+                .get(app.url("/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.contains("autoseen_receipts_dead_total")
+                .then_some(text)
+        },
+    )
+    .await;
+
+    let k = kubernetes();
+    let container = &k["Deployment"]["spec"]["template"]["spec"]["containers"][0];
+    let mut paths = vec![
+        container["livenessProbe"]["httpGet"]["path"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        container["readinessProbe"]["httpGet"]["path"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        k["ServiceMonitor"]["spec"]["endpoints"][0]["path"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    ];
+    let health = dockerfile_healthcheck();
+    paths.push(reqwest::Url::parse(&health[2]).unwrap().path().to_string());
+    for path in paths {
+        let status = app.http.get(app.url(&path)).send().await.unwrap().status();
+        assert_eq!(status, 200, "{path}");
+    }
+
+    let dashboard: Value = serde_json::from_str(&read("deploy/grafana/autoseen.json")).unwrap();
+    let metric = regex::Regex::new(r"autoseen_[a-z_]+").unwrap();
+    let mut named = BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            named.extend(
+                metric
+                    .find_iter(target["expr"].as_str().unwrap())
+                    .map(|m| m.as_str().to_string()),
+            );
+        }
+    }
+    assert!(named.len() >= 10, "{named:?}");
+    for name in named {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))),
+            "the dashboard uses {name}, which /metrics does not export"
+        );
+    }
+}
