@@ -1,0 +1,566 @@
+//! `autoseen-bench`: runs autoseen's benchmarks and prints one table. Every figure is measured in this run on
+//! this machine, beside a baseline where one exists, so the ratios carry over between machines even where the
+//! absolute numbers do not. Run it through `bench/run`, which builds everything in release mode first.
+//!
+//! Scenarios: `ingest` (signed webhooks vs a bare axum server), `restart` (start-to-ready and RSS with a
+//! million pending receipts), `dispatch` (100k receipts falling due within 10 s, and the same all overdue).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+const HMAC_KEY: &str = "bench-hmac-key";
+
+fn main() -> anyhow::Result<()> {
+    let which: Vec<String> = std::env::args().skip(1).collect();
+    let quick = which.iter().any(|a| a == "--quick");
+    let wants = |name: &str| {
+        let named: Vec<&String> = which.iter().filter(|a| !a.starts_with("--")).collect();
+        named.is_empty() || named.iter().any(|a| *a == name || *a == "all")
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut table = Table::default();
+    println!("machine: {}", machine());
+    if wants("ingest") {
+        runtime.block_on(ingest(&mut table, quick))?;
+    }
+    if wants("restart") {
+        runtime.block_on(restart(&mut table, quick))?;
+    }
+    if wants("dispatch") {
+        runtime.block_on(dispatch(&mut table, quick))?;
+    }
+    table.print();
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown cpu".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The results table.
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<[String; 5]>,
+}
+
+impl Table {
+    fn row(
+        &mut self,
+        scenario: &str,
+        figure: &str,
+        value: String,
+        target: &str,
+        met: Option<bool>,
+    ) {
+        let verdict = match met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "",
+        };
+        self.rows.push([
+            scenario.into(),
+            figure.into(),
+            value,
+            target.into(),
+            verdict.into(),
+        ]);
+    }
+
+    fn print(&self) {
+        let head = ["scenario", "figure", "value", "target", ""];
+        let mut widths = head.map(str::len);
+        for r in &self.rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.len());
+            }
+        }
+        let line = |cells: [&str; 5]| {
+            let cells: Vec<String> = cells
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:w$}"))
+                .collect();
+            println!("| {} |", cells.join(" | "));
+        };
+        println!();
+        line(head);
+        println!("|{}|", widths.map(|w| "-".repeat(w + 2)).join("|"));
+        for r in &self.rows {
+            line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Processes.
+
+fn bin(name: &str) -> PathBuf {
+    std::env::current_exe().unwrap().with_file_name(name)
+}
+
+struct Proc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a program and waits for the line that names its address (`listening ADDR` or autoseen's JSON).
+fn spawn(mut command: Command) -> anyhow::Result<Proc> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("spawn")?;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let addr = line
+                .strip_prefix("listening ")
+                .map(String::from)
+                .or_else(|| {
+                    let v: Value = serde_json::from_str(&line).ok()?;
+                    (v["message"] == "listening").then(|| v["addr"].as_str().map(String::from))?
+                });
+            if let Some(addr) = addr
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let mut proc = Proc {
+        child,
+        addr: "0.0.0.0:0".parse()?,
+    };
+    // On an error, dropping `proc` stops the child.
+    proc.addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .context("no `listening` line within 60 s")?
+        .parse()?;
+    Ok(proc)
+}
+
+/// A config folder for autoseen: the shipped rules with a one-hour delay unless `rules` is given.
+fn autoseen_config(
+    dir: &Path,
+    api: &str,
+    store: &Path,
+    delivery: &str,
+    rules: Option<&str>,
+) -> anyhow::Result<()> {
+    let shipped_rules = std::fs::read_to_string(repo("config/rules.toml"))?;
+    let rules = rules.map(String::from).unwrap_or_else(|| {
+        shipped_rules
+            .lines()
+            .map(|l| {
+                if l.starts_with("delay = ") {
+                    "delay = \"1h\""
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    std::fs::write(dir.join("rules.toml"), rules)?;
+    std::fs::write(
+        dir.join("autoseen.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[webhook]\nhmac_key = \"{HMAC_KEY}\"\n[wasend]\nbase_url = \"{api}\"\n\
+             api_key = \"bench-api-key\"\n[delivery]\n{delivery}\n[store]\npath = \"{}\"\n",
+            store.display()
+        ),
+    )?;
+    Ok(())
+}
+
+fn autoseen(config: &Path) -> Command {
+    let mut c = Command::new(bin("autoseen"));
+    c.args(["serve", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG");
+    c
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 1. Ingest.
+
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: usize,
+}
+
+fn event_body(conn: usize, seq: usize) -> String {
+    format!(
+        r#"{{"id":"evt_{conn}_{seq}","timestamp":1764147600000,"event":"message","session":"default","me":{{"id":"4900000000@c.us","pushName":"bot"}},"payload":{{"id":"false_4915{conn:03}{seq:07}@c.us_3EB0{conn:04}{seq:08}","timestamp":1764147600,"from":"4915{conn:03}{seq:07}@c.us","fromMe":false,"to":"4900000000@c.us","body":"Hello, is this still available?","hasMedia":false,"ack":1,"_data":{{"notifyName":"Customer"}}}},"engine":"WEBJS","environment":{{"version":"2025.1","engine":"WEBJS","tier":"PLUS"}}}}"#
+    )
+}
+
+/// `connections` keep-alive connections posting signed unique events for `warmup + measure`.
+async fn load(
+    url: String,
+    connections: usize,
+    warmup: Duration,
+    measure: Duration,
+) -> anyhow::Result<Load> {
+    let start = Instant::now();
+    let (from, until) = (start + warmup, start + warmup + measure);
+    let mut tasks = tokio::task::JoinSet::new();
+    for conn in 0..connections {
+        let url = url.clone();
+        tasks.spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap();
+            let (mut latencies, mut errors) = (Vec::new(), 0usize);
+            let mut seq = 0;
+            while Instant::now() < until {
+                let body = event_body(conn, seq);
+                seq += 1;
+                let signature = autoseen::webhook::signature::sign(
+                    HMAC_KEY,
+                    autoseen::webhook::Algorithm::Sha512,
+                    body.as_bytes(),
+                );
+                let sent = Instant::now();
+                let ok = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-webhook-hmac", signature)
+                    .body(body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                let done = Instant::now();
+                if sent >= from && done <= until {
+                    latencies.push(done - sent);
+                    errors += usize::from(!ok);
+                }
+            }
+            (latencies, errors)
+        });
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    while let Some(r) = tasks.join_next().await {
+        let (l, e) = r?;
+        all.extend(l);
+        errors += e;
+    }
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0;
+    Ok(Load {
+        rps: all.len() as f64 / measure.as_secs_f64(),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        errors,
+    })
+}
+
+async fn ingest(table: &mut Table, quick: bool) -> anyhow::Result<()> {
+    let (warmup, measure) = if quick {
+        (Duration::from_secs(1), Duration::from_secs(3))
+    } else {
+        (Duration::from_secs(3), Duration::from_secs(10))
+    };
+    let connections = 64;
+    eprintln!("ingest: baseline ...");
+    let baseline = spawn(Command::new(bin("baseline")))?;
+    let a = load(
+        format!("http://{}/webhook", baseline.addr),
+        connections,
+        warmup,
+        measure,
+    )
+    .await?;
+    drop(baseline);
+
+    eprintln!("ingest: autoseen ...");
+    let dir = tempfile::tempdir()?;
+    autoseen_config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        &dir.path().join("autoseen.db"),
+        "",
+        None,
+    )?;
+    let app = spawn(autoseen(dir.path()))?;
+    let b = load(
+        format!("http://{}/webhook", app.addr),
+        connections,
+        warmup,
+        measure,
+    )
+    .await?;
+    drop(app);
+
+    if a.errors + b.errors > 0 {
+        bail!(
+            "ingest: {} baseline and {} autoseen requests failed",
+            a.errors,
+            b.errors
+        );
+    }
+    let ratio = b.rps / a.rps;
+    let s = "ingest (64 conns)";
+    table.row(s, "baseline axum req/s", format!("{:.0}", a.rps), "", None);
+    table.row(
+        s,
+        "baseline p50 / p99",
+        format!("{:.2} / {:.2} ms", a.p50_ms, a.p99_ms),
+        "",
+        None,
+    );
+    table.row(s, "autoseen req/s", format!("{:.0}", b.rps), "", None);
+    table.row(
+        s,
+        "autoseen p50 / p99",
+        format!("{:.2} / {:.2} ms", b.p50_ms, b.p99_ms),
+        "p99 <= 10 ms",
+        Some(b.p99_ms <= 10.0),
+    );
+    table.row(
+        s,
+        "ratio autoseen / baseline",
+        format!("{ratio:.2}"),
+        ">= 0.5",
+        Some(ratio >= 0.5),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Seeding the store directly: the schema comes from autoseen itself.
+
+/// Writes `n` pending receipts into a new store at `path`, in `chats` chats, due at `due(i)`.
+fn seed(path: &Path, n: usize, chats: usize, due: impl Fn(usize) -> i64) -> anyhow::Result<()> {
+    let settings = autoseen::settings::StoreSettings {
+        path: path.to_path_buf(),
+        ..Default::default()
+    };
+    drop(autoseen::store::sqlite::SqliteStore::open(&settings)?);
+    let mut conn = rusqlite::Connection::open(path)?;
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    let tx = conn.transaction()?;
+    {
+        let mut pending = tx.prepare(
+            "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply, accepted_at)
+             VALUES ('bench', ?1, ?2, 'defaults', ?3, ?3, 1, ?4)",
+        )?;
+        let mut dedup = tx.prepare(
+            "INSERT INTO dedup (session, message_id, accepted_at) VALUES ('bench', ?1, ?2)",
+        )?;
+        let now = now_ms();
+        for i in 0..n {
+            let due = due(i);
+            let id = format!("bench_{due}_{i}");
+            pending.execute(rusqlite::params![
+                format!("49150{:07}@c.us", i % chats),
+                id,
+                due,
+                now
+            ])?;
+            dedup.execute(rusqlite::params![id, now])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 2 and 4. Restart and memory with a million pending.
+
+async fn wait_ready(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if client
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    bail!("not ready within {timeout:?}")
+}
+
+async fn restart(table: &mut Table, quick: bool) -> anyhow::Result<()> {
+    let n = if quick { 100_000 } else { 1_000_000 };
+    let dir = tempfile::tempdir()?;
+    let store = dir.path().join("autoseen.db");
+    eprintln!("restart: seeding {n} pending receipts ...");
+    let day_later = now_ms() + 86_400_000;
+    seed(&store, n, 10_000, |i| day_later + i as i64)?;
+    autoseen_config(dir.path(), "http://127.0.0.1:9", &store, "", None)?;
+
+    eprintln!("restart: starting autoseen ...");
+    let started = Instant::now();
+    let app = spawn(autoseen(dir.path()))?;
+    wait_ready(app.addr, Duration::from_secs(60)).await?;
+    let ready = started.elapsed();
+    let rss = rss_mib(app.child.id());
+    drop(app);
+
+    let s = format!("restart ({}k pending, 10k chats)", n / 1000);
+    table.row(
+        &s,
+        "start to ready",
+        format!("{:.2} s", ready.as_secs_f64()),
+        "<= 2 s",
+        Some(ready <= Duration::from_secs(2)),
+    );
+    table.row(
+        &s,
+        "RSS when ready",
+        format!("{rss:.1} MiB"),
+        "<= 256 MiB",
+        Some(rss <= 256.0),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 3. Dispatch.
+
+async fn dispatch_run(n: usize, spread_ms: i64, lead_ms: i64) -> anyhow::Result<(Value, Duration)> {
+    let api = spawn(Command::new(bin("fakeapi")))?;
+    let dir = tempfile::tempdir()?;
+    let store = dir.path().join("autoseen.db");
+    let t0 = now_ms() + lead_ms;
+    seed(&store, n, 10_000, |i| {
+        t0 + (i as i64 * spread_ms) / n as i64
+    })?;
+    autoseen_config(
+        dir.path(),
+        &format!("http://{}", api.addr),
+        &store,
+        "rate_per_session = \"off\"\nmax_in_flight = 64",
+        None,
+    )?;
+    let started = Instant::now();
+    let app = spawn(autoseen(dir.path()))?;
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let stats: Value = client
+            .get(format!("http://{}/stats", api.addr))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if stats["count"].as_u64() >= Some(n as u64) {
+            drop(app);
+            return Ok((stats, started.elapsed()));
+        }
+        if Instant::now() > deadline {
+            bail!("dispatch: only {} of {n} sent within 120 s", stats["count"]);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn dispatch(table: &mut Table, quick: bool) -> anyhow::Result<()> {
+    let n = if quick { 20_000 } else { 100_000 };
+    eprintln!("dispatch: {n} receipts due within 10 s ...");
+    let (spread, _) = dispatch_run(n, 10_000, 5_000).await?;
+    let span_s = (spread["last_ms"].as_i64().unwrap() - spread["first_ms"].as_i64().unwrap())
+        as f64
+        / 1000.0;
+    let s = format!("dispatch ({}k due within 10 s)", n / 1000);
+    let p99 = spread["late_p99_ms"].as_i64().unwrap();
+    table.row(
+        &s,
+        "sent/s over the 10 s",
+        format!("{:.0}", n as f64 / span_s),
+        "keeps up (~n/10 s)",
+        None,
+    );
+    table.row(
+        &s,
+        "lateness p50",
+        format!("{} ms", spread["late_p50_ms"]),
+        "",
+        None,
+    );
+    table.row(
+        &s,
+        "lateness p99",
+        format!("{p99} ms"),
+        "<= 100 ms",
+        Some(p99 <= 100),
+    );
+    table.row(
+        &s,
+        "lateness max",
+        format!("{} ms", spread["late_max_ms"]),
+        "",
+        None,
+    );
+
+    eprintln!("dispatch: {n} receipts all overdue at start ...");
+    let (burst, _) = dispatch_run(n, 0, -60_000).await?;
+    let span_s = (burst["last_ms"].as_i64().unwrap() - burst["first_ms"].as_i64().unwrap()).max(1)
+        as f64
+        / 1000.0;
+    let rate = n as f64 / span_s;
+    let s = format!("dispatch ({}k overdue at start)", n / 1000);
+    table.row(
+        &s,
+        "peak sent/s",
+        format!("{rate:.0}"),
+        ">= 10000",
+        Some(rate >= 10_000.0),
+    );
+    Ok(())
+}
