@@ -231,7 +231,7 @@ impl Reloader {
         use notify::Watcher;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !e.kind.is_access()) {
+            if event.is_ok_and(|e| !e.kind.is_access() && e.paths.iter().any(|p| is_rule_path(p))) {
                 let _ = tx.send(());
             }
         });
@@ -264,6 +264,18 @@ impl Reloader {
             let _ = self.reload(trigger);
         }
     }
+}
+
+/// Whether a change at `path` may change the rules: `rules.toml`, anything under `rules.d`, or the `..data`
+/// link Kubernetes swaps when a ConfigMap changes. Other files (a store kept in the config folder, editor
+/// swap files) cause no reload.
+fn is_rule_path(path: &std::path::Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name == rules::file::RULES_FILE
+        || name.starts_with("..")
+        || path
+            .components()
+            .any(|c| c.as_os_str() == rules::file::RULES_DIR)
 }
 
 fn read_sources(dir: &std::path::Path) -> Vec<(PathBuf, String)> {

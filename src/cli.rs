@@ -110,7 +110,7 @@ fn serve(dir: &Path) -> ExitCode {
         Ok(r) => r,
         Err(e) => return print_problems(e.0.iter().map(ToString::to_string)),
     };
-    crate::telemetry::init(&settings.log);
+    let _log_guard = crate::telemetry::init(&settings.log);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => return print_problems([format!("cannot start the runtime: {e}")]),

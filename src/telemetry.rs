@@ -7,14 +7,18 @@ use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, LogSettings};
 
-/// Installs the global subscriber. Safe to call once per process.
-pub fn init(settings: &LogSettings) {
+/// Installs the global subscriber, writing through a background thread so a slow stdout never holds up a
+/// request. Keep the returned guard until exit: dropping it flushes what is buffered.
+pub fn init(settings: &LogSettings) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     let _ = match settings.format {
         LogFormat::Json => builder
             .json()
@@ -24,6 +28,7 @@ pub fn init(settings: &LogSettings) {
             .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+    guard
 }
 
 /// Installs the Prometheus recorder and describes every metric; `None` if a recorder is already installed.
