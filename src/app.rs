@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::http::server::{Limits, serve};
 use crate::http::{AppState, MetricsState, metrics_router, router};
 use crate::rules::{self, LiveRules, Rules, RulesError};
 use crate::scheduler::{Clock, Scheduler};
@@ -120,34 +121,38 @@ impl Application {
         tokio::spawn(self.reloader.watch(background.clone()));
         tokio::spawn(purge_dedup(self.state.clone(), background.clone()));
 
+        let limits = Limits {
+            header_timeout: settings.server.header_timeout,
+            max_connections: settings.server.max_connections,
+        };
+        if let Some(listener) = self.metrics_listener {
+            let metrics_addr = listener.local_addr()?;
+            info!(%metrics_addr, "metrics listening");
+            tokio::spawn(serve(
+                listener,
+                metrics_router(self.state.clone()),
+                limits,
+                background.clone(),
+            ));
+        }
         let stop_serving = CancellationToken::new();
         let signalled = stop_serving.clone();
         tokio::spawn(async move {
             shutdown.await;
             signalled.cancel();
         });
-        if let Some(listener) = self.metrics_listener {
-            let metrics_addr = listener.local_addr()?;
-            info!(%metrics_addr, "metrics listening");
-            let app = metrics_router(self.state.clone());
-            let stop = background.clone();
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-            });
-        }
         info!(%addr, "listening");
-        let server = axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(stop_serving.clone().cancelled_owned());
-        let server = tokio::spawn(async move { server.await });
+        let server = tokio::spawn(serve(
+            self.listener,
+            router(self.state),
+            limits,
+            stop_serving.clone(),
+        ));
         stop_serving.cancelled().await;
         info!("shutting down: no new webhooks; finishing requests and sends in flight");
         let deadline = tokio::time::Instant::now() + settings.server.shutdown_timeout;
         match tokio::time::timeout_at(deadline, server).await {
-            Ok(result) => result
-                .context("server task failed")?
-                .context("server failed")?,
+            Ok(result) => result.context("server task failed")?,
             Err(_) => warn!("requests still in flight at the shutdown timeout were dropped"),
         }
         stop_sending.cancel();

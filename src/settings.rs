@@ -78,6 +78,14 @@ pub struct ServerSettings {
     /// How long shutdown waits for requests and sends in flight before exiting.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// A request's headers must arrive within this long (slow clients are cut off).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this long, else 408.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Open connections at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -86,6 +94,9 @@ impl Default for ServerSettings {
             listen: "0.0.0.0:8080".into(),
             max_body_bytes: 1024 * 1024,
             shutdown_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 1024,
         }
     }
 }
@@ -99,6 +110,9 @@ pub struct WebhookSettings {
     pub hmac_keys: Vec<Secret>,
     /// Secret path segment: when set, webhooks must come to `/webhook/{token}`.
     pub token: Option<Secret>,
+    /// When set, events whose `timestamp` is further than this from now (past or future) are refused (replays).
+    #[serde(with = "humantime_serde")]
+    pub max_age: Option<Duration>,
 }
 
 impl WebhookSettings {
@@ -164,6 +178,9 @@ pub struct DeliverySettings {
     pub burst: u32,
     /// sendSeen calls in flight at once, across sessions.
     pub max_in_flight: usize,
+    /// When Wasend refuses a session's API key (401/403), that session pauses this long; others go on.
+    #[serde(with = "humantime_serde")]
+    pub auth_pause: Duration,
 }
 
 impl Default for DeliverySettings {
@@ -175,6 +192,7 @@ impl Default for DeliverySettings {
             rate_per_session: Rate::PerSecond(1.0),
             burst: 5,
             max_in_flight: 32,
+            auth_pause: Duration::from_secs(60),
         }
     }
 }
@@ -386,6 +404,15 @@ impl Settings {
             bad(
                 "metrics.listen",
                 format!("is `{listen}`, not an address like \"127.0.0.1:9090\""),
+            );
+        }
+        if self.server.max_connections == 0 {
+            bad("server.max_connections", "must be at least 1".into());
+        }
+        if self.server.header_timeout.is_zero() || self.server.body_timeout.is_zero() {
+            bad(
+                "server.header_timeout",
+                "and `server.body_timeout` must be above zero".into(),
             );
         }
         if self.server.max_body_bytes == 0 {

@@ -6,6 +6,7 @@
 mod admin;
 mod health;
 mod metrics;
+pub mod server;
 mod webhook;
 
 pub use metrics::MetricsState;

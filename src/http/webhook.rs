@@ -119,7 +119,18 @@ async fn handle(
         return Err(ApiError::unauthorized());
     }
     check_content_type(headers)?;
-    let body = read_body(headers, body, settings.server.max_body_bytes).await?;
+    let body = tokio::time::timeout(
+        settings.server.body_timeout,
+        read_body(headers, body, settings.server.max_body_bytes),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the body did not arrive in time (server.body_timeout)",
+        )
+    })??;
     if !state.hmac_keys.is_empty() {
         verify_signature(state, headers, &body)?;
     }
@@ -134,11 +145,39 @@ async fn handle(
             });
         }
     };
+    if let Some(max_age) = settings.webhook.max_age {
+        check_age(&message, max_age, state.clock.now_ms())?;
+    }
     let span = tracing::Span::current();
     span.record("session", message.session.as_str());
     span.record("chat", message.chat.as_str());
     span.record("message_id", message.id.as_str());
     decide_and_store(state, message).await
+}
+
+/// Refuses an event whose envelope `timestamp` is missing or further than `max_age` from now: a replay.
+fn check_age(
+    message: &IncomingMessage,
+    max_age: std::time::Duration,
+    now_ms: i64,
+) -> Result<(), ApiError> {
+    let max_ms = max_age.as_millis() as i64;
+    match message.sent_at_ms {
+        Some(sent) if (now_ms - sent).abs() <= max_ms => Ok(()),
+        Some(sent) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "stale_event",
+            format!(
+                "event timestamp is {} s from now, more than webhook.max_age allows",
+                (now_ms - sent) / 1000
+            ),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "stale_event",
+            "missing field `timestamp`, required when webhook.max_age is set",
+        )),
+    }
 }
 
 fn count_webhook(result: &'static str, reason: &str) {

@@ -77,6 +77,8 @@ pub struct Scheduler {
     ready: HashMap<SessionName, VecDeque<Receipt>>,
     /// Sessions with ready receipts, in turn.
     turns: VecDeque<SessionName>,
+    /// Chats that fell due while their session already had a full ready queue: loaded as it drains.
+    backlog: HashMap<SessionName, VecDeque<ChatKey>>,
     buckets: HashMap<SessionName, Bucket>,
     /// Ids loaded from the store and not yet finished (ready or sending): never loaded twice.
     taken: HashSet<i64>,
@@ -105,6 +107,7 @@ impl Scheduler {
             chat_due: HashMap::new(),
             ready: HashMap::new(),
             turns: VecDeque::new(),
+            backlog: HashMap::new(),
             buckets: HashMap::new(),
             taken: HashSet::new(),
             sending: 0,
@@ -201,25 +204,37 @@ impl Scheduler {
     }
 
     async fn fire_due(&mut self, now: i64) {
-        let mut deferred = Vec::new();
+        let cap = self.ready_cap();
+        // First the chats that waited for room, for sessions that have room again.
+        let sessions: Vec<SessionName> = self.backlog.keys().cloned().collect();
+        for session in sessions {
+            while self.ready.get(&session).map_or(0, VecDeque::len) < cap / 2 {
+                let Some(chat) = self.backlog.get_mut(&session).and_then(VecDeque::pop_front)
+                else {
+                    self.backlog.remove(&session);
+                    break;
+                };
+                self.fire(chat, now).await;
+            }
+        }
         while let Some((due, _)) = self.timers.first() {
             if *due > now {
                 break;
             }
             let (_, chat) = self.timers.pop_first().expect("just looked");
             self.chat_due.remove(&chat);
-            if self
+            let full = self
                 .ready
                 .get(&chat.session)
-                .is_some_and(|q| q.len() >= self.ready_cap())
-            {
-                deferred.push(chat);
+                .is_some_and(|q| q.len() >= cap);
+            if full || self.backlog.contains_key(&chat.session) {
+                self.backlog
+                    .entry(chat.session.clone())
+                    .or_default()
+                    .push_back(chat);
                 continue;
             }
             self.fire(chat, now).await;
-        }
-        for chat in deferred {
-            self.set_timer(chat, now + 250);
         }
     }
 
@@ -342,6 +357,24 @@ async fn deliver(d: Arc<Delivery>, r: Receipt, tx: mpsc::UnboundedSender<Command
                 "retry",
                 d.store
                     .retry_later(r.id, attempt, at, &reason)
+                    .await
+                    .map(|_| Some(at)),
+            )
+        }
+        Err(SendError::Unauthorized { status, message }) => {
+            // The key is wrong for this session: every call would fail alike. Pause the session, keep its
+            // receipts (this attempt does not count), and let the other sessions go on.
+            let at = now + d.settings.auth_pause.as_millis() as i64;
+            pause_until = Some(at);
+            error!(
+                session = %r.session, status, error = %message, pause_ms = at - now,
+                "Wasend refused this session's API key; the session is paused, its receipts wait"
+            );
+            let reason = format!("HTTP {status}: {message}");
+            (
+                "paused",
+                d.store
+                    .retry_later(r.id, r.attempts, at, &reason)
                     .await
                     .map(|_| Some(at)),
             )

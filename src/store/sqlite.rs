@@ -1,7 +1,7 @@
-//! The embedded store: one SQLite file in WAL mode, owned by one thread.
+//! The embedded store: one SQLite file in WAL mode, written by one thread and read by another.
 //!
-//! Callers send jobs over a channel and await the answer. The thread takes every job waiting at once, runs the
-//! reads, then runs all the writes in a single transaction (each under its own savepoint, so one failing write
+//! Callers send jobs over a channel and await the answer. The writer takes every job waiting at once and runs
+//! all the writes in a single transaction (each under its own savepoint, so one failing write
 //! does not undo the others) and commits once: many webhooks share one commit. Answers go out after the commit,
 //! so "accepted" always means "on disk". WAL checkpoints, which copy the log into the database and sync it,
 //! run on a second connection in a thread of their own, so they never hold up a commit.
@@ -37,7 +37,8 @@ struct Job {
 /// Handle to the store thread; cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
-    jobs: mpsc::UnboundedSender<Job>,
+    writes: mpsc::UnboundedSender<Job>,
+    reads: mpsc::UnboundedSender<Job>,
 }
 
 const SCHEMA: &str = "
@@ -90,7 +91,15 @@ impl SqliteStore {
             .with_context(|| format!("cannot open the store at {} (store.path)", path.display()))?;
         let checkpointer = open_connection(path, settings)
             .with_context(|| format!("cannot open the store at {} (store.path)", path.display()))?;
-        let (jobs, rx) = mpsc::unbounded_channel();
+        let reader = open_connection(path, settings)
+            .with_context(|| format!("cannot open the store at {} (store.path)", path.display()))?;
+        // Reads get a connection and a thread of their own, so loading a due chat never waits for a commit.
+        let (reads, read_rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("autoseen-store-read".into())
+            .spawn(move || run(reader, read_rx))
+            .context("cannot start the store reader thread")?;
+        let (writes, rx) = mpsc::unbounded_channel();
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("autoseen-store".into())
@@ -103,7 +112,7 @@ impl SqliteStore {
             .name("autoseen-checkpoint".into())
             .spawn(move || checkpoint(checkpointer, stopped))
             .context("cannot start the checkpoint thread")?;
-        Ok(Self { jobs })
+        Ok(Self { writes, reads })
     }
 
     async fn call<T: Send + 'static>(
@@ -123,7 +132,8 @@ impl SqliteStore {
             });
             (ok, finish)
         });
-        self.jobs
+        let queue = if write { &self.writes } else { &self.reads };
+        queue
             .send(Job { write, work })
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?

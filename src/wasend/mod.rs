@@ -28,7 +28,10 @@ pub enum SendError {
         /// What the API asked us to wait (`Retry-After`).
         retry_after: Option<Duration>,
     },
-    /// Trying again will not help: 400, 401, 403, 404 and other 4xx, or no API key for the session.
+    /// Wasend refused the session's credentials (401, 403): the session should pause, its receipts wait.
+    #[error("HTTP {status}: {message}")]
+    Unauthorized { status: u16, message: String },
+    /// Trying again will not help: 400, 404 and other 4xx, or no API key for the session.
     #[error("HTTP {status}: {message}")]
     Permanent { status: u16, message: String },
 }
@@ -37,7 +40,9 @@ impl SendError {
     pub fn status(&self) -> Option<u16> {
         match self {
             SendError::Retryable { status, .. } => *status,
-            SendError::Permanent { status, .. } => Some(*status),
+            SendError::Permanent { status, .. } | SendError::Unauthorized { status, .. } => {
+                Some(*status)
+            }
         }
     }
 }
@@ -155,6 +160,11 @@ fn classify(status: StatusCode, message: String, retry_after: Option<Duration>) 
             status: Some(code),
             retry_after,
         }
+    } else if code == 401 || code == 403 {
+        SendError::Unauthorized {
+            status: code,
+            message,
+        }
     } else {
         SendError::Permanent {
             status: code,
@@ -240,8 +250,11 @@ mod tests {
         for code in [408, 429, 500, 502, 503] {
             assert!(matches!(c(code), SendError::Retryable { .. }), "{code}");
         }
-        for code in [400, 401, 403, 404, 422] {
+        for code in [400, 404, 422] {
             assert!(matches!(c(code), SendError::Permanent { .. }), "{code}");
+        }
+        for code in [401, 403] {
+            assert!(matches!(c(code), SendError::Unauthorized { .. }), "{code}");
         }
     }
 

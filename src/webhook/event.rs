@@ -45,6 +45,7 @@ impl ParseError {
 #[derive(Deserialize)]
 struct Envelope<'a> {
     event: Option<String>,
+    timestamp: Option<f64>,
     session: Option<String>,
     #[serde(borrow)]
     payload: Option<&'a RawValue>,
@@ -109,6 +110,10 @@ pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
         from_me: wire.from_me,
         text: wire.body,
         has_media: wire.has_media,
+        sent_at_ms: envelope
+            .timestamp
+            .filter(|t| t.is_finite())
+            .map(|t| t as i64),
     }))
 }
 
