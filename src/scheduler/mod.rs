@@ -395,15 +395,13 @@ async fn deliver(d: Arc<Delivery>, r: Receipt, tx: mpsc::UnboundedSender<Command
         }
     };
     let session = r.session.to_string();
-    match outcome {
-        "sent" => {
-            metrics::counter!("autoseen_receipts_sent_total", "session" => session).increment(1)
-        }
-        "retry" => {
-            metrics::counter!("autoseen_receipts_retried_total", "session" => session).increment(1)
-        }
-        _ => metrics::counter!("autoseen_receipts_dead_total", "session" => session).increment(1),
-    }
+    let counter = match outcome {
+        "sent" => "autoseen_receipts_sent_total",
+        "retry" => "autoseen_receipts_retried_total",
+        "paused" => "autoseen_session_paused_total",
+        _ => "autoseen_receipts_dead_total",
+    };
+    metrics::counter!(counter, "session" => session).increment(1);
     if outcome == "sent" {
         info!(
             session = %r.session, chat = %r.chat, message_id = %r.message_id, rule = %r.rule,

@@ -666,6 +666,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn ids_are_forgotten_only_once_older_than_the_dedup_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&settings(dir.path())).unwrap();
+        let hour = 3_600_000;
+        let mut three_hours_ago = receipt("1@c.us", "m-recent", 0);
+        three_hours_ago.accepted_at_ms = 100 * hour - 3 * hour;
+        let mut three_days_ago = receipt("1@c.us", "m-old", 0);
+        three_days_ago.accepted_at_ms = 100 * hour - 72 * hour;
+        store.accept(three_hours_ago.clone()).await.unwrap();
+        store.accept(three_days_ago.clone()).await.unwrap();
+
+        // A 48 h window, now = hour 100.
+        assert_eq!(store.purge_dedup(100 * hour - 48 * hour).await.unwrap(), 1);
+
+        assert_eq!(
+            store.accept(three_hours_ago).await.unwrap(),
+            Accepted::Duplicate
+        );
+        assert!(matches!(
+            store.accept(three_days_ago).await.unwrap(),
+            Accepted::New { .. }
+        ));
+    }
+
+    #[tokio::test]
     async fn flushing_a_chat_makes_untried_receipts_due_now() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&settings(dir.path())).unwrap();

@@ -64,6 +64,8 @@ pub struct Answer {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
+    /// Never answer: the request hangs until the client gives up.
+    pub hang: bool,
 }
 
 impl Answer {
@@ -72,7 +74,20 @@ impl Answer {
             status,
             headers: vec![],
             body: json!({"status": status}).to_string(),
+            hang: false,
         }
+    }
+
+    pub fn hang() -> Self {
+        Self {
+            hang: true,
+            ..Self::status(200)
+        }
+    }
+
+    pub fn body(mut self, body: impl Into<String>) -> Self {
+        self.body = body.into();
+        self
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -86,6 +101,7 @@ struct FakeState {
     calls: Mutex<Vec<Call>>,
     script: Mutex<VecDeque<Answer>>,
     fallback: Mutex<Option<Answer>>,
+    per_session: Mutex<std::collections::HashMap<String, Answer>>,
 }
 
 pub struct FakeWasend {
@@ -125,6 +141,15 @@ impl FakeWasend {
     /// The next calls get these answers, in order; after them, the fallback (200 unless set).
     pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
         self.state.script.lock().unwrap().extend(answers);
+    }
+
+    /// Every call for `session` gets this answer (before the script).
+    pub fn answer_session(&self, session: &str, answer: Answer) {
+        self.state
+            .per_session
+            .lock()
+            .unwrap()
+            .insert(session.into(), answer);
     }
 
     pub fn answer_always(&self, answer: Answer) {
@@ -170,14 +195,19 @@ async fn record(
             .map(String::from),
         body: serde_json::from_str(&body).unwrap_or(Value::Null),
     };
+    let session = call.body["session"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     state.calls.lock().unwrap().push(call);
-    let answer = state
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
+    let for_session = state.per_session.lock().unwrap().get(&session).cloned();
+    let answer = for_session
+        .or_else(|| state.script.lock().unwrap().pop_front())
         .or_else(|| state.fallback.lock().unwrap().clone())
         .unwrap_or_else(|| Answer::status(200));
+    if answer.hang {
+        std::future::pending::<()>().await;
+    }
     let mut response = (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();
     for (name, value) in answer.headers {
         response.headers_mut().insert(name, value.parse().unwrap());
@@ -320,6 +350,16 @@ token = "{ADMIN_TOKEN}"
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Resident memory of the process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
     }
 
     pub fn logs(&self) -> Vec<String> {
