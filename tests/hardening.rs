@@ -26,6 +26,9 @@ async fn post_raw(app: &TestApp, body: &str, headers: &[(&str, &str)]) -> (u16, 
     (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
 }
 
+/// A named request: its body and headers.
+type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
+
 #[tokio::test]
 async fn every_signature_rejection_is_401_with_one_and_the_same_body() {
     let fake = FakeWasend::start().await;
@@ -49,7 +52,7 @@ async fn every_signature_rejection_is_401_with_one_and_the_same_body() {
     let long = format!("{good}00");
     let non_hex = good.replace(|c: char| c.is_ascii_digit(), "z");
 
-    let cases: Vec<(&str, String, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "wrong key",
             body.clone(),
