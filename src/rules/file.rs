@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::delay::DelayRange;
@@ -57,39 +57,64 @@ struct RawFile {
     rules: Vec<Spanned<RawRule>>,
 }
 
-#[derive(Deserialize, Default, Clone)]
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
-struct RawOutcome {
+pub(super) struct RawOutcome {
+    #[serde(skip_serializing_if = "Option::is_none")]
     action: Option<Action>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     delay: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     read_on_reply: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     windows: Option<Vec<RawWindow>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     outside_windows: Option<OutsideWindows>,
 }
 
-#[derive(Deserialize, Clone)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 struct RawWindow {
     days: String,
     hours: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tz: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
-struct RawRule {
+pub(super) struct RawRule {
     name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     sessions: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     chats: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     chat_types: Option<Vec<ChatType>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     senders: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     has_media: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     action: Option<Action>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     delay: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     read_on_reply: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     windows: Option<Vec<RawWindow>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     outside_windows: Option<OutsideWindows>,
+}
+
+/// The rules as written, with chat and sender patterns normalized: what [`Rules::to_toml`] prints, and what
+/// two rule sets are compared by.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub(super) struct Source {
+    pub(super) defaults: RawOutcome,
+    pub(super) rules: Vec<RawRule>,
 }
 
 /// The rule files of a config folder, in the order they apply.
@@ -181,6 +206,10 @@ pub fn compile(sources: &[(PathBuf, String)]) -> Result<Rules, RulesError> {
 
     let mut names = HashSet::new();
     let mut rules: Vec<Rule> = Vec::new();
+    let mut source = Source {
+        defaults: defaults_raw.clone(),
+        rules: Vec::new(),
+    };
     for (file, line, raw) in parsed {
         let err = |message: String| RuleError {
             file: file.clone(),
@@ -213,16 +242,36 @@ pub fn compile(sources: &[(PathBuf, String)]) -> Result<Rules, RulesError> {
                     )));
                 }
                 rules.push(rule);
+                source.rules.push(normalized(raw.clone()));
             }
             Err(messages) => errors.extend(messages.into_iter().map(err)),
         }
     }
 
     if errors.is_empty() {
-        Ok(Rules { rules, defaults })
+        Ok(Rules {
+            rules,
+            defaults,
+            source,
+        })
     } else {
         Err(RulesError(errors))
     }
+}
+
+/// A compiled rule as it would be written again: patterns trimmed, phone numbers as chat ids.
+fn normalized(mut raw: RawRule) -> RawRule {
+    let chat_like = |v: Vec<String>| {
+        v.iter()
+            .map(|c| normalize_chat_pattern(c).unwrap_or_else(|_| c.clone()))
+            .collect()
+    };
+    raw.sessions = raw
+        .sessions
+        .map(|v| v.iter().map(|s| s.trim().to_string()).collect());
+    raw.chats = raw.chats.map(chat_like);
+    raw.senders = raw.senders.map(chat_like);
+    raw
 }
 
 fn compile_outcome(raw: &RawOutcome, base: &Outcome) -> Result<Outcome, String> {

@@ -25,7 +25,7 @@ pub use window::{Window, next_open};
 use crate::domain::{ChatType, IncomingMessage};
 
 /// What to do with a matching message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Seen,
@@ -33,7 +33,7 @@ pub enum Action {
 }
 
 /// What happens to a message that arrives while every window of its rule is closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutsideWindows {
     /// Mark it seen when the next window opens, plus the delay.
@@ -138,6 +138,7 @@ pub struct Rule {
 pub struct Rules {
     rules: Vec<Rule>,
     defaults: Outcome,
+    source: file::Source,
 }
 
 /// Name under which `[defaults]` decides.
@@ -187,6 +188,16 @@ impl Rules {
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// The rules as one TOML file (phone numbers written as chat ids); compiling it gives the same rules.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(&self.source).expect("rule sources serialize")
+    }
+
+    /// Whether two rule sets say the same thing, written the same way (after normalization).
+    pub fn same_as(&self, other: &Rules) -> bool {
+        self.source == other.source
     }
 
     /// Decides what to do with `message` at `now`. Our own messages are never marked seen.
