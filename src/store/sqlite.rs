@@ -23,7 +23,7 @@ const MAX_BATCH: usize = 1024;
 /// How often the checkpoint thread copies the WAL into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// WAL length (pages) past which the checkpoint thread restarts the WAL.
-const WAL_RESTART_FRAMES: i64 = 4000;
+const WAL_RESTART_FRAMES: i64 = 65_536;
 
 type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// Runs a job; says whether it succeeded (a failed write is rolled back alone) and how to answer after commit.
@@ -154,6 +154,8 @@ fn open_connection(path: &Path, settings: &StoreSettings) -> rusqlite::Result<Co
     conn.pragma_update(None, "synchronous", sync)?;
     // Checkpoints are the checkpoint thread's job, never a commit's.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // After a restart the WAL file is cut back to this size, so disk use stays bounded too.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }
