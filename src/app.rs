@@ -47,7 +47,8 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let store: Arc<dyn Store> = store::sqlite::open(&settings.store)?;
-        let client = WasendClient::new(&settings.wasend).context("cannot build the HTTP client")?;
+        let client =
+            Arc::new(WasendClient::new(&settings.wasend).context("cannot build the HTTP client")?);
         let clock = Clock::system();
         let (mut scheduler, handle) =
             Scheduler::new(store.clone(), client, clock, settings.delivery.clone());

@@ -25,7 +25,7 @@ use pacing::{Bucket, backoff};
 use crate::domain::{ChatKey, SessionName};
 use crate::settings::DeliverySettings;
 use crate::store::{Receipt, Store};
-use crate::wasend::{SendError, WasendClient};
+use crate::wasend::{SendError, SendSeen};
 
 /// How long a chat waits before the store is asked again after a store error.
 const STORE_RETRY_MS: i64 = 1_000;
@@ -62,7 +62,7 @@ impl SchedulerHandle {
 /// Everything a send task needs, shared.
 struct Delivery {
     store: Arc<dyn Store>,
-    client: WasendClient,
+    client: Arc<dyn SendSeen>,
     clock: Clock,
     settings: DeliverySettings,
 }
@@ -88,7 +88,7 @@ pub struct Scheduler {
 impl Scheduler {
     pub fn new(
         store: Arc<dyn Store>,
-        client: WasendClient,
+        client: Arc<dyn SendSeen>,
         clock: Clock,
         settings: DeliverySettings,
     ) -> (Self, SchedulerHandle) {
@@ -263,7 +263,8 @@ impl Scheduler {
                 }
                 queue.push_back(r);
             } else {
-                later = min_opt(later, Some(r.due_at_ms));
+                // Never before its window opens, whatever its due time says.
+                later = min_opt(later, Some(r.due_at_ms.max(r.not_before_ms)));
             }
         }
         if let Some(at) = later {
@@ -423,3 +424,6 @@ async fn deliver(d: Arc<Delivery>, r: Receipt, tx: mpsc::UnboundedSender<Command
         pause_until,
     }));
 }
+
+#[cfg(test)]
+mod tests;

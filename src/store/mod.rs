@@ -5,6 +5,8 @@
 //! or dead (gave up; replayable). A receipt leaves `pending` only after its send succeeded or it was buried, so
 //! a crash at any moment leaves it to be sent again: delivery is at least once.
 
+#[cfg(test)]
+pub mod memory;
 pub mod sqlite;
 
 use std::sync::Arc;

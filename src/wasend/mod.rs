@@ -53,6 +53,19 @@ struct Endpoint {
     api_key: Option<Secret>,
 }
 
+/// Marks one message seen: what the scheduler needs from the outbound side. [`WasendClient`] is the real one;
+/// scheduler tests use a fake on tokio's paused clock.
+#[async_trait::async_trait]
+pub trait SendSeen: Send + Sync + 'static {
+    /// `Ok(Some(status))` on a 2xx; `Ok(None)` when nothing was sent (dry run).
+    async fn send_seen(
+        &self,
+        session: &SessionName,
+        chat: &ChatId,
+        message_id: &MessageId,
+    ) -> Result<Option<u16>, SendError>;
+}
+
 /// Calls `sendSeen` for any session, with that session's base URL and key.
 #[derive(Debug, Clone)]
 pub struct WasendClient {
@@ -63,7 +76,7 @@ pub struct WasendClient {
 }
 
 #[derive(Serialize)]
-struct SendSeen<'a> {
+struct SendSeenBody<'a> {
     session: &'a str,
     to: &'a str,
     #[serde(rename = "messageId")]
@@ -107,9 +120,11 @@ impl WasendClient {
             dry_run: settings.dry_run,
         })
     }
+}
 
-    /// Marks one message seen. `Ok(Some(status))` on a 2xx; `Ok(None)` in dry-run mode, where nothing is sent.
-    pub async fn send_seen(
+#[async_trait::async_trait]
+impl SendSeen for WasendClient {
+    async fn send_seen(
         &self,
         session: &SessionName,
         chat: &ChatId,
@@ -125,7 +140,7 @@ impl WasendClient {
                 message: format!("no API key for session `{session}`; set wasend.api_key"),
             });
         };
-        let body = SendSeen {
+        let body = SendSeenBody {
             session: session.as_str(),
             to: chat.as_str(),
             message_id: message_id.as_str(),
