@@ -47,6 +47,13 @@ struct Limit {
     limit: Option<usize>,
 }
 
+impl Limit {
+    /// 100 unless asked, never more than 10,000.
+    fn get(&self) -> usize {
+        self.limit.unwrap_or(100).min(10_000)
+    }
+}
+
 fn store_error(e: crate::store::StoreError) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -63,7 +70,7 @@ async fn pending(
     authorize(&state, &headers)?;
     let rows = state
         .store
-        .list_pending(q.limit.unwrap_or(100).min(10_000))
+        .list_pending(q.get())
         .await
         .map_err(store_error)?;
     Ok(Json(json!({ "pending": rows })))
@@ -75,11 +82,7 @@ async fn dead(
     Query(q): Query<Limit>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
-    let rows = state
-        .store
-        .list_dead(q.limit.unwrap_or(100).min(10_000))
-        .await
-        .map_err(store_error)?;
+    let rows = state.store.list_dead(q.get()).await.map_err(store_error)?;
     Ok(Json(json!({ "dead": rows })))
 }
 
