@@ -564,15 +564,7 @@ async fn a_401_for_one_session_pauses_it_and_the_others_go_on() {
             .iter()
             .any(|l| l.contains("ERROR") && l.contains("refused this session's API key"))
     );
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("autoseen_session_paused_total{session=\"revoked\"} 1"),
         "{metrics}"

@@ -37,17 +37,6 @@ fn sample(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-async fn scrape(app: &TestApp) -> String {
-    app.http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn counters_move_by_the_right_amounts_after_real_traffic() {
     let fake = FakeWasend::start().await;
@@ -95,7 +84,7 @@ action = "ignore"
     // m1 fails once (500) and is retried: three calls in all.
     fake.wait_for_calls(3, WAIT).await;
     let text = eventually(WAIT, "two receipts counted as sent", async || {
-        let text = scrape(&app).await;
+        let text = app.metrics().await;
         (sample(
             &text,
             "autoseen_receipts_sent_total",

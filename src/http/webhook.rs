@@ -44,6 +44,9 @@ enum Reply {
         due_in_ms: i64,
     },
     Ignored {
+        /// Stable code for metrics: `event`, `from_me`, `rule`, `outside_window`.
+        code: &'static str,
+        /// What the sender reads; the code itself except for other events, which are named.
         reason: String,
         rule: Option<Arc<str>>,
     },
@@ -76,12 +79,12 @@ async fn receive(
                         count_webhook("scheduled", "");
                         json!({"status": "scheduled", "rule": rule, "due_in_ms": due_in_ms})
                     }
-                    Reply::Ignored { reason, rule } => {
+                    Reply::Ignored { code, reason, rule } => {
                         if let Some(rule) = rule {
                             tracing::Span::current().record("rule", &**rule);
                         }
                         info!(status = "ignored", reason = %reason, latency_ms, "webhook");
-                        count_webhook("ignored", if reason.starts_with("event") { "event" } else { reason });
+                        count_webhook("ignored", code);
                         json!({"status": "ignored", "reason": reason, "rule": rule})
                     }
                     Reply::Duplicate => {
@@ -140,6 +143,7 @@ async fn handle(
         Event::Message(m) => m,
         Event::Other { event } => {
             return Ok(Reply::Ignored {
+                code: "event",
                 reason: format!("event `{event}` is not a message"),
                 rule: None,
             });
@@ -180,8 +184,9 @@ fn check_age(
     }
 }
 
-fn count_webhook(result: &'static str, reason: &str) {
-    metrics::counter!("autoseen_webhooks_total", "result" => result, "reason" => reason.to_string()).increment(1);
+fn count_webhook(result: &'static str, reason: &'static str) {
+    metrics::counter!("autoseen_webhooks_total", "result" => result, "reason" => reason)
+        .increment(1);
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -279,6 +284,7 @@ async fn decide_and_store(state: &AppState, message: IncomingMessage) -> Result<
             state.scheduler.wake(chat, now.as_millisecond());
         }
         return Ok(Reply::Ignored {
+            code: "from_me",
             reason: "from_me".into(),
             rule: None,
         });
@@ -293,6 +299,7 @@ async fn decide_and_store(state: &AppState, message: IncomingMessage) -> Result<
         .increment(1);
     match decision {
         Decision::Ignore { rule, reason } => Ok(Reply::Ignored {
+            code: reason.as_str(),
             reason: reason.as_str().into(),
             rule,
         }),

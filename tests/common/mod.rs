@@ -392,6 +392,18 @@ token = "{ADMIN_TOKEN}"
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn admin(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
         let r = self
             .http
