@@ -9,8 +9,9 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use crate::app::{Application, shutdown_signal};
-use crate::rules::{self, Decision, add};
+use crate::rules::{self, Decision};
 use crate::settings::Settings;
+use crate::time::add;
 use crate::webhook::{self, Event};
 
 #[derive(Parser)]

@@ -12,16 +12,24 @@ pub mod cli;
 pub mod domain;
 /// The axum router: webhook, health and admin routes, and how errors become responses.
 pub mod http;
-/// Rule files, their compilation, and `decide(&message, now)`.
+/// Every exported metric's name and meaning, in one place.
+pub mod metric_names;
+/// Rule files, their compilation, `decide(&message, now)`, and hot reload.
 pub mod rules;
 /// Pending receipts in time: per-chat batches, timers, pacing, retries, read-on-reply.
 pub mod scheduler;
-/// Settings from `autoseen.toml` and the environment; secrets that never print.
+/// API keys, HMAC keys and tokens: compared in constant time, never printed.
+pub mod secret;
+/// Settings from `autoseen.toml` and the environment, checked at start.
 pub mod settings;
-/// Durable pending receipts, dead letters and dedup ids behind one trait; SQLite by default.
+/// Durable pending receipts, dead letters and dedup ids behind two traits (queue, operator); SQLite by default.
 pub mod store;
-/// The tracing subscriber: JSON or pretty lines, filtered by level.
+/// The tracing subscriber (JSON or pretty lines) and the Prometheus recorder.
 pub mod telemetry;
+/// One time type end to end (`jiff::Timestamp`) and the clock that reads it.
+pub mod time;
+/// File-and-line positions for TOML errors, shared by settings and rule files.
+pub mod toml_span;
 /// The outbound Wasend API client: `sendSeen` and how its answers are classified.
 pub mod wasend;
 /// The webhook edge: WAHA event wire types and signature verification.

@@ -4,7 +4,8 @@
 //! The file is read twice on purpose: once on its own with `toml`, which gives errors a line and column and
 //! refuses unknown keys, then layered with the environment by the `config` crate. So a mistake in the file is
 //! reported with its line, and a mistake in the environment names the variable. Secrets are [`Secret`]s: they
-//! print as `***` under `Debug` and `Display`, at every log level.
+//! print as `***` under `Debug` and `Display`, at every log level. Sections that one part of the service owns
+//! alone live beside it (`[delivery]` with the scheduler) and are gathered here.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,38 +15,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::scheduler::DeliverySettings;
+pub use crate::scheduler::pacing::Rate;
+pub use crate::secret::Secret;
+use crate::toml_span::line_of;
+
 /// Name of the settings file inside the config folder.
 pub const SETTINGS_FILE: &str = "autoseen.toml";
 /// Prefix of settings environment variables: `AUTOSEEN__WASEND__API_KEY` sets `wasend.api_key`.
 pub const ENV_PREFIX: &str = "AUTOSEEN";
-
-/// A secret string: an API key, an HMAC key or a token. Never printed.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; call only where it is used (a header, a MAC key), never to print it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
 
 /// Everything `autoseen.toml` can say. Each key is documented here and in the shipped `config/autoseen.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -159,81 +137,6 @@ impl Default for WasendSettings {
 pub struct SessionOverride {
     pub api_key: Option<Secret>,
     pub base_url: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeliverySettings {
-    /// Attempts per receipt before it moves to the dead letters.
-    pub max_attempts: u32,
-    /// First retry waits up to this long (full jitter); each further one doubles the ceiling.
-    #[serde(with = "humantime_serde")]
-    pub backoff_initial: Duration,
-    /// Ceiling of the retry wait.
-    #[serde(with = "humantime_serde")]
-    pub backoff_max: Duration,
-    /// sendSeen calls per session: `"N/s"`, `"N/min"`, `"N/h"` or `"off"`.
-    pub rate_per_session: Rate,
-    /// Calls a session may make at once after being idle.
-    pub burst: u32,
-    /// sendSeen calls in flight at once, across sessions.
-    pub max_in_flight: usize,
-    /// When Wasend refuses a session's API key (401/403), that session pauses this long; others go on.
-    #[serde(with = "humantime_serde")]
-    pub auth_pause: Duration,
-}
-
-impl Default for DeliverySettings {
-    fn default() -> Self {
-        Self {
-            max_attempts: 10,
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
-            rate_per_session: Rate::PerSecond(1.0),
-            burst: 5,
-            max_in_flight: 32,
-            auth_pause: Duration::from_secs(60),
-        }
-    }
-}
-
-/// A sending rate: so many calls per second, or no limit.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Rate {
-    Off,
-    PerSecond(f64),
-}
-
-impl std::str::FromStr for Rate {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s == "off" {
-            return Ok(Rate::Off);
-        }
-        let hint = || format!("`{s}` is not a rate; write \"N/s\", \"N/min\", \"N/h\" or \"off\"");
-        let (n, unit) = s.split_once('/').ok_or_else(hint)?;
-        let n: f64 = n.trim().parse().map_err(|_| hint())?;
-        let seconds = match unit.trim() {
-            "s" | "sec" => 1.0,
-            "min" | "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(hint()),
-        };
-        if !(n.is_finite() && n > 0.0) {
-            return Err(format!("rate `{s}` must be above zero (or \"off\")"));
-        }
-        Ok(Rate::PerSecond(n / seconds))
-    }
-}
-
-impl<'de> Deserialize<'de> for Rate {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -498,15 +401,6 @@ impl Settings {
     }
 }
 
-/// 1-based line number of a byte offset.
-pub fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,16 +467,6 @@ mod tests {
         assert!(err.to_string().contains("server.listen"), "{err}");
         let err = load("[wasend]\ntimeout = \"soon\"\n", &[]).unwrap_err();
         assert!(err.to_string().contains(":2"), "{err}");
-    }
-
-    #[test]
-    fn rates_parse_in_every_unit() {
-        assert_eq!("off".parse::<Rate>(), Ok(Rate::Off));
-        assert_eq!("2/s".parse::<Rate>(), Ok(Rate::PerSecond(2.0)));
-        assert_eq!("60/min".parse::<Rate>(), Ok(Rate::PerSecond(1.0)));
-        assert_eq!("3600/h".parse::<Rate>(), Ok(Rate::PerSecond(1.0)));
-        assert!("0/s".parse::<Rate>().is_err());
-        assert!("5".parse::<Rate>().is_err());
     }
 
     #[test]

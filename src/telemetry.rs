@@ -5,6 +5,7 @@
 
 use tracing_subscriber::EnvFilter;
 
+use crate::metric_names::{self, Kind};
 use crate::settings::{LogFormat, LogSettings};
 
 /// Installs the global subscriber, writing through a background thread so a slow stdout never holds up a
@@ -43,53 +44,12 @@ pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle
         .ok()?
         .install_recorder()
         .ok()?;
-    describe_counter!(
-        "autoseen_webhooks_total",
-        "Webhooks answered, by result and, for ignored ones, reason."
-    );
-    describe_counter!(
-        "autoseen_decisions_total",
-        "Rule decisions on incoming messages, by rule and decision."
-    );
-    describe_counter!(
-        "autoseen_receipts_sent_total",
-        "Receipts marked seen, by session."
-    );
-    describe_counter!(
-        "autoseen_receipts_retried_total",
-        "Failed sendSeen calls scheduled again, by session."
-    );
-    describe_counter!(
-        "autoseen_receipts_dead_total",
-        "Receipts given up and moved to the dead letters, by session."
-    );
-    describe_counter!(
-        "autoseen_send_seen_responses_total",
-        "sendSeen answers by HTTP status (0: no answer)."
-    );
-    describe_histogram!(
-        "autoseen_send_seen_duration_seconds",
-        "Duration of one sendSeen call."
-    );
-    describe_gauge!(
-        "autoseen_pending_receipts",
-        "Receipts waiting to be sent, by session."
-    );
-    describe_gauge!(
-        "autoseen_oldest_pending_age_seconds",
-        "Age of the oldest waiting receipt, by session."
-    );
-    describe_counter!(
-        "autoseen_rule_reloads_total",
-        "Rule reloads, by result (ok or error)."
-    );
-    describe_histogram!(
-        "autoseen_store_commit_seconds",
-        "Duration of one store transaction (a group of writes)."
-    );
-    describe_histogram!(
-        "autoseen_store_commit_writes",
-        "Writes grouped in one store transaction."
-    );
+    for &(name, kind, help) in metric_names::ALL {
+        match kind {
+            Kind::Counter => describe_counter!(name, help),
+            Kind::Gauge => describe_gauge!(name, help),
+            Kind::Histogram => describe_histogram!(name, help),
+        }
+    }
     Some(handle)
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use autoseen::domain::{ChatId, IncomingMessage, MessageId, SessionName};
 use autoseen::rules::{DelayRange, Window, compile, normalize_chat_pattern};
-use autoseen::settings::Secret;
+use autoseen::secret::Secret;
 use autoseen::webhook::{Algorithm, parse, signature};
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -124,7 +124,7 @@ proptest! {
             from_me: false,
             text: Some(text),
             has_media,
-            sent_at_ms: None,
+            sent_at: None,
         };
         let now = jiff::Timestamp::from_second(at).unwrap();
         let (a, b) = (r.decide(&message, now), r.decide(&message, now));

@@ -170,8 +170,8 @@ pub struct IncomingMessage {
     /// The message text. Used by `text` rules only; never logged.
     pub text: Option<String>,
     pub has_media: bool,
-    /// When the sender says it sent the event (the envelope `timestamp`, ms), if it did.
-    pub sent_at_ms: Option<i64>,
+    /// When the sender says it sent the event (the envelope `timestamp`), if it did.
+    pub sent_at: Option<jiff::Timestamp>,
 }
 
 /// A chat within a session: the unit of batching and of read-on-reply.

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, secrets_match};
+use super::{ApiError, AppState};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -22,9 +22,7 @@ pub fn router() -> Router<Arc<AppState>> {
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = &state.settings.admin.token else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
+        return Err(ApiError::NotFound(
             "admin endpoints are off; set admin.token to turn them on",
         ));
     };
@@ -33,12 +31,8 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(token) if secrets_match(token, expected) => Ok(()),
-        _ => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or invalid bearer token",
-        )),
+        Some(token) if expected.matches(token) => Ok(()),
+        _ => Err(ApiError::Unauthorized("missing or invalid bearer token")),
     }
 }
 
@@ -54,25 +48,13 @@ impl Limit {
     }
 }
 
-fn store_error(e: crate::store::StoreError) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
-        e.to_string(),
-    )
-}
-
 async fn pending(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(q): Query<Limit>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
-    let rows = state
-        .store
-        .list_pending(q.get())
-        .await
-        .map_err(store_error)?;
+    let rows = state.operator.list_pending(q.get()).await?;
     Ok(Json(json!({ "pending": rows })))
 }
 
@@ -82,7 +64,7 @@ async fn dead(
     Query(q): Query<Limit>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
-    let rows = state.store.list_dead(q.get()).await.map_err(store_error)?;
+    let rows = state.operator.list_dead(q.get()).await?;
     Ok(Json(json!({ "dead": rows })))
 }
 
@@ -91,8 +73,8 @@ async fn replay(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
-    let now = state.clock.now_ms();
-    let chats = state.store.replay_dead(now).await.map_err(store_error)?;
+    let now = state.clock.now();
+    let chats = state.operator.replay_dead(now).await?;
     let n = chats.len();
     for chat in chats {
         state.scheduler.wake(chat, now);
@@ -106,12 +88,6 @@ async fn reload(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
-    match (state.reload)() {
-        Ok(n) => Ok(Json(json!({ "status": "reloaded", "rules": n }))),
-        Err(e) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_rules",
-            format!("the running rules stay in force: {e}"),
-        )),
-    }
+    let n = state.reloader.reload("admin").await?;
+    Ok(Json(json!({ "status": "reloaded", "rules": n })))
 }

@@ -14,7 +14,7 @@ pub async fn healthz() -> Json<Value> {
 }
 
 pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
-    match state.store.check_writable().await {
+    match state.readiness.check().await {
         Ok(()) => (
             StatusCode::OK,
             Json(json!({"status": "ready", "rules": state.rules.get().len()})),

@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::AppState;
+use crate::metric_names as names;
+use crate::time::until;
 
 /// The recorder's handle, and the sessions that ever had pending receipts (their gauges drop to 0, not vanish).
 pub struct MetricsState {
@@ -34,23 +36,21 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response();
     };
-    if let Ok(stats) = state.store.pending_stats().await {
-        let now = state.clock.now_ms();
+    if let Ok(stats) = state.operator.pending_stats().await {
+        let now = state.clock.now();
         let mut known = m.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let mut seen = HashSet::new();
-        for (session, count, oldest_ms) in stats {
-            let session = session.to_string();
-            metrics::gauge!("autoseen_pending_receipts", "session" => session.clone())
-                .set(count as f64);
-            let age = ((now - oldest_ms).max(0) as f64) / 1000.0;
-            metrics::gauge!("autoseen_oldest_pending_age_seconds", "session" => session.clone())
-                .set(age);
+        for s in stats {
+            let session = s.session.to_string();
+            metrics::gauge!(names::PENDING_RECEIPTS, "session" => session.clone())
+                .set(s.count as f64);
+            let age = until(s.oldest_accepted_at, now).as_secs_f64();
+            metrics::gauge!(names::OLDEST_PENDING_AGE, "session" => session.clone()).set(age);
             seen.insert(session);
         }
         for gone in known.difference(&seen) {
-            metrics::gauge!("autoseen_pending_receipts", "session" => gone.clone()).set(0.0);
-            metrics::gauge!("autoseen_oldest_pending_age_seconds", "session" => gone.clone())
-                .set(0.0);
+            metrics::gauge!(names::PENDING_RECEIPTS, "session" => gone.clone()).set(0.0);
+            metrics::gauge!(names::OLDEST_PENDING_AGE, "session" => gone.clone()).set(0.0);
         }
         known.extend(seen);
     }

@@ -15,10 +15,12 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracing::{Instrument, field::Empty, info, info_span, warn};
 
-use super::{ApiError, AppState, secrets_match};
+use super::{ApiError, AppState};
 use crate::domain::{ChatKey, IncomingMessage};
-use crate::rules::{Decision, add};
-use crate::store::{Accepted, NewReceipt, StoreError};
+use crate::metric_names as names;
+use crate::rules::Decision;
+use crate::store::{Accepted, NewReceipt};
+use crate::time::{add, millis_between};
 use crate::webhook::{self, Algorithm, Event};
 
 const HMAC_HEADER: &str = "x-webhook-hmac";
@@ -96,8 +98,8 @@ async fn receive(
                 (StatusCode::OK, Json(body)).into_response()
             }
             Err(e) => {
-                warn!(status = e.status.as_u16(), error = e.code, message = %e.message, latency_ms, "webhook rejected");
-                count_webhook(e.code, "");
+                warn!(status = e.status().as_u16(), error = e.code(), message = %e, latency_ms, "webhook rejected");
+                count_webhook(e.code(), "");
                 e.into_response()
             }
         }
@@ -115,11 +117,11 @@ async fn handle(
     let settings = &state.settings;
     let token_ok = match (&settings.webhook.token, &token) {
         (None, None) => true,
-        (Some(expected), Some(given)) => secrets_match(given, expected),
+        (Some(expected), Some(given)) => expected.matches(given),
         _ => false,
     };
     if !token_ok {
-        return Err(ApiError::unauthorized());
+        return Err(ApiError::bad_credentials());
     }
     check_content_type(headers)?;
     let body = tokio::time::timeout(
@@ -127,18 +129,11 @@ async fn handle(
         read_body(headers, body, settings.server.max_body_bytes),
     )
     .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            "the body did not arrive in time (server.body_timeout)",
-        )
-    })??;
+    .map_err(|_| ApiError::Timeout)??;
     if !state.hmac_keys.is_empty() {
         verify_signature(state, headers, &body)?;
     }
-    let event = webhook::parse(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
+    let event = webhook::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let message = match event {
         Event::Message(m) => m,
         Event::Other { event } => {
@@ -150,7 +145,7 @@ async fn handle(
         }
     };
     if let Some(max_age) = settings.webhook.max_age {
-        check_age(&message, max_age, state.clock.now_ms())?;
+        check_age(&message, max_age, state.clock.now())?;
     }
     let span = tracing::Span::current();
     span.record("session", message.session.as_str());
@@ -163,30 +158,27 @@ async fn handle(
 fn check_age(
     message: &IncomingMessage,
     max_age: std::time::Duration,
-    now_ms: i64,
+    now: jiff::Timestamp,
 ) -> Result<(), ApiError> {
+    let stale = |message: String| ApiError::BadRequest {
+        code: "stale_event",
+        message,
+    };
     let max_ms = max_age.as_millis() as i64;
-    match message.sent_at_ms {
-        Some(sent) if (now_ms - sent).abs() <= max_ms => Ok(()),
-        Some(sent) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "stale_event",
-            format!(
-                "event timestamp is {} s from now, more than webhook.max_age allows",
-                (now_ms - sent) / 1000
-            ),
-        )),
-        None => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "stale_event",
-            "missing field `timestamp`, required when webhook.max_age is set",
+    match message.sent_at {
+        Some(sent) if millis_between(sent, now).abs() <= max_ms => Ok(()),
+        Some(sent) => Err(stale(format!(
+            "event timestamp is {} s from now, more than webhook.max_age allows",
+            millis_between(sent, now) / 1000
+        ))),
+        None => Err(stale(
+            "missing field `timestamp`, required when webhook.max_age is set".into(),
         )),
     }
 }
 
 fn count_webhook(result: &'static str, reason: &'static str) {
-    metrics::counter!("autoseen_webhooks_total", "result" => result, "reason" => reason)
-        .increment(1);
+    metrics::counter!(names::WEBHOOKS, "result" => result, "reason" => reason).increment(1);
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -202,11 +194,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     if is_json {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the event as JSON with `Content-Type: application/json`",
-        ))
+        Err(ApiError::UnsupportedMediaType)
     }
 }
 
@@ -216,13 +204,7 @@ async fn read_body(
     body: Body,
     limit: usize,
 ) -> Result<bytes::Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("body is larger than the limit of {limit} bytes (server.max_body_bytes)"),
-        )
-    };
+    let too_large = || ApiError::TooLarge { limit };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -236,11 +218,7 @@ async fn read_body(
         if is_limit {
             too_large()
         } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "could not read the request body",
-            )
+            ApiError::bad_request("could not read the request body")
         }
     })
 }
@@ -263,7 +241,7 @@ fn verify_signature(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resul
     })();
     result.map_err(|reason| {
         tracing::debug!(%reason, "signature refused");
-        ApiError::unauthorized()
+        ApiError::bad_credentials()
     })
 }
 
@@ -275,13 +253,9 @@ async fn decide_and_store(state: &AppState, message: IncomingMessage) -> Result<
     };
     if message.from_me {
         // A reply of ours: the chat has been read, so its read-on-reply receipts are due now.
-        let flushed = state
-            .store
-            .flush_chat(&chat, now.as_millisecond())
-            .await
-            .map_err(store_unavailable)?;
+        let flushed = state.queue.flush_chat(&chat, now).await?;
         if flushed > 0 {
-            state.scheduler.wake(chat, now.as_millisecond());
+            state.scheduler.wake(chat, now);
         }
         return Ok(Reply::Ignored {
             code: "from_me",
@@ -295,8 +269,7 @@ async fn decide_and_store(state: &AppState, message: IncomingMessage) -> Result<
         Decision::Seen { rule, .. } => (rule.to_string(), "seen"),
         Decision::Ignore { rule, .. } => (rule.as_deref().unwrap_or("").to_string(), "ignore"),
     };
-    metrics::counter!("autoseen_decisions_total", "rule" => rule, "decision" => verdict)
-        .increment(1);
+    metrics::counter!(names::DECISIONS, "rule" => rule, "decision" => verdict).increment(1);
     match decision {
         Decision::Ignore { rule, reason } => Ok(Reply::Ignored {
             code: reason.as_str(),
@@ -315,37 +288,21 @@ async fn decide_and_store(state: &AppState, message: IncomingMessage) -> Result<
                 chat: message.chat,
                 message_id: message.id,
                 rule: rule.clone(),
-                due_at_ms: due.as_millisecond(),
-                not_before_ms: not_before.as_millisecond(),
+                due_at: due,
+                not_before,
                 read_on_reply,
-                accepted_at_ms: now.as_millisecond(),
+                accepted_at: now,
             };
-            match state
-                .store
-                .accept(receipt)
-                .await
-                .map_err(store_unavailable)?
-            {
+            match state.queue.accept(receipt).await? {
                 Accepted::Duplicate => Ok(Reply::Duplicate),
                 Accepted::New { .. } => {
-                    state.scheduler.wake(chat, due.as_millisecond());
+                    state.scheduler.wake(chat, due);
                     Ok(Reply::Scheduled {
                         rule,
-                        due_in_ms: due.as_millisecond() - now.as_millisecond(),
+                        due_in_ms: millis_between(now, due),
                     })
                 }
             }
         }
     }
-}
-
-fn store_unavailable(e: StoreError) -> ApiError {
-    tracing::error!(error = %e, "store refused a write; answering 503 so the sender retries");
-    let mut err = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
-        "cannot store the receipt right now; retry later",
-    );
-    err.retry_after_secs = Some(5);
-    err
 }

@@ -17,7 +17,7 @@ use super::pattern::{glob_set, normalize_chat_pattern};
 use super::window::Window;
 use super::{Action, Conditions, Outcome, OutsideWindows, Rule, Rules};
 use crate::domain::ChatType;
-use crate::settings::line_of;
+use crate::toml_span::line_of;
 
 pub const RULES_FILE: &str = "rules.toml";
 pub const RULES_DIR: &str = "rules.d";
@@ -133,23 +133,23 @@ pub fn rule_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Reads and compiles the rule files of a config folder.
 pub fn load(dir: &Path) -> Result<Rules, RulesError> {
-    let mut sources = Vec::new();
-    for file in rule_files(dir) {
-        match std::fs::read_to_string(&file) {
-            Ok(text) => sources.push((file, text)),
-            Err(e) => {
-                return Err(RulesError(vec![RuleError {
-                    file,
-                    line: None,
-                    rule: None,
-                    message: format!(
-                        "cannot read it ({e}); every config folder needs a {RULES_FILE}"
-                    ),
-                }]));
-            }
-        }
-    }
-    compile(&sources)
+    compile(&read_sources(dir)?)
+}
+
+/// The text of each rule file of a config folder, in the order they apply.
+pub fn read_sources(dir: &Path) -> Result<Vec<(PathBuf, String)>, RulesError> {
+    rule_files(dir)
+        .into_iter()
+        .map(|file| match std::fs::read_to_string(&file) {
+            Ok(text) => Ok((file, text)),
+            Err(e) => Err(RulesError(vec![RuleError {
+                file,
+                line: None,
+                rule: None,
+                message: format!("cannot read it ({e}); every config folder needs a {RULES_FILE}"),
+            }])),
+        })
+        .collect()
 }
 
 /// Compiles rule sources: the first is `rules.toml` (the only one that may hold `[defaults]`).

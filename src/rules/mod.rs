@@ -7,6 +7,7 @@
 mod delay;
 pub mod file;
 mod pattern;
+pub mod reload;
 mod window;
 
 use std::collections::BTreeSet;
@@ -14,12 +15,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use globset::GlobSet;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use serde::Deserialize;
 
 pub use delay::DelayRange;
-pub use file::{RuleError, RulesError, compile, load, rule_files};
+pub use file::{RuleError, RulesError, compile, load, read_sources, rule_files};
 pub use pattern::normalize_chat_pattern;
+pub use reload::Reloader;
 pub use window::{Window, next_open};
 
 use crate::domain::{ChatType, IncomingMessage};
@@ -240,14 +242,6 @@ impl Rules {
             },
         }
     }
-}
-
-/// `t` plus a std duration, saturating.
-pub fn add(t: Timestamp, d: std::time::Duration) -> Timestamp {
-    SignedDuration::try_from(d)
-        .ok()
-        .and_then(|d| t.checked_add(d).ok())
-        .unwrap_or(Timestamp::MAX)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ fn msg(session: &str, chat: &str) -> IncomingMessage {
         from_me: false,
         text: Some("hello there".into()),
         has_media: false,
-        sent_at_ms: None,
+        sent_at: None,
     }
 }
 

@@ -1,49 +1,74 @@
-//! Pending receipts in time: one task holds a timer per chat, sends each chat's batch when its earliest receipt
-//! is due, paces each session, and records every outcome in the store.
+//! Pending receipts in time: one task holds a timer per chat, hands each chat's due receipts to the sender as
+//! a batch, paces each session, and records every outcome in the store.
 //!
 //! The timer structure is per chat, not per receipt: a `BTreeSet` of (due, chat), so a million pending receipts
 //! across ten thousand chats cost ten thousand entries, and the receipts themselves stay on disk until their
 //! chat fires. When it fires, every receipt of the chat whose window is open goes out together, like a person
-//! opening the chat; the rest wait for their own time. Sends run as tasks, bounded by `max_in_flight`; each
-//! task writes its outcome (done, retry later, dead) to the store before reporting back, so nothing is lost if
-//! the process dies mid-way.
+//! opening the chat; the rest wait for their own time. Pacing counts API calls: the sender says how many calls
+//! a batch takes, and a batch goes out with as many of its receipts as the session has tokens for. Sends run
+//! as tasks, bounded by `max_in_flight` calls; each task writes its outcomes (done, retry later, dead) to the
+//! store in one commit before reporting back, so nothing is lost if the process dies mid-way.
 
-mod clock;
+mod config;
 pub mod pacing;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Instant as StdInstant;
+use std::time::{Duration, Instant as StdInstant};
 
+use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-pub use clock::Clock;
+pub use config::DeliverySettings;
 use pacing::{Bucket, backoff};
 
-use crate::domain::{ChatKey, SessionName};
-use crate::settings::DeliverySettings;
-use crate::store::{Receipt, Store};
-use crate::wasend::{SendError, SendSeen};
+use crate::domain::{ChatKey, MessageId, SessionName};
+use crate::metric_names as names;
+use crate::store::{Outcome, Queue, Receipt, ReceiptId, StoreError};
+use crate::time::{Clock, add, millis_between};
+use crate::wasend::{SendError, SendResult, SendSeen};
 
 /// How long a chat waits before the store is asked again after a store error.
-const STORE_RETRY_MS: i64 = 1_000;
+const STORE_RETRY: Duration = Duration::from_secs(1);
 
 enum Command {
     /// A receipt of this chat is due at this time.
-    Wake(ChatKey, i64),
-    /// A send task finished and its outcome is in the store.
+    Wake(ChatKey, Timestamp),
+    /// A send task finished and its outcomes are in the store.
     Done(Done),
 }
 
 struct Done {
-    id: i64,
+    ids: Vec<ReceiptId>,
+    calls: usize,
     chat: ChatKey,
     /// The chat has a receipt due again at this time (a retry, or a store hiccup).
-    wake_at: Option<i64>,
-    /// The API said 429: the session waits until then.
-    pause_until: Option<i64>,
+    wake_at: Option<Timestamp>,
+    /// The API said 429, or refused the key: the session waits until then.
+    pause_until: Option<Timestamp>,
+}
+
+/// What became of one receipt's send; each names the counter it adds to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivered {
+    Sent,
+    Retry,
+    /// The API refused the session's key; the receipt waits out the pause without using an attempt.
+    Paused,
+    Dead,
+}
+
+impl Delivered {
+    fn counter(self) -> &'static str {
+        match self {
+            Delivered::Sent => names::RECEIPTS_SENT,
+            Delivered::Retry => names::RECEIPTS_RETRIED,
+            Delivered::Paused => names::SESSION_PAUSED,
+            Delivered::Dead => names::RECEIPTS_DEAD,
+        }
+    }
 }
 
 /// Tells the scheduler about newly stored receipts. Cheap to clone.
@@ -54,14 +79,14 @@ pub struct SchedulerHandle {
 
 impl SchedulerHandle {
     /// A receipt of `chat` was committed with this due time.
-    pub fn wake(&self, chat: ChatKey, due_ms: i64) {
-        let _ = self.tx.send(Command::Wake(chat, due_ms));
+    pub fn wake(&self, chat: ChatKey, due: Timestamp) {
+        let _ = self.tx.send(Command::Wake(chat, due));
     }
 }
 
 /// Everything a send task needs, shared.
 struct Delivery {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Queue>,
     client: Arc<dyn SendSeen>,
     clock: Clock,
     settings: DeliverySettings,
@@ -71,9 +96,10 @@ pub struct Scheduler {
     delivery: Arc<Delivery>,
     tx: mpsc::UnboundedSender<Command>,
     rx: mpsc::UnboundedReceiver<Command>,
-    timers: BTreeSet<(i64, ChatKey)>,
-    chat_due: HashMap<ChatKey, i64>,
-    /// Loaded receipts waiting for their session's token, per session, in due order.
+    timers: BTreeSet<(Timestamp, ChatKey)>,
+    chat_due: HashMap<ChatKey, Timestamp>,
+    /// Loaded receipts waiting for their session's token, per session, in due order; a chat's batch is
+    /// contiguous.
     ready: HashMap<SessionName, VecDeque<Receipt>>,
     /// Sessions with ready receipts, in turn.
     turns: VecDeque<SessionName>,
@@ -81,13 +107,14 @@ pub struct Scheduler {
     backlog: HashMap<SessionName, VecDeque<ChatKey>>,
     buckets: HashMap<SessionName, Bucket>,
     /// Ids loaded from the store and not yet finished (ready or sending): never loaded twice.
-    taken: HashSet<i64>,
+    taken: HashSet<ReceiptId>,
+    /// API calls in flight.
     sending: usize,
 }
 
 impl Scheduler {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn Queue>,
         client: Arc<dyn SendSeen>,
         clock: Clock,
         settings: DeliverySettings,
@@ -116,11 +143,11 @@ impl Scheduler {
     }
 
     /// Loads the pending chats from the store. Overdue ones fire at once, paced like any other.
-    pub async fn load(&mut self) -> Result<usize, crate::store::StoreError> {
+    pub async fn load(&mut self) -> Result<usize, StoreError> {
         let heads = self.delivery.store.chat_heads().await?;
         let n = heads.len();
-        for (chat, due) in heads {
-            self.set_timer(chat, due);
+        for head in heads {
+            self.set_timer(head.chat, head.due_at);
         }
         Ok(n)
     }
@@ -130,7 +157,7 @@ impl Scheduler {
         let clock = self.delivery.clock;
         let mut stopping = false;
         loop {
-            let now = clock.now_ms();
+            let now = clock.now();
             let mut next_wake = None;
             if !stopping {
                 self.fire_due(now).await;
@@ -153,7 +180,7 @@ impl Scheduler {
                         self.handle(cmd);
                     }
                 }
-                _ = tokio::time::sleep_until(clock.instant_at(wake_at.unwrap_or(0))), if wake_at.is_some() => {}
+                _ = tokio::time::sleep_until(clock.instant_at(wake_at.unwrap_or(now))), if wake_at.is_some() => {}
                 _ = shutdown.cancelled(), if !stopping => {
                     stopping = true;
                     info!(sending = self.sending, "scheduler stopping; pending receipts stay in the store");
@@ -166,10 +193,12 @@ impl Scheduler {
         match cmd {
             Command::Wake(chat, due) => self.set_timer(chat, due),
             Command::Done(done) => {
-                self.sending -= 1;
-                self.taken.remove(&done.id);
+                self.sending -= done.calls;
+                for id in &done.ids {
+                    self.taken.remove(id);
+                }
                 if let Some(until) = done.pause_until {
-                    let now = self.delivery.clock.now_ms();
+                    let now = self.delivery.clock.now();
                     let burst = self.delivery.settings.burst;
                     self.buckets
                         .entry(done.chat.session.clone())
@@ -183,7 +212,7 @@ impl Scheduler {
         }
     }
 
-    fn set_timer(&mut self, chat: ChatKey, due: i64) {
+    fn set_timer(&mut self, chat: ChatKey, due: Timestamp) {
         match self.chat_due.get(&chat) {
             Some(&current) if current <= due => {}
             Some(&current) => {
@@ -203,7 +232,7 @@ impl Scheduler {
         (self.delivery.settings.max_in_flight * 4).max(1024)
     }
 
-    async fn fire_due(&mut self, now: i64) {
+    async fn fire_due(&mut self, now: Timestamp) {
         let cap = self.ready_cap();
         // First the chats that waited for room, for sessions that have room again.
         let sessions: Vec<SessionName> = self.backlog.keys().cloned().collect();
@@ -239,12 +268,12 @@ impl Scheduler {
     }
 
     /// Loads a due chat: every receipt whose window is open joins the batch; the rest get a new timer.
-    async fn fire(&mut self, chat: ChatKey, now: i64) {
+    async fn fire(&mut self, chat: ChatKey, now: Timestamp) {
         let receipts = match self.delivery.store.chat_receipts(&chat).await {
             Ok(r) => r,
             Err(e) => {
                 error!(session = %chat.session, chat = %chat.chat, error = %e, "cannot load pending receipts");
-                self.set_timer(chat, now + STORE_RETRY_MS);
+                self.set_timer(chat, add(now, STORE_RETRY));
                 return;
             }
         };
@@ -252,10 +281,10 @@ impl Scheduler {
             .into_iter()
             .filter(|r| !self.taken.contains(&r.id))
             .collect();
-        let any_due = waiting.iter().any(|r| r.due_at_ms <= now);
-        let mut later: Option<i64> = None;
+        let any_due = waiting.iter().any(|r| r.due_at <= now);
+        let mut later: Option<Timestamp> = None;
         for r in waiting {
-            if any_due && r.not_before_ms <= now {
+            if any_due && r.not_before <= now {
                 self.taken.insert(r.id);
                 let queue = self.ready.entry(r.session.clone()).or_default();
                 if queue.is_empty() {
@@ -264,7 +293,7 @@ impl Scheduler {
                 queue.push_back(r);
             } else {
                 // Never before its window opens, whatever its due time says.
-                later = min_opt(later, Some(r.due_at_ms.max(r.not_before_ms)));
+                later = min_opt(later, Some(r.due_at.max(r.not_before)));
             }
         }
         if let Some(at) = later {
@@ -273,8 +302,12 @@ impl Scheduler {
     }
 
     /// Starts sends while sessions have tokens and `max_in_flight` allows; returns when a token comes next.
-    fn dispatch(&mut self, now: i64) -> Option<i64> {
+    ///
+    /// Each turn takes the session's next chat batch: its front receipt, and the receipts of the same chat
+    /// behind it for as long as the batch's calls fit in the session's tokens and in `max_in_flight`.
+    fn dispatch(&mut self, now: Timestamp) -> Option<Timestamp> {
         let settings = &self.delivery.settings;
+        let client = &self.delivery.client;
         let mut next_token = None;
         let mut blocked = Vec::new();
         while self.sending < settings.max_in_flight {
@@ -285,53 +318,132 @@ impl Scheduler {
                 .buckets
                 .entry(session.clone())
                 .or_insert_with(|| Bucket::new(settings.burst, now));
-            if let Err(at) = bucket.try_take(settings.rate_per_session, settings.burst, now) {
-                next_token = min_opt(next_token, Some(at));
-                blocked.push(session);
-                continue;
-            }
             let queue = self
                 .ready
                 .get_mut(&session)
                 .expect("a session in turn has a queue");
-            let receipt = queue.pop_front().expect("a session in turn has receipts");
+            let mut batch: Vec<Receipt> = Vec::new();
+            let mut calls = 0;
+            while let Some(next) = queue.front() {
+                if batch
+                    .first()
+                    .is_some_and(|first: &Receipt| first.chat != next.chat)
+                {
+                    break;
+                }
+                let needed = client.calls_for(&session, batch.len() + 1);
+                if needed > calls {
+                    if self.sending + needed > settings.max_in_flight && !batch.is_empty() {
+                        break;
+                    }
+                    if let Err(at) = bucket.try_take(settings.rate_per_session, settings.burst, now)
+                    {
+                        next_token = min_opt(next_token, Some(at));
+                        break;
+                    }
+                    calls = needed;
+                }
+                batch.push(queue.pop_front().expect("just looked"));
+            }
+            if batch.is_empty() {
+                blocked.push(session);
+                continue;
+            }
             if queue.is_empty() {
                 self.ready.remove(&session);
             } else {
                 self.turns.push_back(session);
             }
-            self.sending += 1;
-            tokio::spawn(deliver(self.delivery.clone(), receipt, self.tx.clone()));
+            self.sending += calls;
+            tokio::spawn(deliver(
+                self.delivery.clone(),
+                batch,
+                calls,
+                self.tx.clone(),
+            ));
         }
         self.turns.extend(blocked);
         next_token
     }
 }
 
-fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+fn min_opt(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
 }
 
-/// Sends one receipt and records the outcome: done, retry later, or dead.
-async fn deliver(d: Arc<Delivery>, r: Receipt, tx: mpsc::UnboundedSender<Command>) {
-    let attempt = r.attempts + 1;
+/// Sends one chat's batch and records every receipt's outcome in one commit: done, retry later, or dead.
+async fn deliver(
+    d: Arc<Delivery>,
+    batch: Vec<Receipt>,
+    calls: usize,
+    tx: mpsc::UnboundedSender<Command>,
+) {
+    let first = &batch[0];
+    let (session, chat) = (first.session.clone(), first.chat_key());
+    let ids: Vec<MessageId> = batch.iter().map(|r| r.message_id.clone()).collect();
     let started = StdInstant::now();
-    let result = d.client.send_seen(&r.session, &r.chat, &r.message_id).await;
+    let results = d.client.send_seen(&session, &chat.chat, &ids).await;
     let duration_ms = started.elapsed().as_millis() as u64;
-    metrics::histogram!("autoseen_send_seen_duration_seconds")
-        .record(started.elapsed().as_secs_f64());
-    let now = d.clock.now_ms();
-    let status = match &result {
-        Ok(status) => *status,
-        Err(e) => e.status(),
-    };
-    metrics::counter!("autoseen_send_seen_responses_total", "status" => status.unwrap_or(0).to_string()).increment(1);
+    let now = d.clock.now();
     let mut pause_until = None;
-    let (outcome, stored) = match result {
-        Ok(_) => ("sent", d.store.complete(r.id).await.map(|_| None)),
+    let mut wake_at = None;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut delivered = Vec::with_capacity(batch.len());
+    for (r, result) in batch.iter().zip(results) {
+        let status = match &result {
+            Ok(status) => *status,
+            Err(e) => e.status(),
+        };
+        metrics::counter!(names::SEND_SEEN_RESPONSES, "status" => status.unwrap_or(0).to_string())
+            .increment(1);
+        let (kind, outcome, pause) = settle(&d, r, result, now, duration_ms);
+        if let Outcome::Retry { at, .. } = &outcome {
+            wake_at = min_opt(wake_at, Some(*at));
+        }
+        pause_until = pause_until.max(pause);
+        delivered.push((r, kind, status));
+        outcomes.push((r.id, outcome));
+    }
+    metrics::histogram!(names::SEND_SEEN_DURATION).record(started.elapsed().as_secs_f64());
+    let stored = d.store.record(outcomes).await;
+    for (r, kind, status) in delivered {
+        metrics::counter!(kind.counter(), "session" => r.session.to_string()).increment(1);
+        if kind == Delivered::Sent {
+            info!(
+                session = %r.session, chat = %r.chat, message_id = %r.message_id, rule = %r.rule,
+                attempt = r.attempts + 1, status, duration_ms,
+                late_ms = millis_between(r.due_at.max(r.not_before), now), "marked seen"
+            );
+        }
+    }
+    if let Err(e) = stored {
+        // The outcomes are not recorded: the receipts are still pending and will be tried again.
+        error!(session = %session, chat = %chat.chat, error = %e, "cannot record send outcomes");
+        wake_at = Some(add(now, STORE_RETRY));
+    }
+    let _ = tx.send(Command::Done(Done {
+        ids: batch.iter().map(|r| r.id).collect(),
+        calls,
+        chat,
+        wake_at,
+        pause_until,
+    }));
+}
+
+/// What one receipt's answer means: how it counts, what the store records, and whether the session pauses.
+fn settle(
+    d: &Delivery,
+    r: &Receipt,
+    result: SendResult,
+    now: Timestamp,
+    duration_ms: u64,
+) -> (Delivered, Outcome, Option<Timestamp>) {
+    let attempt = r.attempts + 1;
+    match result {
+        Ok(_) => (Delivered::Sent, Outcome::Sent, None),
         Err(SendError::Retryable {
             reason,
             retry_after,
@@ -345,84 +457,50 @@ async fn deliver(d: Arc<Delivery>, r: Receipt, tx: mpsc::UnboundedSender<Command
                     &mut rand::rng(),
                 )
             });
-            let at = now + wait.as_millis() as i64;
-            if status == Some(429) {
-                pause_until = Some(at);
-            }
+            let at = add(now, wait);
             warn!(
                 session = %r.session, chat = %r.chat, message_id = %r.message_id, rule = %r.rule,
-                attempt, status, duration_ms, error = %reason, retry_in_ms = at - now,
+                attempt, status, duration_ms, error = %reason, retry_in_ms = wait.as_millis() as u64,
                 "sendSeen failed; will retry"
             );
-            (
-                "retry",
-                d.store
-                    .retry_later(r.id, attempt, at, &reason)
-                    .await
-                    .map(|_| Some(at)),
-            )
+            let pause = (status == Some(429)).then_some(at);
+            let outcome = Outcome::Retry {
+                attempts: attempt,
+                at,
+                error: reason,
+            };
+            (Delivered::Retry, outcome, pause)
         }
         Err(SendError::Unauthorized { status, message }) => {
             // The key is wrong for this session: every call would fail alike. Pause the session, keep its
             // receipts (this attempt does not count), and let the other sessions go on.
-            let at = now + d.settings.auth_pause.as_millis() as i64;
-            pause_until = Some(at);
+            let at = add(now, d.settings.auth_pause);
             error!(
-                session = %r.session, status, error = %message, pause_ms = at - now,
+                session = %r.session, status, error = %message,
+                pause_ms = d.settings.auth_pause.as_millis() as u64,
                 "Wasend refused this session's API key; the session is paused, its receipts wait"
             );
-            let reason = format!("HTTP {status}: {message}");
-            (
-                "paused",
-                d.store
-                    .retry_later(r.id, r.attempts, at, &reason)
-                    .await
-                    .map(|_| Some(at)),
-            )
+            let outcome = Outcome::Retry {
+                attempts: r.attempts,
+                at,
+                error: format!("HTTP {status}: {message}"),
+            };
+            (Delivered::Paused, outcome, Some(at))
         }
         Err(e) => {
             error!(
                 session = %r.session, chat = %r.chat, message_id = %r.message_id, rule = %r.rule,
-                attempt, status, duration_ms, error = %e,
+                attempt, status = e.status(), duration_ms, error = %e,
                 "sendSeen failed for good; moved to dead letters"
             );
-            (
-                "dead",
-                d.store
-                    .bury(r.id, attempt, &e.to_string(), now)
-                    .await
-                    .map(|_| None),
-            )
+            let outcome = Outcome::Dead {
+                attempts: attempt,
+                error: e.to_string(),
+                at: now,
+            };
+            (Delivered::Dead, outcome, None)
         }
-    };
-    let session = r.session.to_string();
-    let counter = match outcome {
-        "sent" => "autoseen_receipts_sent_total",
-        "retry" => "autoseen_receipts_retried_total",
-        "paused" => "autoseen_session_paused_total",
-        _ => "autoseen_receipts_dead_total",
-    };
-    metrics::counter!(counter, "session" => session).increment(1);
-    if outcome == "sent" {
-        info!(
-            session = %r.session, chat = %r.chat, message_id = %r.message_id, rule = %r.rule,
-            attempt, status, duration_ms, late_ms = now - r.due_at_ms.max(r.not_before_ms), "marked seen"
-        );
     }
-    let wake_at = match stored {
-        Ok(at) => at,
-        Err(e) => {
-            // The outcome is not recorded: the receipt is still pending and will be tried again.
-            error!(session = %r.session, message_id = %r.message_id, error = %e, outcome, "cannot record send outcome");
-            Some(now + STORE_RETRY_MS)
-        }
-    };
-    let _ = tx.send(Command::Done(Done {
-        id: r.id,
-        chat: r.chat_key(),
-        wake_at,
-        pause_until,
-    }));
 }
 
 #[cfg(test)]

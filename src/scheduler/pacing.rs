@@ -7,51 +7,93 @@
 
 use std::time::Duration;
 
+use jiff::Timestamp;
 use rand::{Rng, RngExt};
+use serde::Deserialize;
 
-use crate::settings::Rate;
+use crate::time::{add, until};
+
+/// A sending rate: so many calls per second, or no limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    Off,
+    PerSecond(f64),
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s == "off" {
+            return Ok(Rate::Off);
+        }
+        let hint = || format!("`{s}` is not a rate; write \"N/s\", \"N/min\", \"N/h\" or \"off\"");
+        let (n, unit) = s.split_once('/').ok_or_else(hint)?;
+        let n: f64 = n.trim().parse().map_err(|_| hint())?;
+        let seconds = match unit.trim() {
+            "s" | "sec" => 1.0,
+            "min" | "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(hint()),
+        };
+        if !(n.is_finite() && n > 0.0) {
+            return Err(format!("rate `{s}` must be above zero (or \"off\")"));
+        }
+        Ok(Rate::PerSecond(n / seconds))
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Bucket {
     tokens: f64,
-    last_ms: i64,
-    paused_until_ms: i64,
+    last: Timestamp,
+    paused_until: Option<Timestamp>,
 }
 
 impl Bucket {
-    pub fn new(burst: u32, now_ms: i64) -> Self {
+    pub fn new(burst: u32, now: Timestamp) -> Self {
         Self {
             tokens: burst as f64,
-            last_ms: now_ms,
-            paused_until_ms: i64::MIN,
+            last: now,
+            paused_until: None,
         }
     }
 
     /// Takes a token, or says when one will be there.
-    pub fn try_take(&mut self, rate: Rate, burst: u32, now_ms: i64) -> Result<(), i64> {
-        if now_ms < self.paused_until_ms {
-            return Err(self.paused_until_ms);
+    pub fn try_take(&mut self, rate: Rate, burst: u32, now: Timestamp) -> Result<(), Timestamp> {
+        if let Some(until) = self.paused_until.filter(|&u| now < u) {
+            return Err(until);
         }
         let Rate::PerSecond(per_s) = rate else {
             return Ok(());
         };
-        let elapsed = (now_ms - self.last_ms).max(0) as f64 / 1000.0;
+        let elapsed = until(self.last, now).as_secs_f64();
         self.tokens = (self.tokens + elapsed * per_s).min(burst as f64);
-        self.last_ms = now_ms;
+        self.last = self.last.max(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            let wait_ms = ((1.0 - self.tokens) / per_s * 1000.0).ceil() as i64;
-            Err(now_ms + wait_ms.max(1))
+            let wait_ms = ((1.0 - self.tokens) / per_s * 1000.0).ceil() as u64;
+            Err(add(now, Duration::from_millis(wait_ms.max(1))))
         }
     }
 
-    /// Stops the session until `until_ms` (a 429 told us to) and empties the bucket, so it restarts gently.
-    pub fn pause(&mut self, until_ms: i64) {
-        self.paused_until_ms = self.paused_until_ms.max(until_ms);
+    /// Stops the session until `until` (a 429 or a refused key told us to) and empties the bucket, so it
+    /// restarts gently.
+    pub fn pause(&mut self, until: Timestamp) {
+        self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
         self.tokens = 0.0;
-        self.last_ms = self.last_ms.max(until_ms);
+        self.last = self.last.max(until);
     }
 }
 
@@ -71,27 +113,39 @@ pub fn backoff(attempt: u32, initial: Duration, max: Duration, rng: &mut impl Rn
 mod tests {
     use super::*;
 
+    use crate::time::from_millis as t;
+
     #[test]
     fn a_bucket_allows_a_burst_then_the_rate() {
-        let mut b = Bucket::new(3, 0);
+        let mut b = Bucket::new(3, t(0));
         let rate = Rate::PerSecond(2.0);
         for _ in 0..3 {
-            assert_eq!(b.try_take(rate, 3, 0), Ok(()));
+            assert_eq!(b.try_take(rate, 3, t(0)), Ok(()));
         }
-        assert_eq!(b.try_take(rate, 3, 0), Err(500));
-        assert_eq!(b.try_take(rate, 3, 500), Ok(()));
-        assert_eq!(b.try_take(rate, 3, 600), Err(1000));
+        assert_eq!(b.try_take(rate, 3, t(0)), Err(t(500)));
+        assert_eq!(b.try_take(rate, 3, t(500)), Ok(()));
+        assert_eq!(b.try_take(rate, 3, t(600)), Err(t(1000)));
     }
 
     #[test]
     fn an_unlimited_bucket_never_waits_unless_paused() {
-        let mut b = Bucket::new(1, 0);
+        let mut b = Bucket::new(1, t(0));
         for _ in 0..1000 {
-            assert_eq!(b.try_take(Rate::Off, 1, 0), Ok(()));
+            assert_eq!(b.try_take(Rate::Off, 1, t(0)), Ok(()));
         }
-        b.pause(5_000);
-        assert_eq!(b.try_take(Rate::Off, 1, 10), Err(5_000));
-        assert_eq!(b.try_take(Rate::Off, 1, 5_000), Ok(()));
+        b.pause(t(5_000));
+        assert_eq!(b.try_take(Rate::Off, 1, t(10)), Err(t(5_000)));
+        assert_eq!(b.try_take(Rate::Off, 1, t(5_000)), Ok(()));
+    }
+
+    #[test]
+    fn rates_parse_in_every_unit() {
+        assert_eq!("off".parse::<Rate>(), Ok(Rate::Off));
+        assert_eq!("2/s".parse::<Rate>(), Ok(Rate::PerSecond(2.0)));
+        assert_eq!("60/min".parse::<Rate>(), Ok(Rate::PerSecond(1.0)));
+        assert_eq!("3600/h".parse::<Rate>(), Ok(Rate::PerSecond(1.0)));
+        assert!("0/s".parse::<Rate>().is_err());
+        assert!("5".parse::<Rate>().is_err());
     }
 
     #[test]

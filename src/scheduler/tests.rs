@@ -8,20 +8,28 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::pacing::Rate;
 use super::*;
 use crate::domain::{ChatId, MessageId};
-use crate::settings::Rate;
 use crate::store::memory::MemoryStore;
-use crate::store::{Accepted, NewReceipt};
+use crate::store::{Accepted, NewReceipt, Operator};
+use crate::time::from_millis;
 
-const T0: i64 = 1_800_000_000_000;
+const T0_MS: i64 = 1_800_000_000_000;
 
-/// Records every call with its (virtual) time, answering from a per-session script, then 200.
+fn t0() -> Timestamp {
+    from_millis(T0_MS)
+}
+
+/// Records every message it is asked to mark with its (virtual) time, answering from a per-session script,
+/// then 200. With `ids_per_call` above 1 it marks that many messages of a chat in one call, as WAHA does.
 #[derive(Default)]
 struct FakeSender {
     calls: Mutex<Vec<(Duration, String, String)>>,
+    batches: Mutex<Vec<Vec<String>>>,
     script: Mutex<HashMap<String, VecDeque<SendError>>>,
     start: Mutex<Option<Instant>>,
+    ids_per_call: usize,
 }
 
 impl FakeSender {
@@ -54,27 +62,39 @@ impl FakeSender {
 
 #[async_trait::async_trait]
 impl SendSeen for FakeSender {
+    fn calls_for(&self, _: &SessionName, ids: usize) -> usize {
+        ids.div_ceil(self.ids_per_call.max(1))
+    }
+
     async fn send_seen(
         &self,
         session: &SessionName,
         _: &ChatId,
-        id: &MessageId,
-    ) -> Result<Option<u16>, SendError> {
+        ids: &[MessageId],
+    ) -> Vec<SendResult> {
         let at = self.start.lock().unwrap().expect("started").elapsed();
-        self.calls
+        self.batches
             .lock()
             .unwrap()
-            .push((at, session.to_string(), id.to_string()));
-        match self
-            .script
-            .lock()
-            .unwrap()
-            .get_mut(session.as_str())
-            .and_then(VecDeque::pop_front)
-        {
-            Some(e) => Err(e),
-            None => Ok(Some(200)),
-        }
+            .push(ids.iter().map(ToString::to_string).collect());
+        ids.iter()
+            .map(|id| {
+                self.calls
+                    .lock()
+                    .unwrap()
+                    .push((at, session.to_string(), id.to_string()));
+                match self
+                    .script
+                    .lock()
+                    .unwrap()
+                    .get_mut(session.as_str())
+                    .and_then(VecDeque::pop_front)
+                {
+                    Some(e) => Err(e),
+                    None => Ok(Some(200)),
+                }
+            })
+            .collect()
     }
 }
 
@@ -99,10 +119,14 @@ fn settings() -> DeliverySettings {
 }
 
 async fn start(settings: DeliverySettings) -> Harness {
+    start_with(settings, FakeSender::default()).await
+}
+
+async fn start_with(settings: DeliverySettings, sender: FakeSender) -> Harness {
     let store = Arc::new(MemoryStore::default());
-    let sender = Arc::new(FakeSender::default());
+    let sender = Arc::new(sender);
     *sender.start.lock().unwrap() = Some(Instant::now());
-    let clock = Clock::starting_at(T0);
+    let clock = Clock::starting_at(t0());
     let (mut scheduler, handle) = Scheduler::new(store.clone(), sender.clone(), clock, settings);
     scheduler.load().await.unwrap();
     let stop = CancellationToken::new();
@@ -119,16 +143,17 @@ async fn start(settings: DeliverySettings) -> Harness {
 impl Harness {
     /// Accepts a receipt `due_ms` from now that may not go before `not_before_ms` from now.
     async fn accept(&self, session: &str, chat: &str, id: &str, due_ms: i64, not_before_ms: i64) {
-        let now = self.clock.now_ms();
+        let now = self.clock.now();
+        let due = from_millis(now.as_millisecond() + due_ms);
         let receipt = NewReceipt {
             session: SessionName::parse(session).unwrap(),
             chat: ChatId::parse(chat).unwrap(),
             message_id: MessageId::parse(id).unwrap(),
             rule: "test".into(),
-            due_at_ms: now + due_ms,
-            not_before_ms: now + not_before_ms,
+            due_at: due,
+            not_before: from_millis(now.as_millisecond() + not_before_ms),
             read_on_reply: true,
-            accepted_at_ms: now,
+            accepted_at: now,
         };
         let chat = ChatKey {
             session: receipt.session.clone(),
@@ -138,7 +163,7 @@ impl Harness {
             self.store.accept(receipt).await.unwrap(),
             Accepted::New { .. }
         ));
-        self.handle.wake(chat, now + due_ms);
+        self.handle.wake(chat, due);
     }
 
     /// Lets virtual time pass.
@@ -300,17 +325,18 @@ async fn a_refused_key_pauses_the_session_without_using_up_attempts() {
 #[tokio::test(start_paused = true)]
 async fn pending_receipts_are_loaded_at_start_and_overdue_ones_go_at_once() {
     let store = Arc::new(MemoryStore::default());
-    for (i, due) in [(0, T0 - 60_000), (1, T0 + 1_000)] {
+    for (i, due) in [(0, T0_MS - 60_000), (1, T0_MS + 1_000)] {
+        let due = from_millis(due);
         store
             .accept(NewReceipt {
                 session: SessionName::parse("s").unwrap(),
                 chat: ChatId::parse(&format!("{i}@c.us")).unwrap(),
                 message_id: MessageId::parse(&format!("m{i}")).unwrap(),
                 rule: "test".into(),
-                due_at_ms: due,
-                not_before_ms: due,
+                due_at: due,
+                not_before: due,
                 read_on_reply: true,
-                accepted_at_ms: due,
+                accepted_at: due,
             })
             .await
             .unwrap();
@@ -318,7 +344,7 @@ async fn pending_receipts_are_loaded_at_start_and_overdue_ones_go_at_once() {
     let sender = Arc::new(FakeSender::default());
     *sender.start.lock().unwrap() = Some(Instant::now());
     let (mut scheduler, _handle) =
-        Scheduler::new(store, sender.clone(), Clock::starting_at(T0), settings());
+        Scheduler::new(store, sender.clone(), Clock::starting_at(t0()), settings());
 
     assert_eq!(scheduler.load().await.unwrap(), 2);
     let stop = CancellationToken::new();
@@ -328,4 +354,63 @@ async fn pending_receipts_are_loaded_at_start_and_overdue_ones_go_at_once() {
     assert_eq!(sender.times_of("m0"), [0]);
     assert_eq!(sender.times_of("m1"), [1_000]);
     stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sender_gets_a_chats_due_receipts_as_one_batch() {
+    let h = start_with(
+        DeliverySettings {
+            rate_per_session: Rate::PerSecond(1.0),
+            burst: 1,
+            ..settings()
+        },
+        FakeSender {
+            ids_per_call: 100,
+            ..FakeSender::default()
+        },
+    )
+    .await;
+    for id in ["a", "b", "c"] {
+        h.accept("s", "1@g.us", id, 1_000, 0).await;
+    }
+    h.accept("s", "2@g.us", "other", 1_000, 0).await;
+
+    h.after(1_100).await;
+    let first = h.sender.batches.lock().unwrap().clone();
+    h.after(1_000).await;
+
+    assert_eq!(
+        first,
+        [vec!["a", "b", "c"]],
+        "one call for the chat, one token for the call"
+    );
+    assert_eq!(
+        h.sender.times_of("other"),
+        [2_000],
+        "the next chat waits for the next token"
+    );
+    h.stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_message_per_call_takes_one_token_per_message() {
+    let h = start(DeliverySettings {
+        rate_per_session: Rate::PerSecond(1.0),
+        burst: 2,
+        ..settings()
+    })
+    .await;
+    for id in ["a", "b", "c"] {
+        h.accept("s", "1@c.us", id, 0, 0).await;
+    }
+
+    h.after(1_500).await;
+
+    assert_eq!(
+        h.sender.batches.lock().unwrap().clone(),
+        [vec!["a", "b"], vec!["c"]],
+        "the burst's two tokens, then the next token"
+    );
+    assert_eq!(h.sender.times_of("c"), [1_000]);
+    h.stop.cancel();
 }

@@ -1,14 +1,18 @@
-//! An in-memory [`Store`] for the scheduler's unit tests, which run on tokio's paused clock (where waiting on
-//! the SQLite store's thread would make virtual time jump). It keeps the contract of the methods the scheduler
-//! calls; the others belong to the webhook, admin and metrics paths and are never reached from these tests.
+//! An in-memory [`Store`](super::Store) for unit tests that run on tokio's paused clock, where waiting on the
+//! SQLite store's threads would make virtual time jump. It implements every method of both traits, and the
+//! [`contract`](super::contract) suite holds it to the same behaviour as the real backends.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use jiff::Timestamp;
 
-use super::{Accepted, DeadReceipt, NewReceipt, Receipt, Store, StoreError};
-use crate::domain::{ChatKey, SessionName};
+use super::{
+    Accepted, ChatHead, DeadReceipt, NewReceipt, Operator, Outcome, PendingStats, Queue, Receipt,
+    ReceiptId, StoreError,
+};
+use crate::domain::{ChatKey, MessageId, SessionName};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -18,14 +22,30 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct State {
     next_id: i64,
-    pending: BTreeMap<i64, Receipt>,
-    dead: Vec<DeadReceipt>,
-    dedup: HashMap<(String, String), i64>,
+    pending: BTreeMap<ReceiptId, (Receipt, Timestamp)>,
+    dead: Vec<(DeadReceipt, bool)>,
+    dedup: HashMap<(SessionName, MessageId), Timestamp>,
+    unwritable: bool,
 }
 
 impl MemoryStore {
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        f(&mut self.state.lock().unwrap())
+        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Makes every write fail as a full disk would, until set back.
+    pub fn set_unwritable(&self, unwritable: bool) {
+        self.with(|s| s.unwritable = unwritable);
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut State) -> T) -> Result<T, StoreError> {
+        self.with(|s| {
+            if s.unwritable {
+                Err(StoreError::Unavailable("disk full (memory store)".into()))
+            } else {
+                Ok(f(s))
+            }
+        })
     }
 }
 
@@ -34,33 +54,31 @@ fn in_chat(r: &Receipt, chat: &ChatKey) -> bool {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl Queue for MemoryStore {
     async fn accept(&self, n: NewReceipt) -> Result<Accepted, StoreError> {
-        Ok(self.with(|s| {
-            let key = (n.session.to_string(), n.message_id.to_string());
+        self.write(|s| {
+            let key = (n.session.clone(), n.message_id.clone());
             if s.dedup.contains_key(&key) {
                 return Accepted::Duplicate;
             }
-            s.dedup.insert(key, n.accepted_at_ms);
+            s.dedup.insert(key, n.accepted_at);
             s.next_id += 1;
-            let id = s.next_id;
-            s.pending.insert(
+            let id = ReceiptId::from_row(s.next_id);
+            let receipt = Receipt {
                 id,
-                Receipt {
-                    id,
-                    session: n.session,
-                    chat: n.chat,
-                    message_id: n.message_id,
-                    rule: n.rule.to_string(),
-                    due_at_ms: n.due_at_ms,
-                    not_before_ms: n.not_before_ms,
-                    read_on_reply: n.read_on_reply,
-                    attempts: 0,
-                    last_error: None,
-                },
-            );
+                session: n.session,
+                chat: n.chat,
+                message_id: n.message_id,
+                rule: n.rule,
+                due_at: n.due_at,
+                not_before: n.not_before,
+                read_on_reply: n.read_on_reply,
+                attempts: 0,
+                last_error: None,
+            };
+            s.pending.insert(id, (receipt, n.accepted_at));
             Accepted::New { id }
-        }))
+        })
     }
 
     async fn chat_receipts(&self, chat: &ChatKey) -> Result<Vec<Receipt>, StoreError> {
@@ -68,95 +86,168 @@ impl Store for MemoryStore {
             let mut v: Vec<Receipt> = s
                 .pending
                 .values()
+                .map(|(r, _)| r)
                 .filter(|r| in_chat(r, chat))
                 .cloned()
                 .collect();
-            v.sort_by_key(|r| (r.due_at_ms, r.id));
+            v.sort_by_key(|r| (r.due_at, r.id));
             v
         }))
     }
 
-    async fn chat_heads(&self) -> Result<Vec<(ChatKey, i64)>, StoreError> {
+    async fn chat_heads(&self) -> Result<Vec<ChatHead>, StoreError> {
         Ok(self.with(|s| {
-            let mut heads: HashMap<ChatKey, i64> = HashMap::new();
-            for r in s.pending.values() {
-                let due = heads.entry(r.chat_key()).or_insert(r.due_at_ms);
-                *due = (*due).min(r.due_at_ms);
+            let mut heads: HashMap<ChatKey, Timestamp> = HashMap::new();
+            for (r, _) in s.pending.values() {
+                let due = heads.entry(r.chat_key()).or_insert(r.due_at);
+                *due = (*due).min(r.due_at);
             }
-            heads.into_iter().collect()
+            heads
+                .into_iter()
+                .map(|(chat, due_at)| ChatHead { chat, due_at })
+                .collect()
         }))
     }
 
-    async fn complete(&self, id: i64) -> Result<(), StoreError> {
-        self.with(|s| s.pending.remove(&id));
-        Ok(())
-    }
-
-    async fn retry_later(
-        &self,
-        id: i64,
-        attempts: u32,
-        at_ms: i64,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        self.with(|s| {
-            if let Some(r) = s.pending.get_mut(&id) {
-                (r.attempts, r.due_at_ms, r.not_before_ms) = (attempts, at_ms, at_ms);
-                r.last_error = Some(error.to_string());
+    async fn record(&self, outcomes: Vec<(ReceiptId, Outcome)>) -> Result<(), StoreError> {
+        self.write(|s| {
+            for (id, outcome) in outcomes {
+                match outcome {
+                    Outcome::Sent => {
+                        s.pending.remove(&id);
+                    }
+                    Outcome::Retry {
+                        attempts,
+                        at,
+                        error,
+                    } => {
+                        if let Some((r, _)) = s.pending.get_mut(&id) {
+                            (r.attempts, r.due_at, r.not_before) = (attempts, at, at);
+                            r.last_error = Some(error);
+                        }
+                    }
+                    Outcome::Dead {
+                        attempts,
+                        error,
+                        at,
+                    } => {
+                        if let Some((r, _)) = s.pending.remove(&id) {
+                            let dead = DeadReceipt {
+                                id,
+                                session: r.session,
+                                chat: r.chat,
+                                message_id: r.message_id,
+                                rule: r.rule,
+                                attempts,
+                                last_error: error,
+                                died_at: at,
+                            };
+                            s.dead.push((dead, r.read_on_reply));
+                        }
+                    }
+                }
             }
-        });
-        Ok(())
+        })
     }
 
-    async fn bury(
-        &self,
-        id: i64,
-        attempts: u32,
-        error: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        self.with(|s| {
-            if let Some(r) = s.pending.remove(&id) {
-                s.dead.push(DeadReceipt {
+    async fn flush_chat(&self, chat: &ChatKey, now: Timestamp) -> Result<u64, StoreError> {
+        self.write(|s| {
+            let mut n = 0;
+            for (r, _) in s.pending.values_mut() {
+                if in_chat(r, chat) && r.read_on_reply && r.attempts == 0 && r.due_at > now {
+                    r.due_at = now;
+                    r.not_before = r.not_before.min(now);
+                    n += 1;
+                }
+            }
+            n
+        })
+    }
+
+    async fn purge_dedup(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.write(|s| {
+            let n = s.dedup.len();
+            s.dedup.retain(|_, at| *at >= before);
+            (n - s.dedup.len()) as u64
+        })
+    }
+}
+
+#[async_trait]
+impl Operator for MemoryStore {
+    async fn list_pending(&self, limit: usize) -> Result<Vec<Receipt>, StoreError> {
+        Ok(self.with(|s| {
+            let mut v: Vec<Receipt> = s.pending.values().map(|(r, _)| r.clone()).collect();
+            v.sort_by_key(|r| (r.due_at, r.id));
+            v.truncate(limit);
+            v
+        }))
+    }
+
+    async fn list_dead(&self, limit: usize) -> Result<Vec<DeadReceipt>, StoreError> {
+        Ok(self.with(|s| {
+            let mut v: Vec<DeadReceipt> = s.dead.iter().map(|(d, _)| d.clone()).collect();
+            v.sort_by_key(|d| std::cmp::Reverse((d.died_at, d.id)));
+            v.truncate(limit);
+            v
+        }))
+    }
+
+    async fn replay_dead(&self, now: Timestamp) -> Result<Vec<ChatKey>, StoreError> {
+        self.write(|s| {
+            let mut chats = Vec::new();
+            for (d, read_on_reply) in std::mem::take(&mut s.dead) {
+                let chat = ChatKey {
+                    session: d.session.clone(),
+                    chat: d.chat.clone(),
+                };
+                if !chats.contains(&chat) {
+                    chats.push(chat);
+                }
+                s.next_id += 1;
+                let id = ReceiptId::from_row(s.next_id);
+                let receipt = Receipt {
                     id,
-                    session: r.session,
-                    chat: r.chat,
-                    message_id: r.message_id,
-                    rule: r.rule,
-                    attempts,
-                    last_error: error.to_string(),
-                    died_at_ms: now_ms,
-                });
+                    session: d.session,
+                    chat: d.chat,
+                    message_id: d.message_id,
+                    rule: d.rule,
+                    due_at: now,
+                    not_before: now,
+                    read_on_reply,
+                    attempts: 0,
+                    last_error: None,
+                };
+                s.pending.insert(id, (receipt, now));
             }
-        });
-        Ok(())
+            chats
+        })
     }
 
-    async fn flush_chat(&self, _: &ChatKey, _: i64) -> Result<u64, StoreError> {
-        unreachable!("the scheduler never flushes; the webhook does")
-    }
-
-    async fn list_pending(&self, _: usize) -> Result<Vec<Receipt>, StoreError> {
-        Ok(self.with(|s| s.pending.values().cloned().collect()))
-    }
-
-    async fn list_dead(&self, _: usize) -> Result<Vec<DeadReceipt>, StoreError> {
-        Ok(self.with(|s| s.dead.clone()))
-    }
-
-    async fn replay_dead(&self, _: i64) -> Result<Vec<ChatKey>, StoreError> {
-        unreachable!("admin only")
-    }
-
-    async fn purge_dedup(&self, _: i64) -> Result<u64, StoreError> {
-        unreachable!("app only")
-    }
-
-    async fn pending_stats(&self) -> Result<Vec<(SessionName, u64, i64)>, StoreError> {
-        unreachable!("metrics only")
+    async fn pending_stats(&self) -> Result<Vec<PendingStats>, StoreError> {
+        Ok(self.with(|s| {
+            let mut by_session: BTreeMap<SessionName, PendingStats> = BTreeMap::new();
+            for (r, accepted_at) in s.pending.values() {
+                let stats = by_session
+                    .entry(r.session.clone())
+                    .or_insert_with(|| PendingStats {
+                        session: r.session.clone(),
+                        count: 0,
+                        oldest_accepted_at: *accepted_at,
+                    });
+                stats.count += 1;
+                stats.oldest_accepted_at = stats.oldest_accepted_at.min(*accepted_at);
+            }
+            by_session.into_values().collect()
+        }))
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
-        Ok(())
+        self.write(|_| ())
     }
+}
+
+#[cfg(test)]
+mod tests {
+    crate::store_contract_tests!(crate::store::memory::MemoryStore::default());
 }

@@ -1,20 +1,58 @@
 //! Durable state: pending receipts, dead letters, and the ids of messages already accepted.
 //!
-//! One trait, [`Store`], so a shared backend can be added beside the embedded one without touching its callers;
-//! [`sqlite::SqliteStore`] is the default. A receipt is in exactly one place: pending (waiting, or being sent),
-//! or dead (gave up; replayable). A receipt leaves `pending` only after its send succeeded or it was buried, so
-//! a crash at any moment leaves it to be sent again: delivery is at least once.
+//! Two traits, split by who uses them (svix keeps producer and consumer apart the same way): [`Queue`] is what
+//! the webhook and the scheduler need on the hot path (accept, load a due chat, record outcomes, flush a chat,
+//! forget old ids), [`Operator`] is what operators query (pending list, dead letters, replay, stats,
+//! readiness). [`Store`] is both; a backend implements both, and [`contract`] tests hold every backend to the
+//! same behaviour. [`sqlite::SqliteStore`] is the default.
+//!
+//! A receipt is in exactly one place: pending (waiting, or being sent), or dead (gave up; replayable). A
+//! receipt leaves `pending` only after its send succeeded or it was buried, so a crash at any moment leaves
+//! it to be sent again: delivery is at least once.
 
 #[cfg(test)]
+pub mod contract;
+#[cfg(test)]
 pub mod memory;
+mod purge;
+mod readiness;
 pub mod sqlite;
 
+use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use jiff::Timestamp;
 use serde::Serialize;
 
+pub use purge::spawn_purge;
+pub use readiness::Readiness;
+
 use crate::domain::{ChatId, ChatKey, MessageId, SessionName};
+use crate::time::serialize_rfc3339;
+
+/// A stored receipt's identity, given by the store when it accepts the receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ReceiptId(i64);
+
+impl ReceiptId {
+    /// The id a backend gave the row; only backends build these.
+    pub fn from_row(raw: i64) -> Self {
+        Self(raw)
+    }
+
+    /// The id as a backend writes it down.
+    pub fn to_row(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ReceiptId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// A receipt to be stored when its message is accepted.
 #[derive(Debug, Clone)]
@@ -23,24 +61,26 @@ pub struct NewReceipt {
     pub chat: ChatId,
     pub message_id: MessageId,
     pub rule: Arc<str>,
-    /// When it should be sent (ms since the Unix epoch).
-    pub due_at_ms: i64,
+    /// When it should be sent.
+    pub due_at: Timestamp,
     /// The earliest it may be sent, for instance when a window opens; it may join an earlier batch from then.
-    pub not_before_ms: i64,
+    pub not_before: Timestamp,
     pub read_on_reply: bool,
-    pub accepted_at_ms: i64,
+    pub accepted_at: Timestamp,
 }
 
 /// A pending receipt as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Receipt {
-    pub id: i64,
+    pub id: ReceiptId,
     pub session: SessionName,
     pub chat: ChatId,
     pub message_id: MessageId,
-    pub rule: String,
-    pub due_at_ms: i64,
-    pub not_before_ms: i64,
+    pub rule: Arc<str>,
+    #[serde(serialize_with = "serialize_rfc3339")]
+    pub due_at: Timestamp,
+    #[serde(serialize_with = "serialize_rfc3339")]
+    pub not_before: Timestamp,
     pub read_on_reply: bool,
     pub attempts: u32,
     pub last_error: Option<String>,
@@ -56,29 +96,64 @@ impl Receipt {
 }
 
 /// A receipt that was given up on, with why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeadReceipt {
-    pub id: i64,
+    pub id: ReceiptId,
     pub session: SessionName,
     pub chat: ChatId,
     pub message_id: MessageId,
-    pub rule: String,
+    pub rule: Arc<str>,
     pub attempts: u32,
     pub last_error: String,
-    pub died_at_ms: i64,
+    #[serde(serialize_with = "serialize_rfc3339")]
+    pub died_at: Timestamp,
 }
 
 /// What `accept` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
     New {
-        id: i64,
+        id: ReceiptId,
     },
     /// The message id was accepted before, within the dedup window; nothing was stored.
     Duplicate,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+/// A chat with pending receipts and its earliest due time: what the scheduler loads at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatHead {
+    pub chat: ChatKey,
+    pub due_at: Timestamp,
+}
+
+/// What became of one send, to be recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Marked seen: forget the receipt.
+    Sent,
+    /// Try again at `at`, having made `attempts` attempts so far.
+    Retry {
+        attempts: u32,
+        at: Timestamp,
+        error: String,
+    },
+    /// Give up: move it to the dead letters.
+    Dead {
+        attempts: u32,
+        error: String,
+        at: Timestamp,
+    },
+}
+
+/// One session's pending receipts, for the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingStats {
+    pub session: SessionName,
+    pub count: u64,
+    pub oldest_accepted_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
     #[error("store cannot write: {0}")]
     Unavailable(String),
@@ -88,45 +163,51 @@ pub enum StoreError {
     Closed,
 }
 
-/// Durable receipts. Every method returns once its effect is committed.
+/// The hot path: what the webhook and the scheduler need. Every method returns once its effect is committed.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Queue: Send + Sync + 'static {
     /// Remembers the message id and stores the receipt, unless the id was accepted before.
     async fn accept(&self, receipt: NewReceipt) -> Result<Accepted, StoreError>;
-    /// Every pending receipt of one chat.
+    /// Every pending receipt of one chat, earliest due first: what the scheduler loads when the chat is due.
     async fn chat_receipts(&self, chat: &ChatKey) -> Result<Vec<Receipt>, StoreError>;
-    /// For each chat with pending receipts, its earliest due time: what the scheduler loads at start.
-    async fn chat_heads(&self) -> Result<Vec<(ChatKey, i64)>, StoreError>;
-    /// The receipt was sent: forget it.
-    async fn complete(&self, id: i64) -> Result<(), StoreError>;
-    /// The send failed and will be tried again at `at_ms`.
-    async fn retry_later(
-        &self,
-        id: i64,
-        attempts: u32,
-        at_ms: i64,
-        error: &str,
-    ) -> Result<(), StoreError>;
-    /// The send failed for good: move it to the dead letters.
-    async fn bury(
-        &self,
-        id: i64,
-        attempts: u32,
-        error: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError>;
-    /// Makes the chat's read-on-reply receipts that have not been tried yet due at `now_ms`; returns how many.
-    async fn flush_chat(&self, chat: &ChatKey, now_ms: i64) -> Result<u64, StoreError>;
+    /// For each chat with pending receipts, its earliest due time.
+    async fn chat_heads(&self) -> Result<Vec<ChatHead>, StoreError>;
+    /// Records what became of sends, all in one commit. Ids no longer pending are skipped.
+    async fn record(&self, outcomes: Vec<(ReceiptId, Outcome)>) -> Result<(), StoreError>;
+    /// Makes the chat's read-on-reply receipts that have not been tried yet due at `now`; returns how many.
+    async fn flush_chat(&self, chat: &ChatKey, now: Timestamp) -> Result<u64, StoreError>;
+    /// Forgets accepted ids accepted before `before`; returns how many.
+    async fn purge_dedup(&self, before: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// What operators query: the admin endpoints, the metrics and the readiness probe.
+#[async_trait]
+pub trait Operator: Send + Sync + 'static {
     /// Up to `limit` pending receipts, earliest due first.
     async fn list_pending(&self, limit: usize) -> Result<Vec<Receipt>, StoreError>;
     /// Up to `limit` dead receipts, newest first.
     async fn list_dead(&self, limit: usize) -> Result<Vec<DeadReceipt>, StoreError>;
-    /// Moves every dead receipt back to pending, due at `now_ms` with no attempts; returns the chats affected.
-    async fn replay_dead(&self, now_ms: i64) -> Result<Vec<ChatKey>, StoreError>;
-    /// Forgets accepted ids older than `before_ms`; returns how many.
-    async fn purge_dedup(&self, before_ms: i64) -> Result<u64, StoreError>;
-    /// Per session: how many receipts are pending, and when the oldest was accepted (ms).
-    async fn pending_stats(&self) -> Result<Vec<(SessionName, u64, i64)>, StoreError>;
-    /// Performs a small write, to prove the store can commit (readiness).
+    /// Moves every dead receipt back to pending, due at `now` with no attempts; returns the chats affected.
+    async fn replay_dead(&self, now: Timestamp) -> Result<Vec<ChatKey>, StoreError>;
+    /// Per session: how many receipts are pending, and when the oldest was accepted.
+    async fn pending_stats(&self) -> Result<Vec<PendingStats>, StoreError>;
+    /// Whether the store can commit now, without writing a row when all is well (see [`Readiness`]).
     async fn check_writable(&self) -> Result<(), StoreError>;
+}
+
+/// A whole backend: the queue and the operator queries over the same data.
+pub trait Store: Queue + Operator {}
+
+impl<T: Queue + Operator> Store for T {}
+
+/// Opens the store named in the settings and starts its background upkeep (forgetting old ids), which stops
+/// with `stop`.
+pub fn open(
+    settings: &crate::settings::StoreSettings,
+    clock: crate::time::Clock,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<(Arc<dyn Queue>, Arc<dyn Operator>)> {
+    let store = Arc::new(sqlite::SqliteStore::open(settings)?);
+    spawn_purge(store.clone(), settings.dedup_window, clock, stop);
+    Ok((store.clone(), store))
 }

@@ -1,6 +1,8 @@
-//! The outbound Wasend API client: one `POST /sendSeen` per call, and what its answer means.
+//! The outbound Wasend API client: one `POST /sendSeen` per message, and what its answer means.
 //!
-//! The client makes a single attempt and classifies the result; retrying, backing off and pacing are the
+//! The scheduler hands over a chat's batch ([`SendSeen`]); Wasend's API marks one message per call, so the
+//! client makes one call per message of the batch, concurrently. It makes a single attempt of each and
+//! classifies the result; retrying, backing off and pacing are the
 //! scheduler's job, because retries must survive restarts. Error bodies are read only up to a few KiB, so a
 //! misbehaving upstream cannot make us buffer megabytes. One connection pool serves every session.
 
@@ -12,7 +14,8 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Serialize;
 
 use crate::domain::{ChatId, MessageId, SessionName};
-use crate::settings::{Secret, WasendSettings};
+use crate::secret::Secret;
+use crate::settings::WasendSettings;
 
 /// How much of an error body is kept for logs and dead letters.
 const MAX_ERROR_BODY: usize = 2048;
@@ -31,9 +34,12 @@ pub enum SendError {
     /// Wasend refused the session's credentials (401, 403): the session should pause, its receipts wait.
     #[error("HTTP {status}: {message}")]
     Unauthorized { status: u16, message: String },
-    /// Trying again will not help: 400, 404 and other 4xx, or no API key for the session.
+    /// Trying again will not help: 400, 404 and other 4xx.
     #[error("HTTP {status}: {message}")]
     Permanent { status: u16, message: String },
+    /// No API key is configured for the session, so nothing was sent.
+    #[error("no API key for session `{session}`; set wasend.api_key")]
+    NoApiKey { session: SessionName },
 }
 
 impl SendError {
@@ -43,6 +49,7 @@ impl SendError {
             SendError::Permanent { status, .. } | SendError::Unauthorized { status, .. } => {
                 Some(*status)
             }
+            SendError::NoApiKey { .. } => None,
         }
     }
 }
@@ -53,17 +60,23 @@ struct Endpoint {
     api_key: Option<Secret>,
 }
 
-/// Marks one message seen: what the scheduler needs from the outbound side. [`WasendClient`] is the real one;
-/// scheduler tests use a fake on tokio's paused clock.
+/// The answer for one message: `Ok(Some(status))` on a 2xx, `Ok(None)` when nothing was sent (dry run).
+pub type SendResult = Result<Option<u16>, SendError>;
+
+/// Marks a chat's due messages seen: what the scheduler needs from the outbound side. [`WasendClient`] is the
+/// real one; scheduler tests use a fake on tokio's paused clock.
 #[async_trait::async_trait]
 pub trait SendSeen: Send + Sync + 'static {
-    /// `Ok(Some(status))` on a 2xx; `Ok(None)` when nothing was sent (dry run).
+    /// How many API calls marking `ids` messages of one chat takes for this session: what pacing counts.
+    fn calls_for(&self, session: &SessionName, ids: usize) -> usize;
+
+    /// Marks `ids` (all of `chat`, due together) seen; one result per id, in the same order.
     async fn send_seen(
         &self,
         session: &SessionName,
         chat: &ChatId,
-        message_id: &MessageId,
-    ) -> Result<Option<u16>, SendError>;
+        ids: &[MessageId],
+    ) -> Vec<SendResult>;
 }
 
 /// Calls `sendSeen` for any session, with that session's base URL and key.
@@ -124,20 +137,34 @@ impl WasendClient {
 
 #[async_trait::async_trait]
 impl SendSeen for WasendClient {
+    fn calls_for(&self, _: &SessionName, ids: usize) -> usize {
+        ids
+    }
+
     async fn send_seen(
         &self,
         session: &SessionName,
         chat: &ChatId,
+        ids: &[MessageId],
+    ) -> Vec<SendResult> {
+        futures_util::future::join_all(ids.iter().map(|id| self.send_one(session, chat, id))).await
+    }
+}
+
+impl WasendClient {
+    async fn send_one(
+        &self,
+        session: &SessionName,
+        chat: &ChatId,
         message_id: &MessageId,
-    ) -> Result<Option<u16>, SendError> {
+    ) -> SendResult {
         if self.dry_run {
             return Ok(None);
         }
         let endpoint = self.sessions.get(session.as_str()).unwrap_or(&self.default);
         let Some(key) = &endpoint.api_key else {
-            return Err(SendError::Permanent {
-                status: 0,
-                message: format!("no API key for session `{session}`; set wasend.api_key"),
+            return Err(SendError::NoApiKey {
+                session: session.clone(),
             });
         };
         let body = SendSeenBody {

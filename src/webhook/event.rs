@@ -110,10 +110,10 @@ pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
         from_me: wire.from_me,
         text: wire.body,
         has_media: wire.has_media,
-        sent_at_ms: envelope
+        sent_at: envelope
             .timestamp
             .filter(|t| t.is_finite())
-            .map(|t| t as i64),
+            .map(|t| crate::time::from_millis(t as i64)),
     }))
 }
 

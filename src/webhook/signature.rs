@@ -8,7 +8,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Sha256, Sha512};
 
-use crate::settings::Secret;
+use crate::secret::Secret;
 
 /// The MAC algorithms WAHA offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

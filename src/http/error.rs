@@ -1,0 +1,135 @@
+//! Every error answer, in one place: one type, one status per kind, one JSON shape
+//! (`{"status":"error","error":<code>,"message":<sentence>}`), so the same failure gets the same answer from
+//! every route (a store that cannot write is `503` with `Retry-After` for the webhook and the admin endpoints
+//! alike). Handlers return `Result<_, ApiError>` and use `?` on store and rule errors.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::rules::RulesError;
+use crate::store::StoreError;
+
+/// How long a client is asked to wait before retrying after a store failure.
+const STORE_RETRY_AFTER_SECS: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Missing or wrong credentials. One answer for every check, so it reveals nothing about which failed.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// A route that is switched off by the settings.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// The request itself is wrong; `code` is stable for machines, `message` says what to fix.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("the body did not arrive in time (server.body_timeout)")]
+    Timeout,
+    #[error("body is larger than the limit of {limit} bytes (server.max_body_bytes)")]
+    TooLarge { limit: usize },
+    #[error("send the event as JSON with `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    /// The store cannot commit now: the client should retry, and nothing was changed.
+    #[error("the store cannot commit right now; retry later ({0})")]
+    Store(#[from] StoreError),
+    /// New rules were refused; the running ones stay.
+    #[error("the running rules stay in force: {0}")]
+    InvalidRules(#[from] RulesError),
+}
+
+impl ApiError {
+    /// The answer to a failed webhook signature or token check.
+    pub fn bad_credentials() -> Self {
+        Self::Unauthorized("missing or invalid credentials (webhook token or signature)")
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code: "bad_request",
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InvalidRules(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+
+    /// The stable code in the body and in metric labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::Timeout => "request_timeout",
+            ApiError::TooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Store(_) => "store_unavailable",
+            ApiError::InvalidRules(_) => "invalid_rules",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Store(e) = &self {
+            tracing::error!(error = %e, "store refused; answering 503 so the client retries");
+        }
+        let body = json!({"status": "error", "error": self.code(), "message": self.to_string()});
+        let mut response = (self.status(), Json(body)).into_response();
+        if matches!(self, ApiError::Store(_)) {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(STORE_RETRY_AFTER_SECS),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_failure_is_a_503_with_retry_after_wherever_it_happens() {
+        let response =
+            ApiError::from(StoreError::Unavailable("database is locked".into())).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+    }
+
+    #[test]
+    fn each_kind_has_its_status_and_code() {
+        let cases = [
+            (ApiError::bad_credentials(), 401, "unauthorized"),
+            (ApiError::NotFound("off"), 404, "not_found"),
+            (ApiError::bad_request("x"), 400, "bad_request"),
+            (ApiError::Timeout, 408, "request_timeout"),
+            (ApiError::TooLarge { limit: 1 }, 413, "payload_too_large"),
+            (
+                ApiError::UnsupportedMediaType,
+                415,
+                "unsupported_media_type",
+            ),
+            (
+                ApiError::InvalidRules(RulesError(vec![])),
+                422,
+                "invalid_rules",
+            ),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!((e.status().as_u16(), e.code()), (status, code), "{e}");
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The store contract: what every backend must do, written once and run against each of them with
+//! [`store_contract_tests!`](crate::store_contract_tests). A backend's test module invokes the macro with an
+//! expression that builds a fresh, empty store (and whatever must live as long as it, such as a temporary
+//! folder), implementing [`Backend`].
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use super::{Accepted, ChatHead, NewReceipt, Outcome, PendingStats, Receipt, ReceiptId, Store};
+use crate::domain::{ChatId, ChatKey, MessageId, SessionName};
+use crate::time::from_millis;
+
+/// A store under test, with whatever keeps it alive.
+pub trait Backend {
+    fn store(&self) -> &dyn Store;
+}
+
+impl<S: Store> Backend for S {
+    fn store(&self) -> &dyn Store {
+        self
+    }
+}
+
+/// Generates one `#[tokio::test]` per contract clause, each on a fresh store built by `$make`.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($make:expr) => {
+        $crate::store_contract_tests!(@each $make;
+            accepting_stores_once_and_answers_duplicate_after,
+            a_chat_loads_in_due_order_and_heads_name_its_earliest,
+            outcomes_complete_retry_or_bury_in_one_call,
+            replaying_the_dead_makes_them_due_now_untried,
+            flushing_a_chat_makes_its_untried_read_on_reply_receipts_due,
+            old_ids_are_forgotten_and_recent_ones_stay_duplicates,
+            listings_are_ordered_and_limited,
+            stats_count_each_session_and_its_oldest,
+            a_healthy_store_is_writable);
+    };
+    (@each $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let backend = $make;
+                $crate::store::contract::$name($crate::store::contract::Backend::store(&backend)).await;
+            }
+        )*
+    };
+}
+
+fn t(ms: i64) -> Timestamp {
+    from_millis(1_800_000_000_000 + ms)
+}
+
+fn session(name: &str) -> SessionName {
+    SessionName::parse(name).unwrap()
+}
+
+fn key(chat: &str) -> ChatKey {
+    ChatKey {
+        session: session("s"),
+        chat: ChatId::parse(chat).unwrap(),
+    }
+}
+
+pub fn receipt(chat: &str, id: &str, due: i64) -> NewReceipt {
+    NewReceipt {
+        session: session("s"),
+        chat: ChatId::parse(chat).unwrap(),
+        message_id: MessageId::parse(id).unwrap(),
+        rule: Arc::from("defaults"),
+        due_at: t(due),
+        not_before: t(0),
+        read_on_reply: true,
+        accepted_at: t(0),
+    }
+}
+
+async fn accept(store: &dyn Store, r: NewReceipt) -> ReceiptId {
+    match store.accept(r).await.unwrap() {
+        Accepted::New { id } => id,
+        Accepted::Duplicate => panic!("accepted as a duplicate"),
+    }
+}
+
+fn ids(receipts: &[Receipt]) -> Vec<&str> {
+    receipts.iter().map(|r| r.message_id.as_str()).collect()
+}
+
+pub async fn accepting_stores_once_and_answers_duplicate_after(store: &dyn Store) {
+    accept(store, receipt("1@c.us", "m1", 50)).await;
+    let mut other_session = receipt("1@c.us", "m1", 50);
+    other_session.session = session("other");
+
+    assert_eq!(
+        store.accept(receipt("2@c.us", "m1", 99)).await.unwrap(),
+        Accepted::Duplicate
+    );
+    assert!(matches!(
+        store.accept(other_session).await.unwrap(),
+        Accepted::New { .. }
+    ));
+    assert_eq!(store.list_pending(10).await.unwrap().len(), 2);
+}
+
+pub async fn a_chat_loads_in_due_order_and_heads_name_its_earliest(store: &dyn Store) {
+    accept(store, receipt("1@c.us", "late", 50)).await;
+    accept(store, receipt("1@c.us", "early", 40)).await;
+    accept(store, receipt("2@c.us", "other", 10)).await;
+
+    let chat = store.chat_receipts(&key("1@c.us")).await.unwrap();
+    let mut heads = store.chat_heads().await.unwrap();
+    heads.sort_by_key(|h| h.due_at);
+
+    assert_eq!(ids(&chat), ["early", "late"]);
+    assert_eq!(chat[0].attempts, 0);
+    assert_eq!(chat[0].rule.as_ref(), "defaults");
+    assert_eq!(
+        heads,
+        [
+            ChatHead {
+                chat: key("2@c.us"),
+                due_at: t(10)
+            },
+            ChatHead {
+                chat: key("1@c.us"),
+                due_at: t(40)
+            }
+        ]
+    );
+}
+
+pub async fn outcomes_complete_retry_or_bury_in_one_call(store: &dyn Store) {
+    let sent = accept(store, receipt("1@c.us", "sent", 5)).await;
+    let retried = accept(store, receipt("1@c.us", "retried", 6)).await;
+    let buried = accept(store, receipt("1@c.us", "buried", 7)).await;
+
+    store
+        .record(vec![
+            (sent, Outcome::Sent),
+            (
+                retried,
+                Outcome::Retry {
+                    attempts: 1,
+                    at: t(100),
+                    error: "HTTP 500".into(),
+                },
+            ),
+            (
+                buried,
+                Outcome::Dead {
+                    attempts: 2,
+                    error: "HTTP 404: no such chat".into(),
+                    at: t(200),
+                },
+            ),
+            // Already gone: skipped, not an error.
+            (sent, Outcome::Sent),
+        ])
+        .await
+        .unwrap();
+
+    let pending = store.list_pending(10).await.unwrap();
+    assert_eq!(ids(&pending), ["retried"]);
+    assert_eq!(
+        (
+            pending[0].attempts,
+            pending[0].due_at,
+            pending[0].not_before
+        ),
+        (1, t(100), t(100))
+    );
+    assert_eq!(pending[0].last_error.as_deref(), Some("HTTP 500"));
+    let dead = store.list_dead(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].message_id.as_str(), "buried");
+    assert_eq!(
+        (
+            dead[0].attempts,
+            dead[0].last_error.as_str(),
+            dead[0].died_at
+        ),
+        (2, "HTTP 404: no such chat", t(200))
+    );
+}
+
+pub async fn replaying_the_dead_makes_them_due_now_untried(store: &dyn Store) {
+    let a = accept(store, receipt("1@c.us", "a", 5)).await;
+    let b = accept(store, receipt("2@c.us", "b", 5)).await;
+    let dead = |at| Outcome::Dead {
+        attempts: 3,
+        error: "HTTP 400".into(),
+        at: t(at),
+    };
+    store
+        .record(vec![(a, dead(10)), (b, dead(20))])
+        .await
+        .unwrap();
+
+    let mut chats = store.replay_dead(t(300)).await.unwrap();
+    chats.sort();
+
+    assert_eq!(chats, [key("1@c.us"), key("2@c.us")]);
+    assert!(store.list_dead(10).await.unwrap().is_empty());
+    let pending = store.list_pending(10).await.unwrap();
+    assert_eq!(pending.len(), 2);
+    for r in pending {
+        assert_eq!((r.attempts, r.due_at, r.not_before), (0, t(300), t(300)));
+        assert!(r.read_on_reply);
+    }
+    // Replaying is not accepting again: the ids stay duplicates.
+    assert_eq!(
+        store.accept(receipt("1@c.us", "a", 5)).await.unwrap(),
+        Accepted::Duplicate
+    );
+}
+
+pub async fn flushing_a_chat_makes_its_untried_read_on_reply_receipts_due(store: &dyn Store) {
+    accept(store, receipt("1@c.us", "flushed", 5_000)).await;
+    let mut no_reply = receipt("1@c.us", "not-on-reply", 5_000);
+    no_reply.read_on_reply = false;
+    accept(store, no_reply).await;
+    let tried = accept(store, receipt("1@c.us", "tried", 5_000)).await;
+    store
+        .record(vec![(
+            tried,
+            Outcome::Retry {
+                attempts: 1,
+                at: t(6_000),
+                error: "HTTP 503".into(),
+            },
+        )])
+        .await
+        .unwrap();
+    accept(store, receipt("2@c.us", "other-chat", 5_000)).await;
+
+    let flushed = store.flush_chat(&key("1@c.us"), t(1_000)).await.unwrap();
+
+    assert_eq!(flushed, 1);
+    let due: Vec<(String, Timestamp)> = store
+        .list_pending(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.message_id.to_string(), r.due_at))
+        .collect();
+    assert!(due.contains(&("flushed".into(), t(1_000))), "{due:?}");
+    assert!(due.contains(&("not-on-reply".into(), t(5_000))), "{due:?}");
+    assert!(due.contains(&("tried".into(), t(6_000))), "{due:?}");
+    assert!(due.contains(&("other-chat".into(), t(5_000))), "{due:?}");
+}
+
+pub async fn old_ids_are_forgotten_and_recent_ones_stay_duplicates(store: &dyn Store) {
+    let hour = 3_600_000;
+    let mut recent = receipt("1@c.us", "m-recent", 0);
+    recent.accepted_at = t(100 * hour - 3 * hour);
+    let mut old = receipt("1@c.us", "m-old", 0);
+    old.accepted_at = t(100 * hour - 72 * hour);
+    accept(store, recent.clone()).await;
+    accept(store, old.clone()).await;
+
+    // A 48 h window, now = hour 100.
+    assert_eq!(store.purge_dedup(t(52 * hour)).await.unwrap(), 1);
+
+    assert_eq!(store.accept(recent).await.unwrap(), Accepted::Duplicate);
+    assert!(matches!(
+        store.accept(old).await.unwrap(),
+        Accepted::New { .. }
+    ));
+}
+
+pub async fn listings_are_ordered_and_limited(store: &dyn Store) {
+    for (id, due) in [("c", 30), ("a", 10), ("b", 20)] {
+        accept(store, receipt("1@c.us", id, due)).await;
+    }
+    let pending = store.list_pending(2).await.unwrap();
+    assert_eq!(ids(&pending), ["a", "b"]);
+
+    let a = pending[0].id;
+    let b = pending[1].id;
+    let dead = |at| Outcome::Dead {
+        attempts: 1,
+        error: "HTTP 400".into(),
+        at: t(at),
+    };
+    store
+        .record(vec![(a, dead(10)), (b, dead(20))])
+        .await
+        .unwrap();
+    let newest = store.list_dead(1).await.unwrap();
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0].message_id.as_str(), "b");
+}
+
+pub async fn stats_count_each_session_and_its_oldest(store: &dyn Store) {
+    let mut first = receipt("1@c.us", "a", 0);
+    first.accepted_at = t(10);
+    let mut second = receipt("2@c.us", "b", 0);
+    second.accepted_at = t(20);
+    let mut elsewhere = receipt("1@c.us", "c", 0);
+    elsewhere.session = session("other");
+    elsewhere.accepted_at = t(30);
+    for r in [second, first, elsewhere] {
+        accept(store, r).await;
+    }
+
+    let mut stats = store.pending_stats().await.unwrap();
+    stats.sort_by(|a, b| a.session.cmp(&b.session));
+
+    assert_eq!(
+        stats,
+        [
+            PendingStats {
+                session: session("other"),
+                count: 1,
+                oldest_accepted_at: t(30)
+            },
+            PendingStats {
+                session: session("s"),
+                count: 2,
+                oldest_accepted_at: t(10)
+            }
+        ]
+    );
+}
+
+pub async fn a_healthy_store_is_writable(store: &dyn Store) {
+    assert_eq!(store.check_writable().await, Ok(()));
+    accept(store, receipt("1@c.us", "a", 0)).await;
+    assert_eq!(store.check_writable().await, Ok(()));
+}

@@ -1,0 +1,237 @@
+//! The group-commit engine under the SQLite store: one writer thread, one reader thread, one checkpoint
+//! thread, each with its own connection to the same WAL-mode file.
+//!
+//! Callers send jobs over a channel and await the answer. The writer takes every job waiting at once and runs
+//! all the writes in a single transaction (each under its own savepoint, so one failing write does not undo
+//! the others) and commits once: many webhooks share one commit. Answers go out after the commit, so
+//! "accepted" always means "on disk". WAL checkpoints, which copy the log into the database and sync it, run
+//! on their own connection and thread, so they never hold up a commit. The engine knows nothing of receipts:
+//! the queries in the parent module are closures it runs.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::schema;
+use crate::metric_names as names;
+use crate::settings::{StoreSettings, Synchronous};
+use crate::store::StoreError;
+
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// How often the checkpoint thread copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// WAL length (pages) past which the checkpoint thread restarts the WAL.
+const WAL_RESTART_FRAMES: i64 = 65_536;
+
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// Runs a job; says whether it succeeded (a failed write is rolled back alone) and how to answer after commit.
+type Work = Box<dyn FnOnce(Result<&Connection, &StoreError>) -> (bool, Finish) + Send>;
+
+struct Job {
+    write: bool,
+    work: Work,
+}
+
+/// Handle to the engine's threads; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    writes: mpsc::UnboundedSender<Job>,
+    reads: mpsc::UnboundedSender<Job>,
+    /// Whether the last commit that carried writes failed (a full disk shows only when something is written).
+    last_commit_failed: Arc<AtomicBool>,
+}
+
+impl Engine {
+    /// Opens (creating if needed) the database and its folder, brings its schema up to date, and starts the
+    /// threads.
+    pub fn open(settings: &StoreSettings) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let path = &settings.path;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create the store folder {}", parent.display()))?;
+        }
+        let open = || {
+            open_connection(path, settings).with_context(|| {
+                format!("cannot open the store at {} (store.path)", path.display())
+            })
+        };
+        let mut conn = open()?;
+        schema::migrate(&mut conn).with_context(|| {
+            format!("cannot update the store at {} (store.path)", path.display())
+        })?;
+        let checkpointer = open()?;
+        let reader = open()?;
+        let last_commit_failed = Arc::new(AtomicBool::new(false));
+        // Reads get a connection and a thread of their own, so loading a due chat never waits for a commit.
+        let (reads, read_rx) = mpsc::unbounded_channel();
+        let failed = last_commit_failed.clone();
+        std::thread::Builder::new()
+            .name("autoseen-store-read".into())
+            .spawn(move || run(reader, read_rx, &failed))
+            .context("cannot start the store reader thread")?;
+        let (writes, rx) = mpsc::unbounded_channel();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let failed = last_commit_failed.clone();
+        std::thread::Builder::new()
+            .name("autoseen-store".into())
+            .spawn(move || {
+                run(conn, rx, &failed);
+                drop(stop);
+            })
+            .context("cannot start the store thread")?;
+        std::thread::Builder::new()
+            .name("autoseen-checkpoint".into())
+            .spawn(move || checkpoint(checkpointer, stopped))
+            .context("cannot start the checkpoint thread")?;
+        Ok(Self {
+            writes,
+            reads,
+            last_commit_failed,
+        })
+    }
+
+    /// Runs `f` on the writer (`write`, inside the next group commit) or the reader, and answers after commit.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let work: Work = Box::new(move |conn| {
+            let result = match conn {
+                Ok(conn) => f(conn),
+                Err(e) => Err(e.clone()),
+            };
+            let ok = result.is_ok();
+            let finish: Finish = Box::new(move |commit: Result<(), StoreError>| {
+                let _ = tx.send(commit.and(result));
+            });
+            (ok, finish)
+        });
+        let queue = if write { &self.writes } else { &self.reads };
+        queue
+            .send(Job { write, work })
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Whether the last commit that carried writes failed.
+    pub fn last_commit_failed(&self) -> bool {
+        self.last_commit_failed.load(Ordering::Relaxed)
+    }
+}
+
+fn open_connection(path: &Path, settings: &StoreSettings) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(settings.busy_timeout)?;
+    // Takes effect when the file is created. Receipts and ids are small and their index keys arrive in random
+    // order, so each commit dirties many pages: small pages make the WAL written per commit small.
+    conn.pragma_update(None, "page_size", 1024)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let sync = match settings.synchronous {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    // Checkpoints are the checkpoint thread's job, never a commit's.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // After a restart the WAL file is cut back to this size, so disk use stays bounded too.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    Ok(conn)
+}
+
+/// Copies the WAL into the database every [`CHECKPOINT_EVERY`] without blocking the writer. Under steady
+/// writes such a checkpoint never quite catches up, so the WAL would only grow; past [`WAL_RESTART_FRAMES`] a
+/// RESTART checkpoint briefly holds the writer back so the WAL starts over. Once more, truncating the WAL,
+/// when the store thread has ended.
+fn checkpoint(conn: Connection, stopped: std::sync::mpsc::Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let run = |mode: &str| -> rusqlite::Result<i64> {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+            row.get::<_, i64>(1)
+        })
+    };
+    loop {
+        match stopped.recv_timeout(CHECKPOINT_EVERY) {
+            Err(RecvTimeoutError::Timeout) => {
+                let result = run("PASSIVE").and_then(|frames| {
+                    if frames > WAL_RESTART_FRAMES {
+                        run("RESTART")
+                    } else {
+                        Ok(frames)
+                    }
+                });
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will try again");
+                }
+            }
+            _ => {
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                return;
+            }
+        }
+    }
+}
+
+pub fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// A thread of the engine: takes every waiting job, runs reads, then commits all writes at once.
+fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, last_commit_failed: &AtomicBool) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
+        let (writes, reads): (Vec<Job>, Vec<Job>) = batch.drain(..).partition(|j| j.write);
+        for job in reads {
+            (job.work)(Ok(&conn)).1(Ok(()));
+        }
+        if writes.is_empty() {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let writes_in_batch = writes.len();
+        let begun = conn.execute_batch("BEGIN IMMEDIATE").map_err(unavailable);
+        let changes_before = conn.total_changes();
+        let mut finishers = Vec::with_capacity(writes.len());
+        for job in writes {
+            match &begun {
+                Ok(()) => {
+                    let step = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
+                    let _ = step("SAVEPOINT job");
+                    let (ok, finish) = (job.work)(Ok(&conn));
+                    // A failed job is rolled back alone; the others stay in the transaction.
+                    if !ok {
+                        let _ = step("ROLLBACK TO job");
+                    }
+                    let _ = step("RELEASE job");
+                    finishers.push(finish);
+                }
+                Err(e) => finishers.push((job.work)(Err(e)).1),
+            }
+        }
+        // Only a transaction that changed something writes to the WAL; an empty one (the readiness probe) took
+        // the write lock and releases it.
+        let wrote = conn.total_changes() > changes_before;
+        let committed = match begun {
+            Ok(()) => conn.execute_batch("COMMIT").map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                unavailable(e)
+            }),
+            Err(e) => Err(e),
+        };
+        if wrote || committed.is_err() {
+            last_commit_failed.store(committed.is_err(), Ordering::Relaxed);
+        }
+        metrics::histogram!(names::STORE_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(names::STORE_COMMIT_WRITES).record(writes_in_batch as f64);
+        for finish in finishers {
+            finish(committed.clone());
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! The embedded store: one SQLite file in WAL mode. [`engine`] runs the threads and the group commit,
+//! [`schema`] the versioned migrations; this module holds the queries, one per trait method.
+//!
+//! Moments are written as milliseconds since the Unix epoch; nothing outside this module sees them so.
+
+mod engine;
+mod schema;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use rusqlite::{Connection, params};
+
+use engine::{Engine, unavailable};
+
+use super::{
+    Accepted, ChatHead, DeadReceipt, NewReceipt, Operator, Outcome, PendingStats, Queue, Receipt,
+    ReceiptId, StoreError,
+};
+use crate::domain::{ChatId, ChatKey, MessageId, SessionName};
+use crate::settings::StoreSettings;
+use crate::time::from_millis;
+
+/// The SQLite store; cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    engine: Engine,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and its folder, and starts the store threads.
+    pub fn open(settings: &StoreSettings) -> anyhow::Result<Self> {
+        Ok(Self {
+            engine: Engine::open(settings)?,
+        })
+    }
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn corrupt(e: impl ToString) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn chat_key(session: &str, chat: &str) -> Result<ChatKey, StoreError> {
+    Ok(ChatKey {
+        session: SessionName::parse(session).map_err(corrupt)?,
+        chat: ChatId::parse(chat).map_err(corrupt)?,
+    })
+}
+
+fn receipt_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Receipt, StoreError>> {
+    let (session, chat, message_id, rule): (String, String, String, String) = (
+        row.get("session")?,
+        row.get("chat")?,
+        row.get("message_id")?,
+        row.get("rule")?,
+    );
+    let (id, due_at, not_before): (i64, i64, i64) =
+        (row.get("id")?, row.get("due_at")?, row.get("not_before")?);
+    let (read_on_reply, attempts, last_error) = (
+        row.get("read_on_reply")?,
+        row.get("attempts")?,
+        row.get("last_error")?,
+    );
+    Ok((|| {
+        let key = chat_key(&session, &chat)?;
+        Ok(Receipt {
+            id: ReceiptId::from_row(id),
+            session: key.session,
+            chat: key.chat,
+            message_id: MessageId::parse(&message_id).map_err(corrupt)?,
+            rule: rule.into(),
+            due_at: from_millis(due_at),
+            not_before: from_millis(not_before),
+            read_on_reply,
+            attempts,
+            last_error,
+        })
+    })())
+}
+
+fn dead_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<DeadReceipt, StoreError>> {
+    let (session, chat, message_id, rule): (String, String, String, String) = (
+        row.get("session")?,
+        row.get("chat")?,
+        row.get("message_id")?,
+        row.get("rule")?,
+    );
+    let (id, attempts, last_error, died_at): (i64, u32, String, i64) = (
+        row.get("id")?,
+        row.get("attempts")?,
+        row.get("last_error")?,
+        row.get("died_at")?,
+    );
+    Ok((|| {
+        let key = chat_key(&session, &chat)?;
+        Ok(DeadReceipt {
+            id: ReceiptId::from_row(id),
+            session: key.session,
+            chat: key.chat,
+            message_id: MessageId::parse(&message_id).map_err(corrupt)?,
+            rule: rule.into(),
+            attempts,
+            last_error,
+            died_at: from_millis(died_at),
+        })
+    })())
+}
+
+fn collect<T>(
+    rows: impl Iterator<Item = rusqlite::Result<Result<T, StoreError>>>,
+) -> Result<Vec<T>, StoreError> {
+    rows.map(|r| r.map_err(unavailable)?).collect()
+}
+
+/// Runs a prepared (cached) statement that returns no rows.
+fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
+    c.prepare_cached(sql)
+        .and_then(|mut s| s.execute(params))
+        .map_err(unavailable)
+}
+
+#[async_trait]
+impl Queue for SqliteStore {
+    async fn accept(&self, r: NewReceipt) -> Result<Accepted, StoreError> {
+        self.engine
+            .call(true, move |c| {
+                let fresh = exec(
+                    c,
+                    "INSERT INTO dedup (session, message_id, accepted_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![r.session.as_str(), r.message_id.as_str(), ms(r.accepted_at)],
+                )?;
+                if fresh == 0 {
+                    return Ok(Accepted::Duplicate);
+                }
+                exec(
+                    c,
+                    "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply, accepted_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        r.session.as_str(),
+                        r.chat.as_str(),
+                        r.message_id.as_str(),
+                        &*r.rule,
+                        ms(r.due_at),
+                        ms(r.not_before),
+                        r.read_on_reply,
+                        ms(r.accepted_at)
+                    ],
+                )?;
+                Ok(Accepted::New {
+                    id: ReceiptId::from_row(c.last_insert_rowid()),
+                })
+            })
+            .await
+    }
+
+    async fn chat_receipts(&self, chat: &ChatKey) -> Result<Vec<Receipt>, StoreError> {
+        let chat = chat.clone();
+        self.engine
+            .call(false, move |c| {
+                let mut s = c
+                    .prepare_cached(
+                        "SELECT * FROM pending WHERE session = ?1 AND chat = ?2 ORDER BY due_at, id",
+                    )
+                    .map_err(unavailable)?;
+                let rows = s
+                    .query_map(
+                        params![chat.session.as_str(), chat.chat.as_str()],
+                        receipt_from_row,
+                    )
+                    .map_err(unavailable)?;
+                collect(rows)
+            })
+            .await
+    }
+
+    async fn chat_heads(&self) -> Result<Vec<ChatHead>, StoreError> {
+        self.engine
+            .call(false, |c| {
+                let mut s = c
+                    .prepare(
+                        "SELECT session, chat, MIN(due_at) FROM pending GROUP BY session, chat",
+                    )
+                    .map_err(unavailable)?;
+                let rows = s
+                    .query_map([], |row| {
+                        let (session, chat, due): (String, String, i64) =
+                            (row.get(0)?, row.get(1)?, row.get(2)?);
+                        Ok(chat_key(&session, &chat).map(|chat| ChatHead {
+                            chat,
+                            due_at: from_millis(due),
+                        }))
+                    })
+                    .map_err(unavailable)?;
+                collect(rows)
+            })
+            .await
+    }
+
+    async fn record(&self, outcomes: Vec<(ReceiptId, Outcome)>) -> Result<(), StoreError> {
+        self.engine
+            .call(true, move |c| {
+                for (id, outcome) in outcomes {
+                    let id = id.to_row();
+                    match outcome {
+                        Outcome::Sent => {
+                            exec(c, "DELETE FROM pending WHERE id = ?1", [id])?;
+                        }
+                        Outcome::Retry {
+                            attempts,
+                            at,
+                            error,
+                        } => {
+                            exec(
+                                c,
+                                "UPDATE pending SET attempts = ?2, due_at = ?3, not_before = ?3, last_error = ?4 WHERE id = ?1",
+                                params![id, attempts, ms(at), error],
+                            )?;
+                        }
+                        Outcome::Dead {
+                            attempts,
+                            error,
+                            at,
+                        } => {
+                            exec(
+                                c,
+                                "INSERT INTO dead (session, chat, message_id, rule, attempts, last_error, died_at, read_on_reply)
+                                 SELECT session, chat, message_id, rule, ?2, ?3, ?4, read_on_reply FROM pending WHERE id = ?1",
+                                params![id, attempts, error, ms(at)],
+                            )?;
+                            exec(c, "DELETE FROM pending WHERE id = ?1", [id])?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn flush_chat(&self, chat: &ChatKey, now: Timestamp) -> Result<u64, StoreError> {
+        let chat = chat.clone();
+        self.engine
+            .call(true, move |c| {
+                exec(
+                    c,
+                    "UPDATE pending SET due_at = ?3, not_before = MIN(not_before, ?3)
+                     WHERE session = ?1 AND chat = ?2 AND read_on_reply = 1 AND attempts = 0 AND due_at > ?3",
+                    params![chat.session.as_str(), chat.chat.as_str(), ms(now)],
+                )
+                .map(|n| n as u64)
+            })
+            .await
+    }
+
+    async fn purge_dedup(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.engine
+            .call(true, move |c| {
+                exec(c, "DELETE FROM dedup WHERE accepted_at < ?1", [ms(before)]).map(|n| n as u64)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl Operator for SqliteStore {
+    async fn list_pending(&self, limit: usize) -> Result<Vec<Receipt>, StoreError> {
+        self.engine
+            .call(false, move |c| {
+                let mut s = c
+                    .prepare_cached("SELECT * FROM pending ORDER BY due_at, id LIMIT ?1")
+                    .map_err(unavailable)?;
+                let rows = s
+                    .query_map([limit as i64], receipt_from_row)
+                    .map_err(unavailable)?;
+                collect(rows)
+            })
+            .await
+    }
+
+    async fn list_dead(&self, limit: usize) -> Result<Vec<DeadReceipt>, StoreError> {
+        self.engine
+            .call(false, move |c| {
+                let mut s = c
+                    .prepare_cached("SELECT * FROM dead ORDER BY died_at DESC, id DESC LIMIT ?1")
+                    .map_err(unavailable)?;
+                let rows = s
+                    .query_map([limit as i64], dead_from_row)
+                    .map_err(unavailable)?;
+                collect(rows)
+            })
+            .await
+    }
+
+    async fn replay_dead(&self, now: Timestamp) -> Result<Vec<ChatKey>, StoreError> {
+        self.engine
+            .call(true, move |c| {
+                let chats = {
+                    let mut s = c
+                        .prepare("SELECT DISTINCT session, chat FROM dead")
+                        .map_err(unavailable)?;
+                    let rows = s
+                        .query_map([], |row| {
+                            let (session, chat): (String, String) = (row.get(0)?, row.get(1)?);
+                            Ok(chat_key(&session, &chat))
+                        })
+                        .map_err(unavailable)?;
+                    collect(rows)?
+                };
+                exec(
+                    c,
+                    "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply, accepted_at)
+                     SELECT session, chat, message_id, rule, ?1, ?1, read_on_reply, ?1 FROM dead",
+                    [ms(now)],
+                )?;
+                exec(c, "DELETE FROM dead", [])?;
+                Ok(chats)
+            })
+            .await
+    }
+
+    async fn pending_stats(&self) -> Result<Vec<PendingStats>, StoreError> {
+        self.engine
+            .call(false, |c| {
+                let mut s = c
+                    .prepare_cached(
+                        "SELECT session, COUNT(*), MIN(accepted_at) FROM pending GROUP BY session",
+                    )
+                    .map_err(unavailable)?;
+                let rows = s
+                    .query_map([], |row| {
+                        let (session, count, oldest): (String, i64, i64) =
+                            (row.get(0)?, row.get(1)?, row.get(2)?);
+                        Ok(SessionName::parse(&session)
+                            .map(|session| PendingStats {
+                                session,
+                                count: count as u64,
+                                oldest_accepted_at: from_millis(oldest),
+                            })
+                            .map_err(corrupt))
+                    })
+                    .map_err(unavailable)?;
+                collect(rows)
+            })
+            .await
+    }
+
+    /// Takes the write lock and releases it without writing (the group commit's `BEGIN IMMEDIATE`, then an
+    /// empty commit): that finds a foreign lock or a read-only file. A full disk shows only when something is
+    /// written, so after a failed commit the probe writes one small row until a write succeeds again.
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        let retest = self.engine.last_commit_failed();
+        self.engine
+            .call(true, move |c| {
+                if retest {
+                    exec(
+                        c,
+                        "INSERT INTO meta (k, v) VALUES ('ready_probe', 1) ON CONFLICT (k) DO UPDATE SET v = v + 1",
+                        [],
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::contract::{Backend, receipt};
+    use crate::store::{Operator, Queue, Store};
+
+    fn settings(dir: &Path) -> StoreSettings {
+        StoreSettings {
+            path: dir.join("sub/autoseen.db"),
+            busy_timeout: Duration::from_millis(100),
+            ..StoreSettings::default()
+        }
+    }
+
+    /// A store in a temporary folder that lives as long as it.
+    pub struct TempSqlite {
+        store: SqliteStore,
+        _dir: tempfile::TempDir,
+    }
+
+    impl TempSqlite {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(&settings(dir.path())).unwrap();
+            Self { store, _dir: dir }
+        }
+    }
+
+    impl Backend for TempSqlite {
+        fn store(&self) -> &dyn Store {
+            &self.store
+        }
+    }
+
+    crate::store_contract_tests!(TempSqlite::new());
+
+    #[tokio::test]
+    async fn accepted_receipts_and_ids_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SqliteStore::open(&settings(dir.path())).unwrap();
+            store.accept(receipt("1@c.us", "m1", 50)).await.unwrap();
+        }
+        let store = SqliteStore::open(&settings(dir.path())).unwrap();
+        assert_eq!(store.chat_heads().await.unwrap().len(), 1);
+        assert_eq!(
+            store.accept(receipt("1@c.us", "m1", 99)).await.unwrap(),
+            Accepted::Duplicate
+        );
+    }
+
+    #[tokio::test]
+    async fn a_locked_database_is_reported_unwritable_and_nothing_half_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let store = SqliteStore::open(&s).unwrap();
+        let other = Connection::open(&s.path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        assert!(matches!(
+            store.check_writable().await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            store.accept(receipt("1@c.us", "a", 5)).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(store.check_writable().await, Ok(()));
+        // The refused message was not remembered as accepted.
+        assert!(matches!(
+            store.accept(receipt("1@c.us", "a", 5)).await.unwrap(),
+            Accepted::New { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_readiness_probe_writes_nothing_when_all_is_well() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let store = SqliteStore::open(&s).unwrap();
+        for _ in 0..3 {
+            store.check_writable().await.unwrap();
+        }
+        let reader = Connection::open(&s.path).unwrap();
+        let rows: i64 = reader
+            .query_row("SELECT COUNT(*) FROM meta", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
+    }
+}

@@ -1,0 +1,112 @@
+//! The SQLite schema and its forward-only migrations, versioned by `PRAGMA user_version`.
+//!
+//! Each entry of [`MIGRATIONS`] takes the database from version `i` to `i + 1` and is never edited once
+//! released: a change to the schema is a new entry. Migrations run at open, in one `BEGIN IMMEDIATE`
+//! transaction that also reads the version, so two processes opening the same file at once cannot both apply
+//! one. A file written by a newer autoseen (a higher version than this one knows) is refused, not guessed at.
+//!
+//! Version 1 is the schema the first release created without a version; it is written with `IF NOT EXISTS`
+//! so that such a file is adopted as it is.
+
+use rusqlite::Connection;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE IF NOT EXISTS pending (
+    id            INTEGER PRIMARY KEY,
+    session       TEXT NOT NULL,
+    chat          TEXT NOT NULL,
+    message_id    TEXT NOT NULL,
+    rule          TEXT NOT NULL,
+    due_at        INTEGER NOT NULL,
+    not_before    INTEGER NOT NULL,
+    read_on_reply INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    accepted_at   INTEGER NOT NULL,
+    last_error    TEXT
+);
+CREATE INDEX IF NOT EXISTS pending_by_chat ON pending (session, chat, due_at);
+CREATE TABLE IF NOT EXISTS dedup (
+    session     TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    accepted_at INTEGER NOT NULL,
+    PRIMARY KEY (session, message_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedup_by_age ON dedup (accepted_at);
+CREATE TABLE IF NOT EXISTS dead (
+    id          INTEGER PRIMARY KEY,
+    session     TEXT NOT NULL,
+    chat        TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    rule        TEXT NOT NULL,
+    attempts    INTEGER NOT NULL,
+    last_error  TEXT NOT NULL,
+    died_at     INTEGER NOT NULL,
+    read_on_reply INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+"];
+
+/// The schema version this build writes.
+pub const VERSION: usize = MIGRATIONS.len();
+
+/// Brings the database up to [`VERSION`]; refuses a database from a newer release.
+pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let found = usize::try_from(found).unwrap_or(usize::MAX);
+    if found > VERSION {
+        anyhow::bail!(
+            "the store has schema version {found}, written by a newer autoseen; this one knows up to {VERSION} \
+             (run the newer release, or point store.path at another file)"
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tracing::info!(version = i + 1, "store schema migrated");
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_file_gets_every_migration_and_a_second_run_changes_nothing() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, VERSION as i64);
+    }
+
+    #[test]
+    fn a_file_of_the_first_release_is_adopted_with_its_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute(
+            "INSERT INTO dedup (session, message_id, accepted_at) VALUES ('s', 'm', 1)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let kept: i64 = conn
+            .query_row("SELECT COUNT(*) FROM dedup", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 1);
+    }
+
+    #[test]
+    fn a_file_from_a_newer_release_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", (VERSION + 1) as i64)
+            .unwrap();
+        let err = migrate(&mut conn).unwrap_err().to_string();
+        assert!(err.contains("newer autoseen"), "{err}");
+    }
+}
