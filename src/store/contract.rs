@@ -48,6 +48,7 @@ macro_rules! store_contract_tests {
     };
 }
 
+/// A moment `ms` milliseconds after a fixed start, so the clauses read in small numbers.
 fn t(ms: i64) -> Timestamp {
     from_millis(1_800_000_000_000 + ms)
 }
@@ -63,13 +64,14 @@ fn key(chat: &str) -> ChatKey {
     }
 }
 
-pub fn receipt(chat: &str, id: &str, due: i64) -> NewReceipt {
+/// A receipt for chat `chat` of session `s`, due `due_ms` after the fixed start.
+pub fn receipt(chat: &str, id: &str, due_ms: i64) -> NewReceipt {
     NewReceipt {
         session: session("s"),
         chat: ChatId::parse(chat).unwrap(),
         message_id: MessageId::parse(id).unwrap(),
         rule: Arc::from("defaults"),
-        due_at: t(due),
+        due_at: t(due_ms),
         not_before: t(0),
         read_on_reply: true,
         accepted_at: t(0),

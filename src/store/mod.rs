@@ -38,12 +38,12 @@ pub struct ReceiptId(i64);
 
 impl ReceiptId {
     /// The id a backend gave the row; only backends build these.
-    pub fn from_row(raw: i64) -> Self {
+    pub(in crate::store) fn from_row(raw: i64) -> Self {
         Self(raw)
     }
 
     /// The id as a backend writes it down.
-    pub fn to_row(self) -> i64 {
+    pub(in crate::store) fn to_row(self) -> i64 {
         self.0
     }
 }
