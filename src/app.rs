@@ -42,6 +42,8 @@ impl Application {
         rules: Rules,
     ) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
+        // First, so that what start-up records (store upkeep, loading) is counted.
+        let metrics = crate::telemetry::install_metrics().map(MetricsState::new);
         let clock = Clock::system();
         let background = CancellationToken::new();
         let (queue, operator) = store::open(&settings.store, clock, background.clone())?;
@@ -65,7 +67,7 @@ impl Application {
             operator,
             scheduler: handle,
             clock,
-            metrics: crate::telemetry::install_metrics().map(MetricsState::new),
+            metrics,
         });
         let addr = settings.listen_addr();
         let listener = TcpListener::bind(addr)

@@ -1,4 +1,4 @@
-//! Issue 5: every file under deploy/ parses, and names the ports, paths, probes, settings and metrics the
+//! Every file under deploy/ parses, and names the ports, paths, probes, settings and metrics the
 //! service really has. A renamed setting, route or metric breaks a test here, not a deployment.
 
 mod common;
@@ -313,7 +313,7 @@ async fn probes_and_dashboard_metrics_named_in_deploy_exist_on_a_running_instanc
     let fake = FakeWasend::start().await;
     fake.script([Answer::status(500), Answer::status(400)]);
     let rules = "[defaults]\ndelay = \"0s\"\n[[rules]]\nname = \"later\"\nsessions = [\"slow\"]\ndelay = \"1h\"\n";
-    let app = TestApp::spawn(&fake, Options::default().rules(rules)).await;
+    let app = TestApp::spawn_process(&fake, Options::default().rules(rules)).await;
     for (i, session) in ["default", "default", "slow"].iter().enumerate() {
         app.send(&message(session, "491511000001@c.us", &format!("m{i}")))
             .await;

@@ -1,4 +1,4 @@
-//! Issue 5: `/metrics` counts real traffic by the right amounts.
+//! `/metrics` counts real traffic by the right amounts.
 
 mod common;
 
@@ -55,7 +55,7 @@ name = "no-groups"
 chat_types = ["group"]
 action = "ignore"
 "#;
-    let app = TestApp::spawn(&fake, Options::default().rules(rules)).await;
+    let app = TestApp::spawn_process(&fake, Options::default().rules(rules)).await;
 
     app.send(&message("default", "491511000001@c.us", "m1"))
         .await;
@@ -168,7 +168,7 @@ async fn metrics_can_live_on_a_port_of_their_own() {
         .local_addr()
         .unwrap()
         .port();
-    let app = TestApp::spawn(
+    let app = TestApp::spawn_process(
         &fake,
         Options::default().set("metrics.listen", &format!("127.0.0.1:{port}")),
     )

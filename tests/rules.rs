@@ -1,4 +1,4 @@
-//! Issue 3: rules decide what is sent, and change while serving.
+//! Rules decide what is sent, and change while serving.
 
 mod common;
 
@@ -82,7 +82,7 @@ fn a_window_opening_later() -> (String, i64) {
 }
 
 #[tokio::test]
-async fn a_closed_window_delays_the_call_until_it_opens() {
+async fn a_receipt_waiting_for_its_window_stays_pending_while_an_open_chat_goes_out() {
     let fake = FakeWasend::start().await;
     let (opens, opens_in_ms) = a_window_opening_later();
     let end = opens.replace(':', "");
@@ -159,7 +159,7 @@ async fn editing_rules_while_serving_changes_the_next_decision() {
 async fn a_broken_edit_keeps_the_old_rules_in_force() {
     let fake = FakeWasend::start().await;
     let rules = "[defaults]\ndelay = \"0s\"\n\n[[rules]]\nname = \"groups-ignored\"\nchat_types = [\"group\"]\naction = \"ignore\"\n";
-    let app = TestApp::spawn(&fake, Options::default().rules(rules)).await;
+    let app = TestApp::spawn_process(&fake, Options::default().rules(rules)).await;
 
     std::fs::write(
         app.config_dir().join("rules.toml"),
@@ -195,27 +195,47 @@ async fn a_broken_edit_keeps_the_old_rules_in_force() {
 }
 
 #[tokio::test]
-async fn sighup_reloads_the_rules() {
+async fn sighup_reloads_the_rules_and_the_next_decision_follows_them() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default()).await;
-    let before = app
-        .logs()
-        .iter()
-        .filter(|l| l.contains("rules reloaded"))
-        .count();
+    let mut app = TestApp::spawn_process(&fake, Options::default()).await;
+    // rules.toml becomes a link to a file outside the watched folder, so editing that file is seen by no
+    // watcher: only the signal can make the service read it.
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("rules.toml");
+    std::fs::write(&target, common::BASE_RULES).unwrap();
+    let link = app.config_dir().join("rules.toml");
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (_, before) = app
+        .send(&message("default", "491514444444@c.us", "m-before-hup"))
+        .await;
+    std::fs::write(
+        &target,
+        "[defaults]\ndelay = \"0s\"\n\n[[rules]]\nname = \"mute-direct\"\nchat_types = [\"direct\"]\naction = \"ignore\"\n",
+    )
+    .unwrap();
 
-    std::process::Command::new("kill")
-        .args(["-HUP", &app.pid().to_string()])
-        .status()
-        .unwrap();
+    app.hangup();
 
-    eventually(WAIT, "a reload logged for SIGHUP", async || {
-        let logs = app.logs();
-        let n = logs
-            .iter()
-            .filter(|l| l.contains("rules reloaded") && l.contains("SIGHUP"))
-            .count();
-        (n > before).then_some(())
+    let mut n = 0;
+    let after = eventually(WAIT, "a decision by the reloaded rules", async || {
+        n += 1;
+        let (_, v) = app
+            .send(&message(
+                "default",
+                "491514444444@c.us",
+                &format!("m-after-hup-{n}"),
+            ))
+            .await;
+        (v["rule"] == "mute-direct").then_some(v)
     })
     .await;
+    assert_eq!(before["rule"], "defaults");
+    assert_eq!(after["status"], "ignored");
+    assert!(
+        app.logs()
+            .iter()
+            .any(|l| l.contains("rules reloaded") && l.contains("SIGHUP")),
+        "the reload names its trigger"
+    );
 }

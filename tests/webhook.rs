@@ -1,4 +1,4 @@
-//! Issue 2: the path from a Wasend webhook to a sendSeen call, black-box.
+//! The path from a Wasend webhook to a sendSeen call, black-box.
 
 mod common;
 
@@ -336,7 +336,7 @@ async fn health_and_readiness_answer() {
 #[tokio::test]
 async fn logs_are_json_lines_naming_the_message_and_never_its_text_or_keys() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default()).await;
+    let app = TestApp::spawn_process(&fake, Options::default()).await;
     let body = event(
         "message",
         "default",
@@ -370,15 +370,18 @@ async fn logs_are_json_lines_naming_the_message_and_never_its_text_or_keys() {
 async fn the_probe_command_passes_on_a_ready_service_and_fails_on_a_closed_port() {
     let fake = FakeWasend::start().await;
     let app = TestApp::spawn(&fake, Options::default()).await;
+    // The probe blocks while it waits; the app serves on this test's runtime meanwhile.
     let probe = |url: String| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_autoseen"))
-            .args(["probe", &url])
-            .output()
-            .unwrap()
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_autoseen"))
+                .args(["probe", &url])
+                .output()
+                .unwrap()
+        })
     };
 
-    let ready = probe(app.url("/readyz"));
-    let closed = probe("http://127.0.0.1:9/readyz".into());
+    let ready = probe(app.url("/readyz")).await.unwrap();
+    let closed = probe("http://127.0.0.1:9/readyz".into()).await.unwrap();
 
     assert!(ready.status.success());
     assert!(!closed.status.success());

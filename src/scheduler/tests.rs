@@ -414,3 +414,50 @@ async fn one_message_per_call_takes_one_token_per_message() {
     assert_eq!(h.sender.times_of("c"), [1_000]);
     h.stop.cancel();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_window_delays_the_call_until_it_opens() {
+    let rules = crate::rules::compile(&[(
+        "rules.toml".into(),
+        r#"
+[defaults]
+delay = "0s"
+windows = [{ days = "daily", hours = "09:00-10:00", tz = "UTC" }]
+"#
+        .into(),
+    )])
+    .unwrap();
+    let h = start(settings()).await;
+    // t0 is 08:00 UTC: the window opens in an hour.
+    assert_eq!(t0().to_string(), "2027-01-15T08:00:00Z");
+    let message = crate::domain::IncomingMessage {
+        session: SessionName::parse("s").unwrap(),
+        chat: ChatId::parse("1@c.us").unwrap(),
+        id: MessageId::parse("m-window").unwrap(),
+        sender: ChatId::parse("1@c.us").unwrap(),
+        from_me: false,
+        text: None,
+        has_media: false,
+        sent_at: None,
+    };
+    let crate::rules::Decision::Seen { not_before, .. } = rules.decide(&message, h.clock.now())
+    else {
+        panic!("the defaults mark it seen");
+    };
+    let wait_ms = millis_between(h.clock.now(), not_before);
+    h.accept("s", "1@c.us", "m-window", wait_ms, wait_ms).await;
+
+    h.after(3_599_000).await;
+    assert!(
+        h.sender.calls().is_empty(),
+        "nothing while the window is closed"
+    );
+    h.after(2_000).await;
+
+    assert_eq!(
+        h.sender.times_of("m-window"),
+        [3_600_000],
+        "sent as the window opens"
+    );
+    h.stop.cancel();
+}

@@ -1,5 +1,10 @@
-//! Test harness: a fake Wasend API served on 127.0.0.1, and the real autoseen binary started on port 0
-//! against it, with its own config folder and store in a temporary directory.
+//! Test harness: a fake Wasend API served on 127.0.0.1, and autoseen started on port 0 against it, with its
+//! own config folder and store in a temporary directory.
+//!
+//! [`TestApp::spawn`] builds the app inside the test process (`Application::build`, then `local_addr`: the
+//! zero2prod `spawn_app` pattern), which is fast and needs nothing global. [`TestApp::spawn_process`] starts
+//! the real binary instead, for what only a process has: signals (SIGKILL, SIGTERM, SIGHUP), restarts, its log
+//! lines, and the Prometheus recorder (global per process); it reads the port from the `listening` line.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
@@ -260,27 +265,77 @@ impl Options {
     }
 }
 
+/// How the app under test runs.
+enum Runner {
+    /// Inside this test process; cancelling the token shuts it down as SIGTERM would.
+    InProcess {
+        stop: tokio_util::sync::CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    },
+    /// The real binary, with its output collected line by line.
+    Process {
+        child: Child,
+        logs: Arc<Mutex<Vec<String>>>,
+    },
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
-    child: Child,
-    logs: Arc<Mutex<Vec<String>>>,
+    runner: Runner,
     options: Options,
-    api_url: String,
     pub http: reqwest::Client,
 }
 
 impl TestApp {
+    /// The app inside the test process.
     pub async fn spawn(fake: &FakeWasend, options: Options) -> Self {
         Self::spawn_with_api(&fake.url(), options).await
     }
 
+    /// The app inside the test process, against any API URL.
     pub async fn spawn_with_api(api_url: &str, options: Options) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("config")).unwrap();
-        std::fs::write(dir.path().join("config/rules.toml"), &options.rules).unwrap();
-        let settings = format!(
-            r#"
+        let dir = config_folder(api_url, &options);
+        let (runner, addr) = start_in_process(dir.path(), &options).await;
+        Self::new(dir, runner, addr, options)
+    }
+
+    /// The real binary, for signals, restarts, logs and metrics.
+    pub async fn spawn_process(fake: &FakeWasend, options: Options) -> Self {
+        Self::spawn_process_with_api(&fake.url(), options).await
+    }
+
+    pub async fn spawn_process_with_api(api_url: &str, options: Options) -> Self {
+        let dir = config_folder(api_url, &options);
+        let (child, logs, addr) = start(dir.path(), &options).await;
+        Self::new(dir, Runner::Process { child, logs }, addr, options)
+    }
+
+    fn new(dir: tempfile::TempDir, runner: Runner, addr: SocketAddr, options: Options) -> Self {
+        Self {
+            addr,
+            dir,
+            runner,
+            options,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn child(&mut self) -> &mut Child {
+        match &mut self.runner {
+            Runner::Process { child, .. } => child,
+            Runner::InProcess { .. } => panic!("this test needs TestApp::spawn_process"),
+        }
+    }
+}
+
+/// A config folder for the app: the options' rules, and settings pointing at the API and a store inside it.
+fn config_folder(api_url: &str, options: &Options) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    std::fs::write(dir.path().join("config/rules.toml"), &options.rules).unwrap();
+    let settings = format!(
+        r#"
 [server]
 listen = "127.0.0.1:0"
 shutdown_timeout = "5s"
@@ -301,21 +356,41 @@ path = "{store}"
 [admin]
 token = "{ADMIN_TOKEN}"
 "#,
-            store = dir.path().join("data/autoseen.db").display()
-        );
-        std::fs::write(dir.path().join("config/autoseen.toml"), settings).unwrap();
-        let (child, logs, addr) = start(dir.path(), &options).await;
-        Self {
-            addr,
-            dir,
-            child,
-            logs,
-            options,
-            api_url: api_url.into(),
-            http: reqwest::Client::new(),
-        }
-    }
+        store = dir.path().join("data/autoseen.db").display()
+    );
+    std::fs::write(dir.path().join("config/autoseen.toml"), settings).unwrap();
+    dir
+}
 
+/// The environment the app gets: the API key, the HMAC key unless off, and the options' settings.
+fn environment(options: &Options) -> Vec<(String, String)> {
+    let mut env = vec![("AUTOSEEN__WASEND__API_KEY".to_string(), API_KEY.to_string())];
+    if options.hmac {
+        env.push(("AUTOSEEN__WEBHOOK__HMAC_KEY".into(), HMAC_KEY.into()));
+    }
+    env.extend(options.env.iter().cloned());
+    env
+}
+
+async fn start_in_process(dir: &Path, options: &Options) -> (Runner, SocketAddr) {
+    let config = dir.join("config");
+    let env = environment(options).into_iter().collect();
+    let settings = autoseen::settings::Settings::load_with_env(&config, Some(env))
+        .unwrap_or_else(|e| panic!("settings: {e}"));
+    let rules = autoseen::rules::load(&config).unwrap_or_else(|e| panic!("rules: {e}"));
+    let app = autoseen::app::Application::build(config, settings, rules)
+        .await
+        .expect("the app builds");
+    let addr = app.local_addr();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let shutdown = stop.clone().cancelled_owned();
+    let task = tokio::spawn(async move {
+        app.run(shutdown).await.expect("the app runs");
+    });
+    (Runner::InProcess { stop, task }, addr)
+}
+
+impl TestApp {
     pub fn config_dir(&self) -> PathBuf {
         self.dir.path().join("config")
     }
@@ -326,44 +401,45 @@ token = "{ADMIN_TOKEN}"
 
     /// Starts the process again on the same config and store (after `kill` or `terminate`).
     pub async fn restart(&mut self) {
+        self.child();
         let (child, logs, addr) = start(self.dir.path(), &self.options).await;
-        self.child = child;
-        self.logs = logs;
+        self.runner = Runner::Process { child, logs };
         self.addr = addr;
     }
 
     /// SIGKILL: no chance to clean up.
     pub fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        let child = self.child();
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// SIGTERM, then waits for the exit.
     pub async fn terminate(&mut self, timeout: Duration) -> ExitStatus {
-        let pid = self.child.id().to_string();
+        let pid = self.pid().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         eventually(timeout, "the process to exit", async || {
-            self.child.try_wait().unwrap()
+            self.child().try_wait().unwrap()
         })
         .await
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Sends SIGHUP to the process.
+    pub fn hangup(&mut self) {
+        let pid = self.pid().to_string();
+        Command::new("kill").args(["-HUP", &pid]).status().unwrap();
     }
 
-    /// Resident memory of the process, in KiB.
-    pub fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
+    pub fn pid(&mut self) -> u32 {
+        self.child().id()
     }
 
+    /// The process's output lines so far.
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
+        match &self.runner {
+            Runner::Process { logs, .. } => logs.lock().unwrap().clone(),
+            Runner::InProcess { .. } => panic!("logs need TestApp::spawn_process"),
+        }
     }
 
     /// Posts a body to /webhook, signed with the test key unless HMAC is off.
@@ -419,8 +495,16 @@ token = "{ADMIN_TOKEN}"
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.runner {
+            Runner::Process { child, .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Runner::InProcess { stop, task } => {
+                stop.cancel();
+                task.abort();
+            }
+        }
     }
 }
 
@@ -430,15 +514,9 @@ async fn start(dir: &Path, options: &Options) -> (Child, Arc<Mutex<Vec<String>>>
         .args(["serve", "--config"])
         .arg(dir.join("config"))
         .env_remove("RUST_LOG")
-        .env("AUTOSEEN__WASEND__API_KEY", API_KEY)
+        .envs(environment(options))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if options.hmac {
-        command.env("AUTOSEEN__WEBHOOK__HMAC_KEY", HMAC_KEY);
-    }
-    for (k, v) in &options.env {
-        command.env(k, v);
-    }
     let mut child = command.spawn().expect("autoseen starts");
     let logs = Arc::new(Mutex::new(Vec::new()));
     for stream in [
