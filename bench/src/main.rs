@@ -3,7 +3,9 @@
 //! absolute numbers do not. Run it through `bench/run`, which builds everything in release mode first.
 //!
 //! Scenarios: `ingest` (signed webhooks vs a bare axum server), `restart` (start-to-ready and RSS with a
-//! million pending receipts), `dispatch` (100k receipts falling due within 10 s, and the same all overdue).
+//! million pending receipts), `dispatch` (100k receipts falling due within 10 s, and the same all overdue),
+//! `abuse` (memory under a flood of refused requests and a huge body: the figures the test suite must not
+//! assert).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -35,6 +37,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wants("dispatch") {
         runtime.block_on(dispatch(&mut table, quick))?;
+    }
+    if wants("abuse") {
+        runtime.block_on(abuse(&mut table, quick))?;
     }
     table.print();
     Ok(())
@@ -584,4 +589,108 @@ async fn dispatch(table: &mut Table, quick: bool) -> anyhow::Result<()> {
         Some(rate >= 10_000.0),
     );
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 5. Abuse: memory stays flat under requests that are refused.
+
+/// Posts `n` wrongly signed webhooks over `tasks` connections; returns how many got 401.
+async fn refused_flood(url: &str, n: usize, tasks: usize) -> usize {
+    let body = event_body(0, 0);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
+        let (url, body) = (url.to_string(), body.clone());
+        set.spawn(async move {
+            let client = reqwest::Client::new();
+            let mut refused = 0;
+            for _ in 0..n / tasks {
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-webhook-hmac", "00")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                refused += usize::from(r.is_ok_and(|r| r.status() == 401));
+            }
+            refused
+        });
+    }
+    let mut refused = 0;
+    while let Some(n) = set.join_next().await {
+        refused += n.unwrap_or(0);
+    }
+    refused
+}
+
+async fn abuse(table: &mut Table, quick: bool) -> anyhow::Result<()> {
+    let n = if quick { 10_000 } else { 50_000 };
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("config");
+    autoseen_config(
+        &config,
+        "http://127.0.0.1:9",
+        &dir.path().join("data/autoseen.db"),
+        "",
+        None,
+    )?;
+    let app = spawn(autoseen(&config))?;
+    let url = format!("http://{}/webhook", app.addr);
+    // Warm allocator pools before the baseline reading.
+    refused_flood(&url, 500, 25).await;
+    let before = rss_mib(app.child.id());
+    eprintln!("abuse: {n} wrongly signed requests ...");
+    let refused = refused_flood(&url, n, 25).await;
+    let after_flood = rss_mib(app.child.id());
+    eprintln!("abuse: a chunked body of up to 1 GiB ...");
+    let addr = app.addr;
+    let written = tokio::task::spawn_blocking(move || huge_body(addr)).await??;
+    let after_huge = rss_mib(app.child.id());
+    drop(app);
+
+    let s = "abuse";
+    table.row(
+        s,
+        &format!("RSS growth over {n} refused requests ({refused} got 401)"),
+        format!("{:.1} MiB", after_flood - before),
+        "<= 32 MiB",
+        Some(after_flood - before <= 32.0 && refused == n),
+    );
+    table.row(
+        s,
+        "bytes of a 1 GiB body sent before the refusal",
+        format!("{} MiB", written >> 20),
+        "< 256 MiB",
+        Some(written < 256 << 20),
+    );
+    table.row(
+        s,
+        "RSS growth after the huge body",
+        format!("{:.1} MiB", after_huge - after_flood),
+        "<= 64 MiB",
+        Some(after_huge - after_flood <= 64.0),
+    );
+    Ok(())
+}
+
+/// Streams a chunked body until the server answers or closes; returns how many bytes it took.
+fn huge_body(addr: SocketAddr) -> anyhow::Result<usize> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.write_all(
+        b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )?;
+    let chunk = vec![b' '; 1 << 20];
+    let mut written = 0usize;
+    while written < 1 << 30 {
+        let head = format!("{:x}\r\n", chunk.len());
+        if stream.write_all(head.as_bytes()).is_err()
+            || stream.write_all(&chunk).is_err()
+            || stream.write_all(b"\r\n").is_err()
+        {
+            break;
+        }
+        written += chunk.len();
+    }
+    Ok(written)
 }
