@@ -333,7 +333,7 @@ async fn probes_and_dashboard_metrics_named_in_deploy_exist_on_a_running_instanc
                 .text()
                 .await
                 .ok()?;
-            text.contains("autoseen_receipts_dead_total")
+            text.contains(autoseen::metric_names::RECEIPTS_DEAD)
                 .then_some(text)
         },
     )
@@ -375,7 +375,20 @@ async fn probes_and_dashboard_metrics_named_in_deploy_exist_on_a_running_instanc
         }
     }
     assert!(named.len() >= 10, "{named:?}");
+    let declared = |name: &str| {
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        autoseen::metric_names::ALL
+            .iter()
+            .any(|(n, _, _)| *n == name || *n == base)
+    };
     for name in named {
+        assert!(
+            declared(&name),
+            "the dashboard uses {name}, which src/metric_names.rs does not declare"
+        );
         assert!(
             metrics
                 .lines()

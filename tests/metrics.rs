@@ -5,6 +5,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use autoseen::metric_names as names;
 use common::*;
 use serde_json::json;
 
@@ -85,19 +86,14 @@ action = "ignore"
     fake.wait_for_calls(3, WAIT).await;
     let text = eventually(WAIT, "two receipts counted as sent", async || {
         let text = app.metrics().await;
-        (sample(
-            &text,
-            "autoseen_receipts_sent_total",
-            &[("session", "default")],
-        ) == 2.0)
-            .then_some(text)
+        (sample(&text, names::RECEIPTS_SENT, &[("session", "default")]) == 2.0).then_some(text)
     })
     .await;
 
     let webhooks = |result: &str, reason: &str| {
         sample(
             &text,
-            "autoseen_webhooks_total",
+            names::WEBHOOKS,
             &[("result", result), ("reason", reason)],
         )
     };
@@ -111,7 +107,7 @@ action = "ignore"
     assert_eq!(
         sample(
             &text,
-            "autoseen_decisions_total",
+            names::DECISIONS,
             &[("rule", "no-groups"), ("decision", "ignore")]
         ),
         1.0
@@ -119,33 +115,21 @@ action = "ignore"
     assert_eq!(
         sample(
             &text,
-            "autoseen_decisions_total",
+            names::DECISIONS,
             &[("rule", "later"), ("decision", "seen")]
         ),
         1.0
     );
     assert_eq!(
-        sample(
-            &text,
-            "autoseen_receipts_retried_total",
-            &[("session", "default")]
-        ),
+        sample(&text, names::RECEIPTS_RETRIED, &[("session", "default")]),
         1.0
     );
     assert_eq!(
-        sample(
-            &text,
-            "autoseen_send_seen_responses_total",
-            &[("status", "500")]
-        ),
+        sample(&text, names::SEND_SEEN_RESPONSES, &[("status", "500")]),
         1.0
     );
     assert_eq!(
-        sample(
-            &text,
-            "autoseen_send_seen_responses_total",
-            &[("status", "200")]
-        ),
+        sample(&text, names::SEND_SEEN_RESPONSES, &[("status", "200")]),
         2.0
     );
     assert_eq!(
@@ -153,7 +137,7 @@ action = "ignore"
         3.0
     );
     assert_eq!(
-        sample(&text, "autoseen_pending_receipts", &[("session", "slow")]),
+        sample(&text, names::PENDING_RECEIPTS, &[("session", "slow")]),
         1.0
     );
     assert!(sample(&text, "autoseen_store_commit_seconds_count", &[]) >= 3.0);
