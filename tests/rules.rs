@@ -9,6 +9,20 @@ use reqwest::Method;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// Posts fresh messages to one direct chat until a rule named `rule` decides one; returns that answer.
+async fn first_decided_by(app: &TestApp, rule: &str, id_prefix: &str) -> serde_json::Value {
+    let mut n = 0;
+    eventually(WAIT, &format!("a decision by rule `{rule}`"), async || {
+        n += 1;
+        let id = format!("{id_prefix}{n}");
+        let (_, v) = app
+            .send(&message("default", "491514444444@c.us", &id))
+            .await;
+        (v["rule"] == rule).then_some(v)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn per_session_and_per_chat_rules_change_what_is_sent() {
     let fake = FakeWasend::start().await;
@@ -139,19 +153,7 @@ async fn editing_rules_while_serving_changes_the_next_decision() {
     )
     .unwrap();
 
-    let mut n = 0;
-    let answer = eventually(WAIT, "the edited rules to decide", async || {
-        n += 1;
-        let (_, v) = app
-            .send(&message(
-                "default",
-                "491514444444@c.us",
-                &format!("m-after-{n}"),
-            ))
-            .await;
-        (v["rule"] == "mute-all-direct").then_some(v)
-    })
-    .await;
+    let answer = first_decided_by(&app, "mute-all-direct", "m-after-").await;
     assert_eq!(answer["status"], "ignored");
 }
 
@@ -197,15 +199,12 @@ async fn a_broken_edit_keeps_the_old_rules_in_force() {
 #[tokio::test]
 async fn sighup_reloads_the_rules_and_the_next_decision_follows_them() {
     let fake = FakeWasend::start().await;
-    let mut app = TestApp::spawn_process(&fake, Options::default()).await;
-    // rules.toml becomes a link to a file outside the watched folder, so editing that file is seen by no
-    // watcher: only the signal can make the service read it.
+    // rules.toml is a link to a file outside the watched folder, so editing that file is seen by no watcher:
+    // only the signal can make the service read it.
     let outside = tempfile::tempdir().unwrap();
     let target = outside.path().join("rules.toml");
-    std::fs::write(&target, common::BASE_RULES).unwrap();
-    let link = app.config_dir().join("rules.toml");
-    std::fs::remove_file(&link).unwrap();
-    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let mut app =
+        TestApp::spawn_process(&fake, Options::default().rules_linked_from(&target)).await;
     let (_, before) = app
         .send(&message("default", "491514444444@c.us", "m-before-hup"))
         .await;
@@ -217,19 +216,7 @@ async fn sighup_reloads_the_rules_and_the_next_decision_follows_them() {
 
     app.hangup();
 
-    let mut n = 0;
-    let after = eventually(WAIT, "a decision by the reloaded rules", async || {
-        n += 1;
-        let (_, v) = app
-            .send(&message(
-                "default",
-                "491514444444@c.us",
-                &format!("m-after-hup-{n}"),
-            ))
-            .await;
-        (v["rule"] == "mute-direct").then_some(v)
-    })
-    .await;
+    let after = first_decided_by(&app, "mute-direct", "m-after-hup-").await;
     assert_eq!(before["rule"], "defaults");
     assert_eq!(after["status"], "ignored");
     assert!(

@@ -209,6 +209,17 @@ fn autoseen_config(
     Ok(())
 }
 
+/// autoseen with the shipped rules (1 h delay) and a fresh store in a temporary folder that lives as long as
+/// the returned guard; nothing is ever sent.
+fn shipped_autoseen() -> anyhow::Result<(tempfile::TempDir, Proc)> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("config");
+    let store = dir.path().join("data/autoseen.db");
+    autoseen_config(&config, "http://127.0.0.1:9", &store, "", None)?;
+    let app = spawn(autoseen(&config))?;
+    Ok((dir, app))
+}
+
 fn autoseen(config: &Path) -> Command {
     let mut c = Command::new(bin("autoseen"));
     c.args(["serve", "--config"])
@@ -340,16 +351,7 @@ async fn ingest(table: &mut Table, quick: bool) -> anyhow::Result<()> {
         drop(baseline);
 
         eprintln!("ingest: round {round}/{rounds}: autoseen ...");
-        let dir = tempfile::tempdir()?;
-        let config = dir.path().join("config");
-        autoseen_config(
-            &config,
-            "http://127.0.0.1:9",
-            &dir.path().join("data/autoseen.db"),
-            "",
-            None,
-        )?;
-        let app = spawn(autoseen(&config))?;
+        let (_dir, app) = shipped_autoseen()?;
         b_runs.push(
             load(
                 format!("http://{}/webhook", app.addr),
@@ -594,47 +596,29 @@ async fn dispatch(table: &mut Table, quick: bool) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------------------
 // 5. Abuse: memory stays flat under requests that are refused.
 
-/// Posts `n` wrongly signed webhooks over `tasks` connections; returns how many got 401.
-async fn refused_flood(url: &str, n: usize, tasks: usize) -> usize {
+/// Posts `n` wrongly signed webhooks, `concurrency` at a time on one client; returns how many got 401.
+async fn refused_flood(url: &str, n: usize, concurrency: usize) -> usize {
+    use futures_util::StreamExt;
+    let client = reqwest::Client::new();
     let body = event_body(0, 0);
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..tasks {
-        let (url, body) = (url.to_string(), body.clone());
-        set.spawn(async move {
-            let client = reqwest::Client::new();
-            let mut refused = 0;
-            for _ in 0..n / tasks {
-                let r = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .header("x-webhook-hmac", "00")
-                    .body(body.clone())
-                    .send()
-                    .await;
-                refused += usize::from(r.is_ok_and(|r| r.status() == 401));
-            }
-            refused
-        });
-    }
-    let mut refused = 0;
-    while let Some(n) = set.join_next().await {
-        refused += n.unwrap_or(0);
-    }
-    refused
+    futures_util::stream::iter(0..n)
+        .map(|_| {
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-webhook-hmac", "00")
+                .body(body.clone())
+                .send()
+        })
+        .buffer_unordered(concurrency)
+        .filter(|r| std::future::ready(r.as_ref().is_ok_and(|r| r.status() == 401)))
+        .count()
+        .await
 }
 
 async fn abuse(table: &mut Table, quick: bool) -> anyhow::Result<()> {
     let n = if quick { 10_000 } else { 50_000 };
-    let dir = tempfile::tempdir()?;
-    let config = dir.path().join("config");
-    autoseen_config(
-        &config,
-        "http://127.0.0.1:9",
-        &dir.path().join("data/autoseen.db"),
-        "",
-        None,
-    )?;
-    let app = spawn(autoseen(&config))?;
+    let (_dir, app) = shipped_autoseen()?;
     let url = format!("http://{}/webhook", app.addr);
     // Warm allocator pools before the baseline reading.
     refused_flood(&url, 500, 25).await;
@@ -643,8 +627,7 @@ async fn abuse(table: &mut Table, quick: bool) -> anyhow::Result<()> {
     let refused = refused_flood(&url, n, 25).await;
     let after_flood = rss_mib(app.child.id());
     eprintln!("abuse: a chunked body of up to 1 GiB ...");
-    let addr = app.addr;
-    let written = tokio::task::spawn_blocking(move || huge_body(addr)).await??;
+    let written = huge_body(app.addr).await?;
     let after_huge = rss_mib(app.child.id());
     drop(app);
 
@@ -673,24 +656,20 @@ async fn abuse(table: &mut Table, quick: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Streams a chunked body until the server answers or closes; returns how many bytes it took.
-fn huge_body(addr: SocketAddr) -> anyhow::Result<usize> {
-    use std::io::Write;
-    let mut stream = std::net::TcpStream::connect(addr)?;
-    stream.write_all(
-        b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
-    )?;
-    let chunk = vec![b' '; 1 << 20];
-    let mut written = 0usize;
-    while written < 1 << 30 {
-        let head = format!("{:x}\r\n", chunk.len());
-        if stream.write_all(head.as_bytes()).is_err()
-            || stream.write_all(&chunk).is_err()
-            || stream.write_all(b"\r\n").is_err()
-        {
-            break;
-        }
-        written += chunk.len();
+/// Streams a chunked body of up to 1 GiB until the server stops taking it; returns how many bytes it took.
+async fn huge_body(addr: SocketAddr) -> anyhow::Result<usize> {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await?;
+    // One chunk of 1 MiB with its framing, sent again and again.
+    let mut chunk = format!("{:x}\r\n", 1 << 20).into_bytes();
+    chunk.resize(chunk.len() + (1 << 20), b' ');
+    chunk.extend_from_slice(b"\r\n");
+    let mut sent = 0usize;
+    while sent < 1 << 30 && stream.write_all(&chunk).await.is_ok() {
+        sent += 1 << 20;
     }
-    Ok(written)
+    Ok(sent)
 }

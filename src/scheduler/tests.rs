@@ -118,6 +118,15 @@ fn settings() -> DeliverySettings {
     }
 }
 
+/// The test settings with pacing at `per_second` after a burst of `burst`.
+fn paced(per_second: f64, burst: u32) -> DeliverySettings {
+    DeliverySettings {
+        rate_per_session: Rate::PerSecond(per_second),
+        burst,
+        ..settings()
+    }
+}
+
 async fn start(settings: DeliverySettings) -> Harness {
     start_with(settings, FakeSender::default()).await
 }
@@ -212,12 +221,7 @@ async fn a_chat_goes_out_together_when_its_earliest_receipt_is_due() {
 
 #[tokio::test(start_paused = true)]
 async fn a_session_is_paced_by_its_rate_after_the_burst() {
-    let h = start(DeliverySettings {
-        rate_per_session: Rate::PerSecond(2.0),
-        burst: 2,
-        ..settings()
-    })
-    .await;
+    let h = start(paced(2.0, 2)).await;
     for i in 0..6 {
         h.accept("paced", &format!("{i}@c.us"), &format!("m{i}"), 0, 0)
             .await;
@@ -359,11 +363,7 @@ async fn pending_receipts_are_loaded_at_start_and_overdue_ones_go_at_once() {
 #[tokio::test(start_paused = true)]
 async fn the_sender_gets_a_chats_due_receipts_as_one_batch() {
     let h = start_with(
-        DeliverySettings {
-            rate_per_session: Rate::PerSecond(1.0),
-            burst: 1,
-            ..settings()
-        },
+        paced(1.0, 1),
         FakeSender {
             ids_per_call: 100,
             ..FakeSender::default()
@@ -384,22 +384,18 @@ async fn the_sender_gets_a_chats_due_receipts_as_one_batch() {
         [vec!["a", "b", "c"]],
         "one call for the chat, one token for the call"
     );
+    let other_chat = h.sender.times_of("other");
+    h.stop.cancel();
     assert_eq!(
-        h.sender.times_of("other"),
+        other_chat,
         [2_000],
         "the next chat waits for the next token"
     );
-    h.stop.cancel();
 }
 
 #[tokio::test(start_paused = true)]
 async fn one_message_per_call_takes_one_token_per_message() {
-    let h = start(DeliverySettings {
-        rate_per_session: Rate::PerSecond(1.0),
-        burst: 2,
-        ..settings()
-    })
-    .await;
+    let h = start(paced(1.0, 2)).await;
     for id in ["a", "b", "c"] {
         h.accept("s", "1@c.us", id, 0, 0).await;
     }

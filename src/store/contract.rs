@@ -85,6 +85,22 @@ async fn accept(store: &dyn Store, r: NewReceipt) -> ReceiptId {
     }
 }
 
+/// Moves receipts to the dead letters, each at its moment (ms after the fixed start).
+async fn bury(store: &dyn Store, receipts: &[(ReceiptId, i64)]) {
+    let outcomes = receipts
+        .iter()
+        .map(|&(id, at)| {
+            let dead = Outcome::Dead {
+                attempts: 3,
+                error: "HTTP 400".into(),
+                at: t(at),
+            };
+            (id, dead)
+        })
+        .collect();
+    store.record(outcomes).await.unwrap();
+}
+
 fn ids(receipts: &[Receipt]) -> Vec<&str> {
     receipts.iter().map(|r| r.message_id.as_str()).collect()
 }
@@ -189,15 +205,7 @@ pub async fn outcomes_complete_retry_or_bury_in_one_call(store: &dyn Store) {
 pub async fn replaying_the_dead_makes_them_due_now_untried(store: &dyn Store) {
     let a = accept(store, receipt("1@c.us", "a", 5)).await;
     let b = accept(store, receipt("2@c.us", "b", 5)).await;
-    let dead = |at| Outcome::Dead {
-        attempts: 3,
-        error: "HTTP 400".into(),
-        at: t(at),
-    };
-    store
-        .record(vec![(a, dead(10)), (b, dead(20))])
-        .await
-        .unwrap();
+    bury(store, &[(a, 10), (b, 20)]).await;
 
     let mut chats = store.replay_dead(t(300)).await.unwrap();
     chats.sort();
@@ -278,17 +286,7 @@ pub async fn listings_are_ordered_and_limited(store: &dyn Store) {
     let pending = store.list_pending(2).await.unwrap();
     assert_eq!(ids(&pending), ["a", "b"]);
 
-    let a = pending[0].id;
-    let b = pending[1].id;
-    let dead = |at| Outcome::Dead {
-        attempts: 1,
-        error: "HTTP 400".into(),
-        at: t(at),
-    };
-    store
-        .record(vec![(a, dead(10)), (b, dead(20))])
-        .await
-        .unwrap();
+    bury(store, &[(pending[0].id, 10), (pending[1].id, 20)]).await;
     let newest = store.list_dead(1).await.unwrap();
     assert_eq!(newest.len(), 1);
     assert_eq!(newest[0].message_id.as_str(), "b");

@@ -49,6 +49,28 @@ impl MemoryStore {
     }
 }
 
+impl State {
+    /// Stores a receipt as pending with a new id, untried.
+    fn push(&mut self, n: NewReceipt) -> ReceiptId {
+        self.next_id += 1;
+        let id = ReceiptId::from_row(self.next_id);
+        let receipt = Receipt {
+            id,
+            session: n.session,
+            chat: n.chat,
+            message_id: n.message_id,
+            rule: n.rule,
+            due_at: n.due_at,
+            not_before: n.not_before,
+            read_on_reply: n.read_on_reply,
+            attempts: 0,
+            last_error: None,
+        };
+        self.pending.insert(id, (receipt, n.accepted_at));
+        id
+    }
+}
+
 fn in_chat(r: &Receipt, chat: &ChatKey) -> bool {
     r.session == chat.session && r.chat == chat.chat
 }
@@ -62,21 +84,7 @@ impl Queue for MemoryStore {
                 return Accepted::Duplicate;
             }
             s.dedup.insert(key, n.accepted_at);
-            s.next_id += 1;
-            let id = ReceiptId::from_row(s.next_id);
-            let receipt = Receipt {
-                id,
-                session: n.session,
-                chat: n.chat,
-                message_id: n.message_id,
-                rule: n.rule,
-                due_at: n.due_at,
-                not_before: n.not_before,
-                read_on_reply: n.read_on_reply,
-                attempts: 0,
-                last_error: None,
-            };
-            s.pending.insert(id, (receipt, n.accepted_at));
+            let id = s.push(n);
             Accepted::New { id }
         })
     }
@@ -204,10 +212,7 @@ impl Operator for MemoryStore {
                 if !chats.contains(&chat) {
                     chats.push(chat);
                 }
-                s.next_id += 1;
-                let id = ReceiptId::from_row(s.next_id);
-                let receipt = Receipt {
-                    id,
+                s.push(NewReceipt {
                     session: d.session,
                     chat: d.chat,
                     message_id: d.message_id,
@@ -215,10 +220,8 @@ impl Operator for MemoryStore {
                     due_at: now,
                     not_before: now,
                     read_on_reply,
-                    attempts: 0,
-                    last_error: None,
-                };
-                s.pending.insert(id, (receipt, now));
+                    accepted_at: now,
+                });
             }
             chats
         })

@@ -234,6 +234,8 @@ pub struct Options {
     pub rules: String,
     pub env: Vec<(String, String)>,
     pub hmac: bool,
+    /// Where the rules really live when `rules.toml` is a link to a file outside the config folder.
+    pub rules_outside: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -242,6 +244,7 @@ impl Default for Options {
             rules: BASE_RULES.into(),
             env: vec![],
             hmac: true,
+            rules_outside: None,
         }
     }
 }
@@ -256,6 +259,13 @@ impl Options {
     pub fn set(mut self, key: &str, value: &str) -> Self {
         let var = format!("AUTOSEEN__{}", key.replace('.', "__").to_uppercase());
         self.env.push((var, value.into()));
+        self
+    }
+
+    /// Writes the rules to `file` and makes `rules.toml` a link to it, so editing `file` is seen by no watcher
+    /// of the config folder.
+    pub fn rules_linked_from(mut self, file: &Path) -> Self {
+        self.rules_outside = Some(file.to_path_buf());
         self
     }
 
@@ -333,7 +343,14 @@ impl TestApp {
 fn config_folder(api_url: &str, options: &Options) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("config")).unwrap();
-    std::fs::write(dir.path().join("config/rules.toml"), &options.rules).unwrap();
+    let rules = dir.path().join("config/rules.toml");
+    match &options.rules_outside {
+        Some(file) => {
+            std::fs::write(file, &options.rules).unwrap();
+            std::os::unix::fs::symlink(file, &rules).unwrap();
+        }
+        None => std::fs::write(&rules, &options.rules).unwrap(),
+    }
     let settings = format!(
         r#"
 [server]

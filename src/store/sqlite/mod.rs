@@ -6,6 +6,8 @@
 mod engine;
 mod schema;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
@@ -26,12 +28,27 @@ pub struct SqliteStore {
     engine: Engine,
 }
 
+/// Turns one row into a `T`: a read error, or a row that does not parse.
+type FromRow<T> = fn(&rusqlite::Row<'_>) -> rusqlite::Result<Result<T, StoreError>>;
+
 impl SqliteStore {
     /// Opens (creating if needed) the database and its folder, and starts the store threads.
     pub fn open(settings: &StoreSettings) -> anyhow::Result<Self> {
         Ok(Self {
             engine: Engine::open(settings)?,
         })
+    }
+
+    /// Runs a query on the reader thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        sql: &'static str,
+        params: impl rusqlite::Params + Send + 'static,
+        row: FromRow<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.engine
+            .call(false, move |c| query(c, sql, params, row))
+            .await
     }
 }
 
@@ -50,68 +67,91 @@ fn chat_key(session: &str, chat: &str) -> Result<ChatKey, StoreError> {
     })
 }
 
-fn receipt_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Receipt, StoreError>> {
-    let (session, chat, message_id, rule): (String, String, String, String) = (
+/// What every receipt row carries: its id, chat, message id and rule.
+type RowIds = (ReceiptId, ChatKey, MessageId, Arc<str>);
+
+/// Reads and parses the [`RowIds`] of a receipt row.
+fn row_ids(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RowIds, StoreError>> {
+    let (id, session, chat, message_id, rule): (i64, String, String, String, String) = (
+        row.get("id")?,
         row.get("session")?,
         row.get("chat")?,
         row.get("message_id")?,
         row.get("rule")?,
     );
-    let (id, due_at, not_before): (i64, i64, i64) =
-        (row.get("id")?, row.get("due_at")?, row.get("not_before")?);
-    let (read_on_reply, attempts, last_error) = (
-        row.get("read_on_reply")?,
-        row.get("attempts")?,
-        row.get("last_error")?,
-    );
-    Ok((|| {
-        let key = chat_key(&session, &chat)?;
-        Ok(Receipt {
-            id: ReceiptId::from_row(id),
-            session: key.session,
-            chat: key.chat,
-            message_id: MessageId::parse(&message_id).map_err(corrupt)?,
-            rule: rule.into(),
-            due_at: from_millis(due_at),
-            not_before: from_millis(not_before),
-            read_on_reply,
-            attempts,
-            last_error,
-        })
-    })())
+    Ok(chat_key(&session, &chat).and_then(|key| {
+        let message_id = MessageId::parse(&message_id).map_err(corrupt)?;
+        Ok((ReceiptId::from_row(id), key, message_id, rule.into()))
+    }))
+}
+
+fn receipt_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Receipt, StoreError>> {
+    let ids = row_ids(row)?;
+    let (due_at, not_before): (i64, i64) = (row.get("due_at")?, row.get("not_before")?);
+    let (read_on_reply, attempts) = (row.get("read_on_reply")?, row.get("attempts")?);
+    let last_error = row.get("last_error")?;
+    Ok(ids.map(|(id, key, message_id, rule)| Receipt {
+        id,
+        session: key.session,
+        chat: key.chat,
+        message_id,
+        rule,
+        due_at: from_millis(due_at),
+        not_before: from_millis(not_before),
+        read_on_reply,
+        attempts,
+        last_error,
+    }))
 }
 
 fn dead_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<DeadReceipt, StoreError>> {
-    let (session, chat, message_id, rule): (String, String, String, String) = (
-        row.get("session")?,
-        row.get("chat")?,
-        row.get("message_id")?,
-        row.get("rule")?,
-    );
-    let (id, attempts, last_error, died_at): (i64, u32, String, i64) = (
-        row.get("id")?,
+    let ids = row_ids(row)?;
+    let (attempts, last_error, died_at): (u32, String, i64) = (
         row.get("attempts")?,
         row.get("last_error")?,
         row.get("died_at")?,
     );
-    Ok((|| {
-        let key = chat_key(&session, &chat)?;
-        Ok(DeadReceipt {
-            id: ReceiptId::from_row(id),
-            session: key.session,
-            chat: key.chat,
-            message_id: MessageId::parse(&message_id).map_err(corrupt)?,
-            rule: rule.into(),
-            attempts,
-            last_error,
-            died_at: from_millis(died_at),
-        })
-    })())
+    Ok(ids.map(|(id, key, message_id, rule)| DeadReceipt {
+        id,
+        session: key.session,
+        chat: key.chat,
+        message_id,
+        rule,
+        attempts,
+        last_error,
+        died_at: from_millis(died_at),
+    }))
 }
 
-fn collect<T>(
-    rows: impl Iterator<Item = rusqlite::Result<Result<T, StoreError>>>,
+fn head_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ChatHead, StoreError>> {
+    let (session, chat, due): (String, String, i64) =
+        (row.get("session")?, row.get("chat")?, row.get("due")?);
+    Ok(chat_key(&session, &chat).map(|chat| ChatHead {
+        chat,
+        due_at: from_millis(due),
+    }))
+}
+
+fn stats_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<PendingStats, StoreError>> {
+    let session: String = row.get("session")?;
+    let (count, oldest): (i64, i64) = (row.get("n")?, row.get("oldest")?);
+    let stats = SessionName::parse(&session).map(|session| PendingStats {
+        session,
+        count: count as u64,
+        oldest_accepted_at: from_millis(oldest),
+    });
+    Ok(stats.map_err(corrupt))
+}
+
+/// Runs a prepared (cached) query and turns each row into a `T` with `row`.
+fn query<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<Result<T, StoreError>>,
 ) -> Result<Vec<T>, StoreError> {
+    let mut statement = c.prepare_cached(sql).map_err(unavailable)?;
+    let rows = statement.query_map(params, row).map_err(unavailable)?;
     rows.map(|r| r.map_err(unavailable)?).collect()
 }
 
@@ -161,43 +201,23 @@ impl Queue for SqliteStore {
         let chat = chat.clone();
         self.engine
             .call(false, move |c| {
-                let mut s = c
-                    .prepare_cached(
-                        "SELECT * FROM pending WHERE session = ?1 AND chat = ?2 ORDER BY due_at, id",
-                    )
-                    .map_err(unavailable)?;
-                let rows = s
-                    .query_map(
-                        params![chat.session.as_str(), chat.chat.as_str()],
-                        receipt_from_row,
-                    )
-                    .map_err(unavailable)?;
-                collect(rows)
+                query(
+                    c,
+                    "SELECT * FROM pending WHERE session = ?1 AND chat = ?2 ORDER BY due_at, id",
+                    params![chat.session.as_str(), chat.chat.as_str()],
+                    receipt_from_row,
+                )
             })
             .await
     }
 
     async fn chat_heads(&self) -> Result<Vec<ChatHead>, StoreError> {
-        self.engine
-            .call(false, |c| {
-                let mut s = c
-                    .prepare(
-                        "SELECT session, chat, MIN(due_at) FROM pending GROUP BY session, chat",
-                    )
-                    .map_err(unavailable)?;
-                let rows = s
-                    .query_map([], |row| {
-                        let (session, chat, due): (String, String, i64) =
-                            (row.get(0)?, row.get(1)?, row.get(2)?);
-                        Ok(chat_key(&session, &chat).map(|chat| ChatHead {
-                            chat,
-                            due_at: from_millis(due),
-                        }))
-                    })
-                    .map_err(unavailable)?;
-                collect(rows)
-            })
-            .await
+        self.read(
+            "SELECT session, chat, MIN(due_at) AS due FROM pending GROUP BY session, chat",
+            [],
+            head_from_row,
+        )
+        .await
     }
 
     async fn record(&self, outcomes: Vec<(ReceiptId, Outcome)>) -> Result<(), StoreError> {
@@ -267,48 +287,22 @@ impl Queue for SqliteStore {
 #[async_trait]
 impl Operator for SqliteStore {
     async fn list_pending(&self, limit: usize) -> Result<Vec<Receipt>, StoreError> {
-        self.engine
-            .call(false, move |c| {
-                let mut s = c
-                    .prepare_cached("SELECT * FROM pending ORDER BY due_at, id LIMIT ?1")
-                    .map_err(unavailable)?;
-                let rows = s
-                    .query_map([limit as i64], receipt_from_row)
-                    .map_err(unavailable)?;
-                collect(rows)
-            })
-            .await
+        let sql = "SELECT * FROM pending ORDER BY due_at, id LIMIT ?1";
+        self.read(sql, [limit as i64], receipt_from_row).await
     }
 
     async fn list_dead(&self, limit: usize) -> Result<Vec<DeadReceipt>, StoreError> {
-        self.engine
-            .call(false, move |c| {
-                let mut s = c
-                    .prepare_cached("SELECT * FROM dead ORDER BY died_at DESC, id DESC LIMIT ?1")
-                    .map_err(unavailable)?;
-                let rows = s
-                    .query_map([limit as i64], dead_from_row)
-                    .map_err(unavailable)?;
-                collect(rows)
-            })
-            .await
+        let sql = "SELECT * FROM dead ORDER BY died_at DESC, id DESC LIMIT ?1";
+        self.read(sql, [limit as i64], dead_from_row).await
     }
 
     async fn replay_dead(&self, now: Timestamp) -> Result<Vec<ChatKey>, StoreError> {
         self.engine
             .call(true, move |c| {
-                let chats = {
-                    let mut s = c
-                        .prepare("SELECT DISTINCT session, chat FROM dead")
-                        .map_err(unavailable)?;
-                    let rows = s
-                        .query_map([], |row| {
-                            let (session, chat): (String, String) = (row.get(0)?, row.get(1)?);
-                            Ok(chat_key(&session, &chat))
-                        })
-                        .map_err(unavailable)?;
-                    collect(rows)?
-                };
+                let chats = query(c, "SELECT DISTINCT session, chat FROM dead", [], |row| {
+                    let (session, chat): (String, String) = (row.get(0)?, row.get(1)?);
+                    Ok(chat_key(&session, &chat))
+                })?;
                 exec(
                     c,
                     "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply, accepted_at)
@@ -322,29 +316,8 @@ impl Operator for SqliteStore {
     }
 
     async fn pending_stats(&self) -> Result<Vec<PendingStats>, StoreError> {
-        self.engine
-            .call(false, |c| {
-                let mut s = c
-                    .prepare_cached(
-                        "SELECT session, COUNT(*), MIN(accepted_at) FROM pending GROUP BY session",
-                    )
-                    .map_err(unavailable)?;
-                let rows = s
-                    .query_map([], |row| {
-                        let (session, count, oldest): (String, i64, i64) =
-                            (row.get(0)?, row.get(1)?, row.get(2)?);
-                        Ok(SessionName::parse(&session)
-                            .map(|session| PendingStats {
-                                session,
-                                count: count as u64,
-                                oldest_accepted_at: from_millis(oldest),
-                            })
-                            .map_err(corrupt))
-                    })
-                    .map_err(unavailable)?;
-                collect(rows)
-            })
-            .await
+        let sql = "SELECT session, COUNT(*) AS n, MIN(accepted_at) AS oldest FROM pending GROUP BY session";
+        self.read(sql, [], stats_from_row).await
     }
 
     /// Takes the write lock and releases it without writing (the group commit's `BEGIN IMMEDIATE`, then an
