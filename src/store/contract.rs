@@ -48,9 +48,9 @@ macro_rules! store_contract_tests {
     };
 }
 
-/// A moment `ms` milliseconds after a fixed start, so the clauses read in small numbers.
-fn t(ms: i64) -> Timestamp {
-    from_millis(1_800_000_000_000 + ms)
+/// The moment `ms_after_start` milliseconds after a fixed start: fixtures read in small numbers.
+pub fn t(ms_after_start: u32) -> Timestamp {
+    from_millis(1_800_000_000_000 + i64::from(ms_after_start))
 }
 
 fn session(name: &str) -> SessionName {
@@ -64,14 +64,14 @@ fn key(chat: &str) -> ChatKey {
     }
 }
 
-/// A receipt for chat `chat` of session `s`, due `due_ms` after the fixed start.
-pub fn receipt(chat: &str, id: &str, due_ms: i64) -> NewReceipt {
+/// A receipt for chat `chat` of session `s`, due at `due`.
+pub fn receipt(chat: &str, id: &str, due: Timestamp) -> NewReceipt {
     NewReceipt {
         session: session("s"),
         chat: ChatId::parse(chat).unwrap(),
         message_id: MessageId::parse(id).unwrap(),
         rule: Arc::from("defaults"),
-        due_at: t(due_ms),
+        due_at: due,
         not_before: t(0),
         read_on_reply: true,
         accepted_at: t(0),
@@ -86,7 +86,7 @@ async fn accept(store: &dyn Store, r: NewReceipt) -> ReceiptId {
 }
 
 /// Moves receipts to the dead letters, each at its moment (ms after the fixed start).
-async fn bury(store: &dyn Store, receipts: &[(ReceiptId, i64)]) {
+async fn bury(store: &dyn Store, receipts: &[(ReceiptId, u32)]) {
     let outcomes = receipts
         .iter()
         .map(|&(id, at)| {
@@ -106,12 +106,12 @@ fn ids(receipts: &[Receipt]) -> Vec<&str> {
 }
 
 pub async fn accepting_stores_once_and_answers_duplicate_after(store: &dyn Store) {
-    accept(store, receipt("1@c.us", "m1", 50)).await;
-    let mut other_session = receipt("1@c.us", "m1", 50);
+    accept(store, receipt("1@c.us", "m1", t(50))).await;
+    let mut other_session = receipt("1@c.us", "m1", t(50));
     other_session.session = session("other");
 
     assert_eq!(
-        store.accept(receipt("2@c.us", "m1", 99)).await.unwrap(),
+        store.accept(receipt("2@c.us", "m1", t(99))).await.unwrap(),
         Accepted::Duplicate
     );
     assert!(matches!(
@@ -122,9 +122,9 @@ pub async fn accepting_stores_once_and_answers_duplicate_after(store: &dyn Store
 }
 
 pub async fn a_chat_loads_in_due_order_and_heads_name_its_earliest(store: &dyn Store) {
-    accept(store, receipt("1@c.us", "late", 50)).await;
-    accept(store, receipt("1@c.us", "early", 40)).await;
-    accept(store, receipt("2@c.us", "other", 10)).await;
+    accept(store, receipt("1@c.us", "late", t(50))).await;
+    accept(store, receipt("1@c.us", "early", t(40))).await;
+    accept(store, receipt("2@c.us", "other", t(10))).await;
 
     let chat = store.chat_receipts(&key("1@c.us")).await.unwrap();
     let mut heads = store.chat_heads().await.unwrap();
@@ -149,9 +149,9 @@ pub async fn a_chat_loads_in_due_order_and_heads_name_its_earliest(store: &dyn S
 }
 
 pub async fn outcomes_complete_retry_or_bury_in_one_call(store: &dyn Store) {
-    let sent = accept(store, receipt("1@c.us", "sent", 5)).await;
-    let retried = accept(store, receipt("1@c.us", "retried", 6)).await;
-    let buried = accept(store, receipt("1@c.us", "buried", 7)).await;
+    let sent = accept(store, receipt("1@c.us", "sent", t(5))).await;
+    let retried = accept(store, receipt("1@c.us", "retried", t(6))).await;
+    let buried = accept(store, receipt("1@c.us", "buried", t(7))).await;
 
     store
         .record(vec![
@@ -203,8 +203,8 @@ pub async fn outcomes_complete_retry_or_bury_in_one_call(store: &dyn Store) {
 }
 
 pub async fn replaying_the_dead_makes_them_due_now_untried(store: &dyn Store) {
-    let a = accept(store, receipt("1@c.us", "a", 5)).await;
-    let b = accept(store, receipt("2@c.us", "b", 5)).await;
+    let a = accept(store, receipt("1@c.us", "a", t(5))).await;
+    let b = accept(store, receipt("2@c.us", "b", t(5))).await;
     bury(store, &[(a, 10), (b, 20)]).await;
 
     let mut chats = store.replay_dead(t(300)).await.unwrap();
@@ -220,17 +220,17 @@ pub async fn replaying_the_dead_makes_them_due_now_untried(store: &dyn Store) {
     }
     // Replaying is not accepting again: the ids stay duplicates.
     assert_eq!(
-        store.accept(receipt("1@c.us", "a", 5)).await.unwrap(),
+        store.accept(receipt("1@c.us", "a", t(5))).await.unwrap(),
         Accepted::Duplicate
     );
 }
 
 pub async fn flushing_a_chat_makes_its_untried_read_on_reply_receipts_due(store: &dyn Store) {
-    accept(store, receipt("1@c.us", "flushed", 5_000)).await;
-    let mut no_reply = receipt("1@c.us", "not-on-reply", 5_000);
+    accept(store, receipt("1@c.us", "flushed", t(5_000))).await;
+    let mut no_reply = receipt("1@c.us", "not-on-reply", t(5_000));
     no_reply.read_on_reply = false;
     accept(store, no_reply).await;
-    let tried = accept(store, receipt("1@c.us", "tried", 5_000)).await;
+    let tried = accept(store, receipt("1@c.us", "tried", t(5_000))).await;
     store
         .record(vec![(
             tried,
@@ -242,7 +242,7 @@ pub async fn flushing_a_chat_makes_its_untried_read_on_reply_receipts_due(store:
         )])
         .await
         .unwrap();
-    accept(store, receipt("2@c.us", "other-chat", 5_000)).await;
+    accept(store, receipt("2@c.us", "other-chat", t(5_000))).await;
 
     let flushed = store.flush_chat(&key("1@c.us"), t(1_000)).await.unwrap();
 
@@ -261,10 +261,10 @@ pub async fn flushing_a_chat_makes_its_untried_read_on_reply_receipts_due(store:
 }
 
 pub async fn old_ids_are_forgotten_and_recent_ones_stay_duplicates(store: &dyn Store) {
-    let hour = 3_600_000;
-    let mut recent = receipt("1@c.us", "m-recent", 0);
+    let hour: u32 = 3_600_000;
+    let mut recent = receipt("1@c.us", "m-recent", t(0));
     recent.accepted_at = t(100 * hour - 3 * hour);
-    let mut old = receipt("1@c.us", "m-old", 0);
+    let mut old = receipt("1@c.us", "m-old", t(0));
     old.accepted_at = t(100 * hour - 72 * hour);
     accept(store, recent.clone()).await;
     accept(store, old.clone()).await;
@@ -281,7 +281,7 @@ pub async fn old_ids_are_forgotten_and_recent_ones_stay_duplicates(store: &dyn S
 
 pub async fn listings_are_ordered_and_limited(store: &dyn Store) {
     for (id, due) in [("c", 30), ("a", 10), ("b", 20)] {
-        accept(store, receipt("1@c.us", id, due)).await;
+        accept(store, receipt("1@c.us", id, t(due))).await;
     }
     let pending = store.list_pending(2).await.unwrap();
     assert_eq!(ids(&pending), ["a", "b"]);
@@ -293,11 +293,11 @@ pub async fn listings_are_ordered_and_limited(store: &dyn Store) {
 }
 
 pub async fn stats_count_each_session_and_its_oldest(store: &dyn Store) {
-    let mut first = receipt("1@c.us", "a", 0);
+    let mut first = receipt("1@c.us", "a", t(0));
     first.accepted_at = t(10);
-    let mut second = receipt("2@c.us", "b", 0);
+    let mut second = receipt("2@c.us", "b", t(0));
     second.accepted_at = t(20);
-    let mut elsewhere = receipt("1@c.us", "c", 0);
+    let mut elsewhere = receipt("1@c.us", "c", t(0));
     elsewhere.session = session("other");
     elsewhere.accepted_at = t(30);
     for r in [second, first, elsewhere] {
@@ -326,6 +326,6 @@ pub async fn stats_count_each_session_and_its_oldest(store: &dyn Store) {
 
 pub async fn a_healthy_store_is_writable(store: &dyn Store) {
     assert_eq!(store.check_writable().await, Ok(()));
-    accept(store, receipt("1@c.us", "a", 0)).await;
+    accept(store, receipt("1@c.us", "a", t(0))).await;
     assert_eq!(store.check_writable().await, Ok(()));
 }

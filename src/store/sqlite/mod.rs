@@ -346,7 +346,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::store::contract::{Backend, receipt};
+    use crate::store::contract::{Backend, receipt, t};
     use crate::store::{Operator, Queue, Store};
 
     fn settings(dir: &Path) -> StoreSettings {
@@ -384,12 +384,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SqliteStore::open(&settings(dir.path())).unwrap();
-            store.accept(receipt("1@c.us", "m1", 50)).await.unwrap();
+            store.accept(receipt("1@c.us", "m1", t(50))).await.unwrap();
         }
         let store = SqliteStore::open(&settings(dir.path())).unwrap();
         assert_eq!(store.chat_heads().await.unwrap().len(), 1);
         assert_eq!(
-            store.accept(receipt("1@c.us", "m1", 99)).await.unwrap(),
+            store.accept(receipt("1@c.us", "m1", t(99))).await.unwrap(),
             Accepted::Duplicate
         );
     }
@@ -406,14 +406,14 @@ mod tests {
             Err(StoreError::Unavailable(_))
         ));
         assert!(matches!(
-            store.accept(receipt("1@c.us", "a", 5)).await,
+            store.accept(receipt("1@c.us", "a", t(5))).await,
             Err(StoreError::Unavailable(_))
         ));
         other.execute_batch("COMMIT").unwrap();
         assert_eq!(store.check_writable().await, Ok(()));
         // The refused message was not remembered as accepted.
         assert!(matches!(
-            store.accept(receipt("1@c.us", "a", 5)).await.unwrap(),
+            store.accept(receipt("1@c.us", "a", t(5))).await.unwrap(),
             Accepted::New { .. }
         ));
     }
