@@ -24,7 +24,8 @@ metrics! {
     // What comes in (webhooks, the decisions on them, the rules deciding) and what goes out.
     Counter {
         WEBHOOKS = "autoseen_webhooks_total": "Webhooks answered, by result and, for ignored ones, reason.",
-        DECISIONS = "autoseen_decisions_total": "Rule decisions on incoming messages, by rule and decision.",
+        DECISIONS = "autoseen_decisions_total": "Rule decisions on incoming messages, by rule and decision (seen, ignore, on_reply).",
+        LID_WITHOUT_PHONE = "autoseen_lid_without_phone_total": "Messages from a LID chat or sender that came without its phone number: phone-number rules cannot match them.",
         RULE_RELOADS = "autoseen_rule_reloads_total": "Rule reloads, by result (ok or error).",
         // What goes out: each receipt's outcome, per session.
         RECEIPTS_SENT = "autoseen_receipts_sent_total": "Receipts marked seen, by session.",
@@ -32,6 +33,8 @@ metrics! {
         RECEIPTS_DEAD = "autoseen_receipts_dead_total": "Receipts given up and moved to the dead letters, by session.",
         SESSION_PAUSED = "autoseen_session_paused_total": "Sends refused for the session's API key (401/403), each pausing the session, by session.",
         SEND_SEEN_RESPONSES = "autoseen_send_seen_responses_total": "sendSeen answers by HTTP status (0: no answer).",
+        RECEIPTS_CANCELLED = "autoseen_receipts_cancelled_total": "Receipts dropped unsent, by reason: read_elsewhere (an ack says the chat was read) or expired (held for a reply that never came).",
+        RECEIPTS_CONFIRMED = "autoseen_receipts_confirmed_total": "Sent receipts that an ack (READ or PLAYED) confirmed.",
     }
     // What waits, read from the store at scrape time.
     Gauge {

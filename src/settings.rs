@@ -7,7 +7,6 @@
 //! print as `***` under `Debug` and `Display`, at every log level. Sections that one part of the service owns
 //! alone live beside it (`[delivery]` with the scheduler) and are gathered here.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +18,7 @@ pub use crate::scheduler::DeliverySettings;
 pub use crate::scheduler::pacing::Rate;
 pub use crate::secret::Secret;
 use crate::toml_span::line_of;
+pub use crate::wasend::{Flavor, SessionOverride, WasendSettings};
 
 /// Name of the settings file inside the config folder.
 pub const SETTINGS_FILE: &str = "autoseen.toml";
@@ -35,6 +35,7 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     pub store: StoreSettings,
     pub admin: AdminSettings,
+    pub bot: BotSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
 }
@@ -106,41 +107,6 @@ impl WebhookSettings {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct WasendSettings {
-    /// Base URL of the Wasend (or WAHA) API; `/sendSeen` is appended.
-    pub base_url: String,
-    /// Bearer API key. Required for `serve` unless `dry_run`; usually given as `AUTOSEEN__WASEND__API_KEY`.
-    pub api_key: Option<Secret>,
-    /// Timeout of one `sendSeen` call, connect to last byte.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Decide, schedule and log as usual, but do not call the API.
-    pub dry_run: bool,
-    /// Per-session overrides for people with several Wasend accounts: `[wasend.sessions.sales]`.
-    pub sessions: BTreeMap<String, SessionOverride>,
-}
-
-impl Default for WasendSettings {
-    fn default() -> Self {
-        Self {
-            base_url: "https://api.wasend.dev".into(),
-            api_key: None,
-            timeout: Duration::from_secs(10),
-            dry_run: false,
-            sessions: BTreeMap::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SessionOverride {
-    pub api_key: Option<Secret>,
-    pub base_url: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
     /// SQLite file (created with its folder); relative paths are from the working directory.
     pub path: PathBuf,
@@ -177,6 +143,14 @@ pub enum Synchronous {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSettings {
     /// Bearer token for `/admin/*`; when unset, the admin endpoints are off (404).
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BotSettings {
+    /// Bearer token for `POST /chats/{session}/{chat}/read`, with which the bot says it handled a chat;
+    /// when unset, that endpoint is off (404).
     pub token: Option<Secret>,
 }
 
@@ -337,6 +311,20 @@ impl Settings {
                 ),
             }
         }
+        for (name, flavor, url) in self.wasend.endpoints() {
+            if flavor == Flavor::Waha && url.trim_end_matches('/').ends_with("/api") {
+                let key = name.map_or("wasend.base_url".into(), |n| {
+                    format!("wasend.sessions.{n}.base_url")
+                });
+                bad(
+                    &key,
+                    format!(
+                        "is `{url}`, but with flavor \"waha\" it is the WAHA server's root: autoseen calls \
+                         <base_url>/api/sendSeen; drop the trailing /api"
+                    ),
+                );
+            }
+        }
         let d = &self.delivery;
         if d.max_attempts == 0 {
             bad("delivery.max_attempts", "must be at least 1".into());
@@ -383,7 +371,11 @@ impl Settings {
 
     /// What `serve` needs on top of a valid file: an API key for every session it may call.
     pub fn check_ready_to_serve(&self) -> Result<(), SettingsError> {
-        if self.wasend.dry_run || self.wasend.api_key.is_some() {
+        // Self-hosted WAHA may run without a key; Wasend never does.
+        if self.wasend.dry_run
+            || self.wasend.api_key.is_some()
+            || self.wasend.flavor == Flavor::Waha
+        {
             return Ok(());
         }
         Err(SettingsError {

@@ -125,6 +125,9 @@ proptest! {
             text: Some(text),
             has_media,
             sent_at: None,
+            chat_phone: None,
+            sender_phone: None,
+            engine: None,
         };
         let now = jiff::Timestamp::from_second(at).unwrap();
         if let autoseen::rules::Decision::Seen { not_before, delay, .. } = r.decide(&message, now) {

@@ -71,6 +71,11 @@ id_newtype!(
     /// A chat id as received (`…@c.us`, `…@lid`, `…@g.us`, `…@newsletter`, `status@broadcast`).
     ChatId
 );
+id_newtype!(
+    /// The bare message id, the third part of WAHA's serialized id (`false_<chat>_<bare>[_<participant>]`):
+    /// the part an ack and its message share, whatever prefix and chat form each carries.
+    BareMessageId
+);
 
 impl SessionName {
     pub fn parse(raw: &str) -> Result<Self, IdError> {
@@ -84,6 +89,54 @@ impl MessageId {
         check_id(raw)?;
         Ok(Self(raw.into()))
     }
+
+    /// The parts of WAHA's serialized id, `{true|false}_{chat}_{bare}[_{participant}]`, when the id has that
+    /// shape (every engine builds message ids so; ids from elsewhere may not).
+    pub fn parts(&self) -> Option<IdParts> {
+        let mut parts = self.0.splitn(4, '_');
+        let from_me = match parts.next()? {
+            "true" => true,
+            "false" => false,
+            _ => return None,
+        };
+        let chat = ChatId::parse(parts.next()?).ok()?;
+        let bare = BareMessageId::parse(parts.next()?).ok()?;
+        let participant = match parts.next() {
+            Some(p) => Some(ChatId::parse(p).ok()?),
+            None => None,
+        };
+        Some(IdParts {
+            from_me,
+            chat,
+            bare,
+            participant,
+        })
+    }
+
+    /// The bare id: the third part of a WAHA id, or the whole id when it has no such shape.
+    pub fn bare(&self) -> BareMessageId {
+        self.parts()
+            .map_or_else(|| BareMessageId(self.0.clone()), |p| p.bare)
+    }
+}
+
+impl BareMessageId {
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        check_id(raw)?;
+        Ok(Self(raw.into()))
+    }
+}
+
+/// What a WAHA message id says about its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdParts {
+    /// Whether this account wrote the message.
+    pub from_me: bool,
+    /// The chat it belongs to, in the form the engine uses for it (a LID for LID contacts).
+    pub chat: ChatId,
+    pub bare: BareMessageId,
+    /// Who wrote it, in groups and statuses.
+    pub participant: Option<ChatId>,
 }
 
 impl ChatId {
@@ -111,6 +164,22 @@ impl ChatId {
     /// The id as rules see it: `@s.whatsapp.net` is written `@c.us`, as WAHA does everywhere else.
     pub fn for_matching(&self) -> std::borrow::Cow<'_, str> {
         normalize_chat(&self.0)
+    }
+
+    /// Whether this is a LID (`…@lid`): an id that hides the phone number.
+    pub fn is_lid(&self) -> bool {
+        self.0.ends_with("@lid")
+    }
+
+    /// A phone-number JID as engines give it beside a LID (`4915…@s.whatsapp.net`, `4915…:12@s.whatsapp.net`,
+    /// `4915…@c.us`), as the chat id `4915…@c.us`; `None` for anything else (an empty string, another LID).
+    pub fn phone_alternative(raw: &str) -> Option<ChatId> {
+        let (user, server) = raw.trim().split_once('@')?;
+        let user = user.split_once(':').map_or(user, |(u, _device)| u);
+        let is_phone = matches!(server, "s.whatsapp.net" | "c.us")
+            && !user.is_empty()
+            && user.bytes().all(|b| b.is_ascii_digit());
+        is_phone.then(|| ChatId(format!("{user}@c.us").into()))
     }
 }
 
@@ -162,16 +231,82 @@ impl ChatType {
 #[derive(Debug, Clone)]
 pub struct IncomingMessage {
     pub session: SessionName,
+    /// The chat, as the message id names it (a LID for LID contacts).
     pub chat: ChatId,
+    /// The chat's phone-number form, when the chat is a LID and the engine gave one beside it.
+    pub chat_phone: Option<ChatId>,
     pub id: MessageId,
     /// Who wrote it: the participant in a group, the chat itself otherwise.
     pub sender: ChatId,
+    /// The sender's phone-number form, when the sender is a LID and the engine gave one.
+    pub sender_phone: Option<ChatId>,
     pub from_me: bool,
     /// The message text. Used by `text` rules only; never logged.
     pub text: Option<String>,
     pub has_media: bool,
-    /// When the sender says it sent the event (the envelope `timestamp`), if it did.
+    /// When the event was made: the envelope `timestamp`, else the message's own `timestamp`.
     pub sent_at: Option<jiff::Timestamp>,
+    /// The WAHA engine that sent the event (`WEBJS`, `NOWEB`, `GOWS`), when the envelope says.
+    pub engine: Option<String>,
+}
+
+impl IncomingMessage {
+    /// A LID chat or sender that came without its phone number: phone-number rules cannot match it.
+    pub fn lid_without_phone(&self) -> bool {
+        (self.chat.is_lid() && self.chat_phone.is_none())
+            || (self.sender != self.chat && self.sender.is_lid() && self.sender_phone.is_none())
+    }
+
+    /// Every form the chat is known by: the chat id, and its phone number when there is one.
+    pub fn chat_forms(&self) -> Vec<ChatId> {
+        std::iter::once(self.chat.clone())
+            .chain(self.chat_phone.clone())
+            .collect()
+    }
+}
+
+/// A delivery receipt (`message.ack`, `message.ack.group`) for a message.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub session: SessionName,
+    /// The chat as the ack's id names it; its form may differ from the message's (LID or phone).
+    pub chat: ChatId,
+    /// What the ack and its message share.
+    pub bare: BareMessageId,
+    /// Whether the acked message is ours (someone read what we sent) rather than one we received.
+    pub from_me: bool,
+    pub level: AckLevel,
+}
+
+/// How far a message got: WAHA's `ack` numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AckLevel {
+    Error,
+    Pending,
+    Server,
+    Device,
+    Read,
+    Played,
+}
+
+impl AckLevel {
+    /// WAHA's number for it (`-1` error … `4` played); `None` for numbers it does not use.
+    pub fn from_number(n: i64) -> Option<Self> {
+        Some(match n {
+            -1 => AckLevel::Error,
+            0 => AckLevel::Pending,
+            1 => AckLevel::Server,
+            2 => AckLevel::Device,
+            3 => AckLevel::Read,
+            4 => AckLevel::Played,
+            _ => return None,
+        })
+    }
+
+    /// Read or played: someone opened the chat.
+    pub fn is_read(self) -> bool {
+        self >= AckLevel::Read
+    }
 }
 
 /// A chat within a session: the unit of batching and of read-on-reply.
@@ -205,6 +340,55 @@ mod tests {
         assert_eq!(ChatId::parse("@c.us"), Err(IdError::NotAChat));
         assert_eq!(MessageId::parse("a b"), Err(IdError::BadCharacter));
         assert_eq!(SessionName::parse(&"x".repeat(600)), Err(IdError::TooLong));
+    }
+
+    #[test]
+    fn waha_ids_split_into_their_parts() {
+        let group = MessageId::parse("false_120363@g.us_3EB0AB_111222@lid").unwrap();
+        let parts = group.parts().unwrap();
+        assert!(!parts.from_me);
+        assert_eq!(parts.chat.as_str(), "120363@g.us");
+        assert_eq!(parts.bare.as_str(), "3EB0AB");
+        assert_eq!(parts.participant.unwrap().as_str(), "111222@lid");
+        let status = MessageId::parse("false_status@broadcast_AAAA_123123@c.us").unwrap();
+        assert_eq!(status.parts().unwrap().chat.as_str(), "status@broadcast");
+        let own = MessageId::parse("true_49151@c.us_X")
+            .unwrap()
+            .parts()
+            .unwrap();
+        assert!(own.from_me && own.participant.is_none());
+        for not_waha in [
+            "3EB0AB",
+            "maybe_1@c.us_X",
+            "false_nochat_X",
+            "false_1@c.us_X_[_participant]",
+        ] {
+            assert_eq!(
+                MessageId::parse(not_waha).unwrap().parts(),
+                None,
+                "{not_waha}"
+            );
+        }
+        assert_eq!(
+            MessageId::parse("3EB0AB").unwrap().bare().as_str(),
+            "3EB0AB"
+        );
+    }
+
+    #[test]
+    fn phone_alternatives_lose_their_device_and_read_as_c_us() {
+        let alt = |raw: &str| ChatId::phone_alternative(raw).map(|c| c.to_string());
+        assert_eq!(
+            alt("4915112345@s.whatsapp.net").as_deref(),
+            Some("4915112345@c.us")
+        );
+        assert_eq!(
+            alt("4915112345:12@s.whatsapp.net").as_deref(),
+            Some("4915112345@c.us")
+        );
+        assert_eq!(alt("4915112345@c.us").as_deref(), Some("4915112345@c.us"));
+        assert_eq!(alt(""), None);
+        assert_eq!(alt("12345@lid"), None);
     }
 
     #[test]

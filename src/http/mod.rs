@@ -1,9 +1,10 @@
 //! The HTTP surface: the axum router, the state its handlers share, and how errors become JSON answers.
 //!
-//! One file per route group: `webhook` (the edge Wasend calls), `health` (probes), `admin` (operator
-//! endpoints behind a bearer token), `metrics`; `error` turns every failure into its one JSON answer.
+//! One file per route group: `webhook` (the edge Wasend calls), `bot` (the bot flushes a chat), `health`
+//! (probes), `admin` (operator endpoints behind a bearer token), `metrics`; `error` turns every failure into its one JSON answer.
 
 mod admin;
+mod bot;
 mod error;
 mod health;
 mod metrics;
@@ -18,7 +19,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::HeaderName;
 use axum::routing::{get, post};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 
 use crate::rules::{LiveRules, Reloader};
 use crate::scheduler::SchedulerHandle;
@@ -44,9 +47,28 @@ pub struct AppState {
     pub metrics: Option<MetricsState>,
 }
 
+/// The header carrying each request's id, in answers and on the request (where the webhook span reads it).
+pub const REQUEST_ID: &str = "x-request-id";
+/// WAHA names each webhook delivery with this header; it becomes the request id when present.
+const WAHA_REQUEST_ID: &str = "x-webhook-request-id";
+
+/// Request ids: WAHA's own when the request carries one (so a delivery can be found in both logs), else a
+/// new UUID.
+#[derive(Clone, Default)]
+struct MakeId(MakeRequestUuid);
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, request: &axum::http::Request<B>) -> Option<RequestId> {
+        match request.headers().get(WAHA_REQUEST_ID) {
+            Some(id) => Some(RequestId::new(id.clone())),
+            None => self.0.make_request_id(request),
+        }
+    }
+}
+
 /// The main router; `/metrics` is on it unless `metrics.listen` puts it on a port of its own.
 pub fn router(state: Arc<AppState>) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
+    let request_id = HeaderName::from_static(REQUEST_ID);
     let mut router = Router::new();
     if state.settings.metrics.listen.is_none() {
         router = router.route("/metrics", get(metrics::metrics));
@@ -56,10 +78,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/webhook/{token}", post(webhook::with_token))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/chats/{session}/{chat}/read", post(bot::read))
         .nest("/admin", admin::router())
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id, MakeId::default()))
 }
 
 /// The router for `metrics.listen`: `/metrics` alone.

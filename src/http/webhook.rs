@@ -16,10 +16,11 @@ use serde_json::json;
 use tracing::{Instrument, field::Empty, info, info_span, warn};
 
 use super::{ApiError, AppState};
-use crate::domain::{ChatKey, IncomingMessage};
+use crate::domain::{Ack, ChatKey, IncomingMessage};
 use crate::metric_names as names;
 use crate::rules::Decision;
-use crate::store::{Accepted, NewReceipt};
+use crate::scheduler::AckResult;
+use crate::store::{Accepted, FlushScope, NewReceipt};
 use crate::time::{add, millis_between};
 use crate::webhook::{self, Algorithm, Event};
 
@@ -45,6 +46,12 @@ enum Reply {
         rule: Arc<str>,
         due_in_ms: i64,
     },
+    /// Kept for a reply of ours; sent anyway after `max_wait_ms` when the rule has one.
+    Held {
+        rule: Arc<str>,
+        max_wait_ms: Option<u64>,
+    },
+    Ack(AckResult),
     Ignored {
         /// Stable code for metrics: `event`, `from_me`, `rule`, `outside_window`.
         code: &'static str,
@@ -61,8 +68,14 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let request_id = headers
+        .get(super::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let span = info_span!(
         "webhook",
+        request_id,
         session = Empty,
         chat = Empty,
         message_id = Empty,
@@ -93,6 +106,21 @@ async fn receive(
                         info!(status = "duplicate", latency_ms, "webhook");
                         count_webhook("duplicate", "");
                         json!({"status": "duplicate"})
+                    }
+                    Reply::Held { rule, max_wait_ms } => {
+                        tracing::Span::current().record("rule", &**rule);
+                        info!(status = "on_reply", max_wait_ms, latency_ms, "webhook");
+                        count_webhook("on_reply", "");
+                        json!({"status": "on_reply", "rule": rule, "max_wait_ms": max_wait_ms})
+                    }
+                    Reply::Ack(AckResult {
+                        cancelled,
+                        confirmed,
+                    }) => {
+                        info!(status = "ack", cancelled, confirmed, latency_ms, "webhook");
+                        count_webhook("ack", "");
+                        metrics::counter!(names::RECEIPTS_CONFIRMED).increment(*confirmed);
+                        json!({"status": "ack", "cancelled": cancelled, "confirmed": confirmed})
                     }
                 };
                 (StatusCode::OK, Json(body)).into_response()
@@ -136,6 +164,7 @@ async fn handle(
     let event = webhook::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let message = match event {
         Event::Message(m) => m,
+        Event::Ack(ack) => return handle_ack(state, ack).await,
         Event::Other { event } => {
             return Ok(Reply::Ignored {
                 code: "event",
@@ -152,6 +181,30 @@ async fn handle(
     span.record("chat", message.chat.as_str());
     span.record("message_id", message.id.as_str());
     decide_and_store(state, message).await
+}
+
+/// An ack READ or PLAYED of a message we received means this account read it: its chat's waiting receipts
+/// up to it are cancelled, and a sent one is confirmed. Acks of our own messages and lower levels change
+/// nothing.
+async fn handle_ack(state: &AppState, ack: Ack) -> Result<Reply, ApiError> {
+    let span = tracing::Span::current();
+    span.record("session", ack.session.as_str());
+    span.record("chat", ack.chat.as_str());
+    span.record("message_id", ack.bare.as_str());
+    let ignored = |code: &'static str| Reply::Ignored {
+        code,
+        reason: code.into(),
+        rule: None,
+    };
+    if ack.from_me {
+        return Ok(ignored("ack_of_own_message"));
+    }
+    if !ack.level.is_read() {
+        return Ok(ignored("ack_not_read"));
+    }
+    Ok(Reply::Ack(
+        state.scheduler.ack(ack.session, ack.bare).await?,
+    ))
 }
 
 /// Refuses an event whose envelope `timestamp` is missing or further than `max_age` from now: a replay.
@@ -247,14 +300,18 @@ fn verify_signature(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resul
 
 async fn decide_and_store(state: &AppState, message: IncomingMessage) -> Result<Reply, ApiError> {
     let now = state.clock.now();
-    let chat = ChatKey {
-        session: message.session.clone(),
-        chat: message.chat.clone(),
-    };
     if message.from_me {
         // A reply of ours: the chat has been read, so its read-on-reply receipts are due now.
-        let flushed = state.queue.flush_chat(&chat, now).await?;
-        if flushed > 0 {
+        let flushed = state
+            .queue
+            .flush_chat(
+                &message.session,
+                &message.chat_forms(),
+                FlushScope::Reply,
+                now,
+            )
+            .await?;
+        for chat in flushed.chats {
             state.scheduler.wake(chat, now);
         }
         return Ok(Reply::Ignored {
@@ -263,19 +320,42 @@ async fn decide_and_store(state: &AppState, message: IncomingMessage) -> Result<
             rule: None,
         });
     }
+    if message.lid_without_phone() {
+        metrics::counter!(names::LID_WITHOUT_PHONE).increment(1);
+    }
     let rules = state.rules.get();
     let decision = rules.decide(&message, now);
-    let (rule, verdict) = match &decision {
-        Decision::Seen { rule, .. } => (rule.to_string(), "seen"),
-        Decision::Ignore { rule, .. } => (rule.as_deref().unwrap_or("").to_string(), "ignore"),
+    let rule = match &decision {
+        Decision::Seen { rule, .. } | Decision::OnReply { rule, .. } => rule.to_string(),
+        Decision::Ignore { rule, .. } => rule.as_deref().unwrap_or("").to_string(),
     };
-    metrics::counter!(names::DECISIONS, "rule" => rule, "decision" => verdict).increment(1);
-    match decision {
-        Decision::Ignore { rule, reason } => Ok(Reply::Ignored {
-            code: reason.as_str(),
-            reason: reason.as_str().into(),
+    metrics::counter!(names::DECISIONS, "rule" => rule, "decision" => decision.name()).increment(1);
+    let chat = ChatKey {
+        session: message.session.clone(),
+        chat: message.chat.clone(),
+    };
+    let receipt =
+        |rule: Arc<str>, due_at, not_before, read_on_reply, held: Option<bool>| NewReceipt {
+            session: message.session.clone(),
+            chat: message.chat.clone(),
+            chat_phone: message.chat_phone.clone(),
+            message_id: message.id.clone(),
             rule,
-        }),
+            due_at,
+            not_before,
+            read_on_reply,
+            on_reply: held.is_some(),
+            expires: held == Some(true),
+            accepted_at: now,
+        };
+    let (receipt, reply) = match decision {
+        Decision::Ignore { rule, reason } => {
+            return Ok(Reply::Ignored {
+                code: reason.as_str(),
+                reason: reason.as_str().into(),
+                rule,
+            });
+        }
         Decision::Seen {
             rule,
             not_before,
@@ -283,26 +363,30 @@ async fn decide_and_store(state: &AppState, message: IncomingMessage) -> Result<
             read_on_reply,
         } => {
             let due = add(not_before, delay.sample(&mut rand::rng()));
-            let receipt = NewReceipt {
-                session: message.session,
-                chat: message.chat,
-                message_id: message.id,
+            let reply = Reply::Scheduled {
                 rule: rule.clone(),
-                due_at: due,
-                not_before,
-                read_on_reply,
-                accepted_at: now,
+                due_in_ms: millis_between(now, due),
             };
-            match state.queue.accept(receipt).await? {
-                Accepted::Duplicate => Ok(Reply::Duplicate),
-                Accepted::New { .. } => {
-                    state.scheduler.wake(chat, due);
-                    Ok(Reply::Scheduled {
-                        rule,
-                        due_in_ms: millis_between(now, due),
-                    })
-                }
-            }
+            (receipt(rule, due, not_before, read_on_reply, None), reply)
+        }
+        Decision::OnReply { rule, max_wait } => {
+            // No timer that sends: held until a reply, sent anyway at `max_wait`, or dropped when the dedup
+            // window ends (`expires`). Its not-before is that moment too, so no earlier batch takes it along.
+            let until = add(now, max_wait.unwrap_or(state.settings.store.dedup_window));
+            let reply = Reply::Held {
+                rule: rule.clone(),
+                max_wait_ms: max_wait.map(|w| w.as_millis() as u64),
+            };
+            let expires = max_wait.is_none();
+            (receipt(rule, until, until, true, Some(expires)), reply)
+        }
+    };
+    let due = receipt.due_at;
+    match state.queue.accept(receipt).await? {
+        Accepted::Duplicate => Ok(Reply::Duplicate),
+        Accepted::New { .. } => {
+            state.scheduler.wake(chat, due);
+            Ok(reply)
         }
     }
 }

@@ -70,6 +70,8 @@ pub(super) struct RawOutcome {
     windows: Option<Vec<RawWindow>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     outside_windows: Option<OutsideWindows>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_wait: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -107,6 +109,8 @@ pub(super) struct RawRule {
     windows: Option<Vec<RawWindow>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     outside_windows: Option<OutsideWindows>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_wait: Option<String>,
 }
 
 /// The rules as written, with chat and sender patterns normalized: what [`Rules::to_toml`] prints, and what
@@ -292,12 +296,26 @@ fn compile_outcome(raw: &RawOutcome, base: &Outcome) -> Result<Outcome, String> 
         }
         None => base.windows.clone(),
     };
+    let action = raw.action.unwrap_or(base.action);
+    let max_wait = match &raw.max_wait {
+        Some(_) if action != Action::OnReply => {
+            return Err(
+                "max_wait: only `action = \"on_reply\"` waits for a reply; remove it or set that action".into(),
+            );
+        }
+        Some(w) => Some(humantime::parse_duration(w.trim()).map_err(|_| {
+            format!("max_wait: `{w}` is not a duration; write it like \"30m\" or \"2h\"")
+        })?),
+        None if action == Action::OnReply => base.max_wait,
+        None => None,
+    };
     Ok(Outcome {
-        action: raw.action.unwrap_or(base.action),
+        action,
         delay,
         read_on_reply: raw.read_on_reply.unwrap_or(base.read_on_reply),
         windows,
         outside_windows: raw.outside_windows.unwrap_or(base.outside_windows),
+        max_wait,
     })
 }
 
@@ -370,6 +388,7 @@ fn compile_rule(
             read_on_reply: raw.read_on_reply,
             windows: raw.windows.clone(),
             outside_windows: raw.outside_windows,
+            max_wait: raw.max_wait.clone(),
         },
         defaults,
     );

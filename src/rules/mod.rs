@@ -24,14 +24,16 @@ pub use pattern::normalize_chat_pattern;
 pub use reload::Reloader;
 pub use window::{Window, next_open};
 
-use crate::domain::{ChatType, IncomingMessage};
+use crate::domain::{ChatId, ChatType, IncomingMessage};
 
 /// What to do with a matching message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     Seen,
     Ignore,
+    /// Keep the receipt without a timer until a reply of ours in the chat (or the bot endpoint) releases it.
+    OnReply,
 }
 
 /// What happens to a message that arrives while every window of its rule is closed.
@@ -53,6 +55,8 @@ pub struct Outcome {
     /// Empty means always open.
     pub windows: Vec<Window>,
     pub outside_windows: OutsideWindows,
+    /// With `action = "on_reply"`: send anyway after this long; without it the receipt expires unsent.
+    pub max_wait: Option<std::time::Duration>,
 }
 
 impl Outcome {
@@ -63,6 +67,7 @@ impl Outcome {
         read_on_reply: true,
         windows: Vec::new(),
         outside_windows: OutsideWindows::Wait,
+        max_wait: None,
     };
 }
 
@@ -82,9 +87,14 @@ impl Conditions {
         let glob = |c: &Option<(BTreeSet<String>, GlobSet)>, s: &str| {
             c.as_ref().is_none_or(|(_, g)| g.is_match(s))
         };
+        // A chat or sender matches by its id (a LID for LID contacts) or by the phone number beside it.
+        let either =
+            |c: &Option<(BTreeSet<String>, GlobSet)>, id: &ChatId, phone: &Option<ChatId>| {
+                glob(c, &id.for_matching()) || phone.as_ref().is_some_and(|p| glob(c, p.as_str()))
+            };
         glob(&self.sessions, m.session.as_str())
-            && glob(&self.chats, &m.chat.for_matching())
-            && glob(&self.senders, &m.sender.for_matching())
+            && either(&self.chats, &m.chat, &m.chat_phone)
+            && either(&self.senders, &m.sender, &m.sender_phone)
             && self
                 .chat_types
                 .as_ref()
@@ -162,6 +172,23 @@ pub enum Decision {
         rule: Option<Arc<str>>,
         reason: IgnoreReason,
     },
+    /// Keep it, without a timer, until a reply of ours in the chat or the bot endpoint releases it; after
+    /// `max_wait` send it anyway, and without one drop it when the dedup window ends.
+    OnReply {
+        rule: Arc<str>,
+        max_wait: Option<std::time::Duration>,
+    },
+}
+
+impl Decision {
+    /// The decision's name in answers, `explain` and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Decision::Seen { .. } => "seen",
+            Decision::Ignore { .. } => "ignore",
+            Decision::OnReply { .. } => "on_reply",
+        }
+    }
 }
 
 /// Why a message will not be marked seen; appears in webhook answers, logs and metrics.
@@ -217,11 +244,20 @@ impl Rules {
             .map_or((Arc::from(DEFAULTS_RULE), &self.defaults), |r| {
                 (r.name.clone(), &r.outcome)
             });
-        if outcome.action == Action::Ignore {
-            return Decision::Ignore {
-                rule: Some(name),
-                reason: IgnoreReason::Rule,
-            };
+        match outcome.action {
+            Action::Ignore => {
+                return Decision::Ignore {
+                    rule: Some(name),
+                    reason: IgnoreReason::Rule,
+                };
+            }
+            Action::OnReply => {
+                return Decision::OnReply {
+                    rule: name,
+                    max_wait: outcome.max_wait,
+                };
+            }
+            Action::Seen => {}
         }
         let not_before = if outcome.windows.is_empty() {
             Some(now)

@@ -24,6 +24,9 @@ fn msg(session: &str, chat: &str) -> IncomingMessage {
         text: Some("hello there".into()),
         has_media: false,
         sent_at: None,
+        chat_phone: None,
+        sender_phone: None,
+        engine: None,
     }
 }
 
@@ -33,7 +36,7 @@ fn now() -> Timestamp {
 
 fn rule_of(d: &Decision) -> Option<&str> {
     match d {
-        Decision::Seen { rule, .. } => Some(rule),
+        Decision::Seen { rule, .. } | Decision::OnReply { rule, .. } => Some(rule),
         Decision::Ignore { rule, .. } => rule.as_deref(),
     }
 }

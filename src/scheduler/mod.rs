@@ -17,14 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use jiff::Timestamp;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 pub use config::DeliverySettings;
 use pacing::{Bucket, backoff};
 
-use crate::domain::{ChatKey, MessageId, SessionName};
+use crate::domain::{BareMessageId, ChatKey, MessageId, SessionName};
 use crate::metric_names as names;
 use crate::store::{Outcome, Queue, Receipt, ReceiptId, StoreError};
 use crate::time::{Clock, add, millis_between};
@@ -38,6 +38,23 @@ enum Command {
     Wake(ChatKey, Timestamp),
     /// A send task finished and its outcomes are in the store.
     Done(Done),
+    /// This account read the message `bare` (on the phone, another device, or by our own sendSeen).
+    Ack(AckRequest),
+}
+
+struct AckRequest {
+    session: SessionName,
+    bare: BareMessageId,
+    reply: oneshot::Sender<Result<AckResult, StoreError>>,
+}
+
+/// What an ack did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AckResult {
+    /// Receipts not yet handed to the sender that will never be sent: the owner already opened the chat.
+    pub cancelled: u64,
+    /// Receipts sent or in flight that the ack confirms.
+    pub confirmed: u64,
 }
 
 struct Done {
@@ -82,6 +99,24 @@ impl SchedulerHandle {
     pub fn wake(&self, chat: ChatKey, due: Timestamp) {
         let _ = self.tx.send(Command::Wake(chat, due));
     }
+
+    /// This account read the message `bare`: cancels the receipts of its chat up to it that are not yet
+    /// handed to the sender, and confirms it if it was sent or is being sent.
+    pub async fn ack(
+        &self,
+        session: SessionName,
+        bare: BareMessageId,
+    ) -> Result<AckResult, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Ack(AckRequest {
+                session,
+                bare,
+                reply,
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
 }
 
 /// Everything a send task needs, shared.
@@ -108,6 +143,10 @@ pub struct Scheduler {
     buckets: HashMap<SessionName, Bucket>,
     /// Ids loaded from the store and not yet finished (ready or sending): never loaded twice.
     taken: HashSet<ReceiptId>,
+    /// Ids handed to the sender and not yet finished.
+    in_flight: HashSet<ReceiptId>,
+    /// Acks waiting to be handled (they need the store, which `handle` cannot wait for).
+    acks: Vec<AckRequest>,
     /// API calls in flight.
     sending: usize,
 }
@@ -137,6 +176,8 @@ impl Scheduler {
             backlog: HashMap::new(),
             buckets: HashMap::new(),
             taken: HashSet::new(),
+            in_flight: HashSet::new(),
+            acks: Vec::new(),
             sending: 0,
         };
         (scheduler, handle)
@@ -159,6 +200,10 @@ impl Scheduler {
         loop {
             let now = clock.now();
             let mut next_wake = None;
+            for ack in std::mem::take(&mut self.acks) {
+                let result = self.apply_ack(&ack.session, &ack.bare).await;
+                let _ = ack.reply.send(result);
+            }
             if !stopping {
                 self.fire_due(now).await;
                 next_wake = self.dispatch(now);
@@ -192,10 +237,12 @@ impl Scheduler {
     fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Wake(chat, due) => self.set_timer(chat, due),
+            Command::Ack(ack) => self.acks.push(ack),
             Command::Done(done) => {
                 self.sending -= done.calls;
                 for id in &done.ids {
                     self.taken.remove(id);
+                    self.in_flight.remove(id);
                 }
                 if let Some(until) = done.pause_until {
                     let now = self.delivery.clock.now();
@@ -281,6 +328,12 @@ impl Scheduler {
             .into_iter()
             .filter(|r| !self.taken.contains(&r.id))
             .collect();
+        let (expired, waiting): (Vec<Receipt>, Vec<Receipt>) = waiting
+            .into_iter()
+            .partition(|r| r.expires && r.due_at <= now);
+        if !expired.is_empty() {
+            self.expire(&chat, expired, now).await;
+        }
         let any_due = waiting.iter().any(|r| r.due_at <= now);
         let mut later: Option<Timestamp> = None;
         for r in waiting {
@@ -299,6 +352,69 @@ impl Scheduler {
         if let Some(at) = later {
             self.set_timer(chat, at);
         }
+    }
+
+    /// Drops receipts held for a reply that never came (`on_reply` without `max_wait`, at the end of the dedup
+    /// window).
+    async fn expire(&mut self, chat: &ChatKey, expired: Vec<Receipt>, now: Timestamp) {
+        match self
+            .delivery
+            .store
+            .cancel(expired.iter().map(|r| r.id).collect())
+            .await
+        {
+            Ok(n) => {
+                metrics::counter!(names::RECEIPTS_CANCELLED, "reason" => "expired").increment(n);
+                info!(session = %chat.session, chat = %chat.chat, receipts = n, "receipts held for a reply expired unsent");
+            }
+            Err(e) => {
+                error!(session = %chat.session, chat = %chat.chat, error = %e, "cannot drop expired receipts");
+                self.set_timer(chat.clone(), add(now, STORE_RETRY));
+            }
+        }
+    }
+
+    /// Handles an ack: the acked message's receipt and those accepted before it in its chat are cancelled
+    /// unless already handed to the sender; the acked one counts as confirmed when sent or in flight.
+    async fn apply_ack(
+        &mut self,
+        session: &SessionName,
+        bare: &BareMessageId,
+    ) -> Result<AckResult, StoreError> {
+        let store = self.delivery.store.clone();
+        let through = store.receipts_through(session, bare).await?;
+        let Some(acked) = through.last() else {
+            let confirmed = store.confirm_sent(session, bare, false).await?;
+            return Ok(AckResult {
+                cancelled: 0,
+                confirmed: u64::from(confirmed),
+            });
+        };
+        let acked_in_flight = self.in_flight.contains(&acked.id);
+        let cancel: Vec<ReceiptId> = through
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| !self.in_flight.contains(id))
+            .collect();
+        let confirmed = acked_in_flight && store.confirm_sent(session, bare, true).await?;
+        let cancelled = store.cancel(cancel.clone()).await?;
+        // Those already loaded wait in the session's ready queue: take them out.
+        if let Some(queue) = self.ready.get_mut(session) {
+            queue.retain(|r| !cancel.contains(&r.id));
+            if queue.is_empty() {
+                self.ready.remove(session);
+                self.turns.retain(|s| s != session);
+            }
+        }
+        for id in &cancel {
+            self.taken.remove(id);
+        }
+        metrics::counter!(names::RECEIPTS_CANCELLED, "reason" => "read_elsewhere")
+            .increment(cancelled);
+        Ok(AckResult {
+            cancelled,
+            confirmed: u64::from(confirmed),
+        })
     }
 
     /// Starts sends while sessions have tokens and `max_in_flight` allows; returns when a token comes next.
@@ -355,6 +471,7 @@ impl Scheduler {
                 self.turns.push_back(session);
             }
             self.sending += calls;
+            self.in_flight.extend(batch.iter().map(|r| r.id));
             tokio::spawn(deliver(
                 self.delivery.clone(),
                 batch,
@@ -443,7 +560,7 @@ fn settle(
 ) -> (Delivered, Outcome, Option<Timestamp>) {
     let attempt = r.attempts + 1;
     match result {
-        Ok(_) => (Delivered::Sent, Outcome::Sent, None),
+        Ok(_) => (Delivered::Sent, Outcome::Sent { at: now }, None),
         Err(SendError::Retryable {
             reason,
             retry_after,

@@ -157,11 +157,14 @@ impl Harness {
         let receipt = NewReceipt {
             session: SessionName::parse(session).unwrap(),
             chat: ChatId::parse(chat).unwrap(),
+            chat_phone: None,
             message_id: MessageId::parse(id).unwrap(),
             rule: "test".into(),
             due_at: due,
             not_before: from_millis(now.as_millisecond() + not_before_ms),
             read_on_reply: true,
+            on_reply: false,
+            expires: false,
             accepted_at: now,
         };
         let chat = ChatKey {
@@ -335,11 +338,14 @@ async fn pending_receipts_are_loaded_at_start_and_overdue_ones_go_at_once() {
             .accept(NewReceipt {
                 session: SessionName::parse("s").unwrap(),
                 chat: ChatId::parse(&format!("{i}@c.us")).unwrap(),
+                chat_phone: None,
                 message_id: MessageId::parse(&format!("m{i}")).unwrap(),
                 rule: "test".into(),
                 due_at: due,
                 not_before: due,
                 read_on_reply: true,
+                on_reply: false,
+                expires: false,
                 accepted_at: due,
             })
             .await
@@ -435,6 +441,9 @@ windows = [{ days = "daily", hours = "09:00-10:00", tz = "UTC" }]
         text: None,
         has_media: false,
         sent_at: None,
+        chat_phone: None,
+        sender_phone: None,
+        engine: None,
     };
     let crate::rules::Decision::Seen { not_before, .. } = rules.decide(&message, h.clock.now())
     else {

@@ -7,8 +7,11 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use super::{Accepted, ChatHead, NewReceipt, Outcome, PendingStats, Receipt, ReceiptId, Store};
-use crate::domain::{ChatId, ChatKey, MessageId, SessionName};
+use super::{
+    Accepted, ChatHead, FlushScope, Flushed, NewReceipt, Outcome, PendingStats, Receipt, ReceiptId,
+    Store,
+};
+use crate::domain::{BareMessageId, ChatId, ChatKey, MessageId, SessionName};
 use crate::time::from_millis;
 
 /// A store under test, with whatever keeps it alive.
@@ -32,6 +35,9 @@ macro_rules! store_contract_tests {
             outcomes_complete_retry_or_bury_in_one_call,
             replaying_the_dead_makes_them_due_now_untried,
             flushing_a_chat_makes_its_untried_read_on_reply_receipts_due,
+            a_lid_chat_is_found_by_its_phone_number_and_the_bot_flushes_everything_held,
+            an_ack_finds_its_message_and_those_before_it_in_its_chat,
+            cancelled_receipts_are_gone_and_sent_ones_are_confirmed_once,
             old_ids_are_forgotten_and_recent_ones_stay_duplicates,
             listings_are_ordered_and_limited,
             stats_count_each_session_and_its_oldest,
@@ -57,6 +63,10 @@ fn session(name: &str) -> SessionName {
     SessionName::parse(name).unwrap()
 }
 
+fn chat(id: &str) -> ChatId {
+    ChatId::parse(id).unwrap()
+}
+
 fn key(chat: &str) -> ChatKey {
     ChatKey {
         session: session("s"),
@@ -69,11 +79,14 @@ pub fn receipt(chat: &str, id: &str, due: Timestamp) -> NewReceipt {
     NewReceipt {
         session: session("s"),
         chat: ChatId::parse(chat).unwrap(),
+        chat_phone: None,
         message_id: MessageId::parse(id).unwrap(),
         rule: Arc::from("defaults"),
         due_at: due,
         not_before: t(0),
         read_on_reply: true,
+        on_reply: false,
+        expires: false,
         accepted_at: t(0),
     }
 }
@@ -155,7 +168,7 @@ pub async fn outcomes_complete_retry_or_bury_in_one_call(store: &dyn Store) {
 
     store
         .record(vec![
-            (sent, Outcome::Sent),
+            (sent, Outcome::Sent { at: t(300) }),
             (
                 retried,
                 Outcome::Retry {
@@ -173,7 +186,7 @@ pub async fn outcomes_complete_retry_or_bury_in_one_call(store: &dyn Store) {
                 },
             ),
             // Already gone: skipped, not an error.
-            (sent, Outcome::Sent),
+            (sent, Outcome::Sent { at: t(300) }),
         ])
         .await
         .unwrap();
@@ -244,9 +257,23 @@ pub async fn flushing_a_chat_makes_its_untried_read_on_reply_receipts_due(store:
         .unwrap();
     accept(store, receipt("2@c.us", "other-chat", t(5_000))).await;
 
-    let flushed = store.flush_chat(&key("1@c.us"), t(1_000)).await.unwrap();
+    let flushed = store
+        .flush_chat(
+            &session("s"),
+            &[chat("1@c.us")],
+            FlushScope::Reply,
+            t(1_000),
+        )
+        .await
+        .unwrap();
 
-    assert_eq!(flushed, 1);
+    assert_eq!(
+        flushed,
+        Flushed {
+            chats: vec![key("1@c.us")],
+            receipts: 1
+        }
+    );
     let due: Vec<(String, Timestamp)> = store
         .list_pending(10)
         .await
@@ -328,4 +355,120 @@ pub async fn a_healthy_store_is_writable(store: &dyn Store) {
     assert_eq!(store.check_writable().await, Ok(()));
     accept(store, receipt("1@c.us", "a", t(0))).await;
     assert_eq!(store.check_writable().await, Ok(()));
+}
+
+pub async fn a_lid_chat_is_found_by_its_phone_number_and_the_bot_flushes_everything_held(
+    store: &dyn Store,
+) {
+    let mut held = receipt("777@lid", "false_777@lid_HELD", t(90_000));
+    (
+        held.chat_phone,
+        held.read_on_reply,
+        held.on_reply,
+        held.expires,
+    ) = (Some(chat("491511234567@c.us")), true, true, true);
+    held.not_before = t(90_000);
+    let mut quiet = receipt("777@lid", "false_777@lid_QUIET", t(5_000));
+    (quiet.chat_phone, quiet.read_on_reply) = (Some(chat("491511234567@c.us")), false);
+    accept(store, held).await;
+    accept(store, quiet).await;
+
+    let by_reply = store
+        .flush_chat(
+            &session("s"),
+            &[chat("491511234567@c.us")],
+            FlushScope::Reply,
+            t(1_000),
+        )
+        .await
+        .unwrap();
+    let by_bot = store
+        .flush_chat(
+            &session("s"),
+            &[chat("491511234567@c.us")],
+            FlushScope::All,
+            t(2_000),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        (by_reply.chats, by_reply.receipts),
+        (vec![key("777@lid")], 1)
+    );
+    assert_eq!(by_bot.receipts, 2);
+    for r in store.list_pending(10).await.unwrap() {
+        assert_eq!(r.chat_phone, Some(chat("491511234567@c.us")));
+        assert!(r.due_at <= t(2_000) && r.not_before <= t(2_000), "{r:?}");
+        assert!(!r.on_reply && !r.expires, "released: {r:?}");
+    }
+}
+
+pub async fn an_ack_finds_its_message_and_those_before_it_in_its_chat(store: &dyn Store) {
+    accept(store, receipt("1@c.us", "false_1@c.us_A", t(50))).await;
+    accept(store, receipt("2@c.us", "false_2@c.us_B", t(50))).await;
+    accept(store, receipt("1@c.us", "false_1@c.us_C", t(50))).await;
+    accept(store, receipt("1@c.us", "false_1@c.us_D", t(50))).await;
+    let bare = |b: &str| BareMessageId::parse(b).unwrap();
+
+    let through_c = store
+        .receipts_through(&session("s"), &bare("C"))
+        .await
+        .unwrap();
+    let unknown = store
+        .receipts_through(&session("s"), &bare("Z"))
+        .await
+        .unwrap();
+    let elsewhere = store
+        .receipts_through(&session("other"), &bare("C"))
+        .await
+        .unwrap();
+
+    assert_eq!(ids(&through_c), ["false_1@c.us_A", "false_1@c.us_C"]);
+    assert!(unknown.is_empty() && elsewhere.is_empty());
+}
+
+pub async fn cancelled_receipts_are_gone_and_sent_ones_are_confirmed_once(store: &dyn Store) {
+    let a = accept(store, receipt("1@c.us", "false_1@c.us_A", t(50))).await;
+    let b = accept(store, receipt("1@c.us", "false_1@c.us_B", t(50))).await;
+    let bare = |b: &str| BareMessageId::parse(b).unwrap();
+
+    assert_eq!(store.cancel(vec![a]).await.unwrap(), 1);
+    assert_eq!(store.cancel(vec![a]).await.unwrap(), 0);
+    store
+        .record(vec![(b, Outcome::Sent { at: t(60) })])
+        .await
+        .unwrap();
+
+    let s = session("s");
+    assert!(store.confirm_sent(&s, &bare("B"), false).await.unwrap());
+    assert!(
+        !store.confirm_sent(&s, &bare("B"), false).await.unwrap(),
+        "once"
+    );
+    assert!(
+        !store.confirm_sent(&s, &bare("A"), false).await.unwrap(),
+        "never sent"
+    );
+    assert!(store.list_pending(10).await.unwrap().is_empty());
+    // Confirmed while in flight, then the send records itself: still confirmed, not twice.
+    let c = accept(store, receipt("1@c.us", "false_1@c.us_C", t(50))).await;
+    assert!(store.confirm_sent(&s, &bare("C"), true).await.unwrap());
+    store
+        .record(vec![(c, Outcome::Sent { at: t(70) })])
+        .await
+        .unwrap();
+    assert!(!store.confirm_sent(&s, &bare("C"), false).await.unwrap());
+    // Forgotten with the dedup window.
+    store.purge_dedup(t(1_000)).await.unwrap();
+    let d = accept(store, receipt("1@c.us", "false_1@c.us_D", t(50))).await;
+    store
+        .record(vec![(d, Outcome::Sent { at: t(500) })])
+        .await
+        .unwrap();
+    store.purge_dedup(t(1_000)).await.unwrap();
+    assert!(
+        !store.confirm_sent(&s, &bare("D"), false).await.unwrap(),
+        "purged"
+    );
 }

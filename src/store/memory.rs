@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use super::{
-    Accepted, ChatHead, DeadReceipt, NewReceipt, Operator, Outcome, PendingStats, Queue, Receipt,
-    ReceiptId, StoreError,
+    Accepted, ChatHead, DeadReceipt, FlushScope, Flushed, NewReceipt, Operator, Outcome,
+    PendingStats, Queue, Receipt, ReceiptId, StoreError,
 };
-use crate::domain::{ChatKey, MessageId, SessionName};
+use crate::domain::{BareMessageId, ChatId, ChatKey, MessageId, SessionName};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -23,8 +23,11 @@ pub struct MemoryStore {
 struct State {
     next_id: i64,
     pending: BTreeMap<ReceiptId, (Receipt, Timestamp)>,
-    dead: Vec<(DeadReceipt, bool)>,
+    /// Dead receipts, with what a replay needs back: read-on-reply and the chat's phone number.
+    dead: Vec<(DeadReceipt, bool, Option<ChatId>)>,
     dedup: HashMap<(SessionName, MessageId), Timestamp>,
+    /// Sent messages: when, and whether an ack confirmed them.
+    sent: HashMap<(SessionName, BareMessageId), (Timestamp, bool)>,
     unwritable: bool,
 }
 
@@ -58,11 +61,14 @@ impl State {
             id,
             session: n.session,
             chat: n.chat,
+            chat_phone: n.chat_phone,
             message_id: n.message_id,
             rule: n.rule,
             due_at: n.due_at,
             not_before: n.not_before,
             read_on_reply: n.read_on_reply,
+            on_reply: n.on_reply,
+            expires: n.expires,
             attempts: 0,
             last_error: None,
         };
@@ -121,8 +127,11 @@ impl Queue for MemoryStore {
         self.write(|s| {
             for (id, outcome) in outcomes {
                 match outcome {
-                    Outcome::Sent => {
-                        s.pending.remove(&id);
+                    Outcome::Sent { at } => {
+                        if let Some((r, _)) = s.pending.remove(&id) {
+                            let sent = s.sent.entry((r.session, r.message_id.bare())).or_default();
+                            sent.0 = at;
+                        }
                     }
                     Outcome::Retry {
                         attempts,
@@ -150,7 +159,7 @@ impl Queue for MemoryStore {
                                 last_error: error,
                                 died_at: at,
                             };
-                            s.dead.push((dead, r.read_on_reply));
+                            s.dead.push((dead, r.read_on_reply, r.chat_phone));
                         }
                     }
                 }
@@ -158,25 +167,93 @@ impl Queue for MemoryStore {
         })
     }
 
-    async fn flush_chat(&self, chat: &ChatKey, now: Timestamp) -> Result<u64, StoreError> {
+    async fn flush_chat(
+        &self,
+        session: &SessionName,
+        forms: &[ChatId],
+        scope: FlushScope,
+        now: Timestamp,
+    ) -> Result<Flushed, StoreError> {
         self.write(|s| {
-            let mut n = 0;
+            let mut flushed = Flushed::default();
             for (r, _) in s.pending.values_mut() {
-                if in_chat(r, chat) && r.read_on_reply && r.attempts == 0 && r.due_at > now {
-                    r.due_at = now;
+                let known = forms.contains(&r.chat)
+                    || r.chat_phone.as_ref().is_some_and(|p| forms.contains(p));
+                let in_scope = scope == FlushScope::All || r.read_on_reply || r.on_reply;
+                if r.session == *session && known && in_scope && r.attempts == 0 {
+                    r.due_at = r.due_at.min(now);
                     r.not_before = r.not_before.min(now);
-                    n += 1;
+                    (r.on_reply, r.expires) = (false, false);
+                    flushed.receipts += 1;
+                    if !flushed.chats.contains(&r.chat_key()) {
+                        flushed.chats.push(r.chat_key());
+                    }
                 }
             }
-            n
+            flushed
+        })
+    }
+
+    async fn receipts_through(
+        &self,
+        session: &SessionName,
+        bare: &BareMessageId,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        Ok(self.with(|s| {
+            let acked = s
+                .pending
+                .values()
+                .map(|(r, _)| r)
+                .find(|r| r.session == *session && r.message_id.bare() == *bare);
+            let Some(acked) = acked.cloned() else {
+                return Vec::new();
+            };
+            s.pending
+                .range(..=acked.id)
+                .map(|(_, (r, _))| r)
+                .filter(|r| r.chat_key() == acked.chat_key())
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn cancel(&self, ids: Vec<ReceiptId>) -> Result<u64, StoreError> {
+        self.write(|s| {
+            ids.iter()
+                .filter(|id| s.pending.remove(id).is_some())
+                .count() as u64
+        })
+    }
+
+    async fn confirm_sent(
+        &self,
+        session: &SessionName,
+        bare: &BareMessageId,
+        in_flight: bool,
+    ) -> Result<bool, StoreError> {
+        self.write(|s| {
+            let key = (session.clone(), bare.clone());
+            match s.sent.get_mut(&key) {
+                Some((_, confirmed)) if !*confirmed => {
+                    *confirmed = true;
+                    true
+                }
+                Some(_) => false,
+                None if in_flight => {
+                    s.sent.insert(key, (Timestamp::MAX, true));
+                    true
+                }
+                None => false,
+            }
         })
     }
 
     async fn purge_dedup(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.write(|s| {
-            let n = s.dedup.len();
+            let n = s.dedup.len() + s.sent.len();
             s.dedup.retain(|_, at| *at >= before);
-            (n - s.dedup.len()) as u64
+            s.sent.retain(|_, (at, _)| *at >= before);
+            (n - s.dedup.len() - s.sent.len()) as u64
         })
     }
 }
@@ -194,7 +271,7 @@ impl Operator for MemoryStore {
 
     async fn list_dead(&self, limit: usize) -> Result<Vec<DeadReceipt>, StoreError> {
         Ok(self.with(|s| {
-            let mut v: Vec<DeadReceipt> = s.dead.iter().map(|(d, _)| d.clone()).collect();
+            let mut v: Vec<DeadReceipt> = s.dead.iter().map(|(d, _, _)| d.clone()).collect();
             v.sort_by_key(|d| std::cmp::Reverse((d.died_at, d.id)));
             v.truncate(limit);
             v
@@ -204,7 +281,7 @@ impl Operator for MemoryStore {
     async fn replay_dead(&self, now: Timestamp) -> Result<Vec<ChatKey>, StoreError> {
         self.write(|s| {
             let mut chats = Vec::new();
-            for (d, read_on_reply) in std::mem::take(&mut s.dead) {
+            for (d, read_on_reply, chat_phone) in std::mem::take(&mut s.dead) {
                 let chat = ChatKey {
                     session: d.session.clone(),
                     chat: d.chat.clone(),
@@ -215,11 +292,14 @@ impl Operator for MemoryStore {
                 s.push(NewReceipt {
                     session: d.session,
                     chat: d.chat,
+                    chat_phone,
                     message_id: d.message_id,
                     rule: d.rule,
                     due_at: now,
                     not_before: now,
                     read_on_reply,
+                    on_reply: false,
+                    expires: false,
                     accepted_at: now,
                 });
             }

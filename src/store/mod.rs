@@ -28,7 +28,7 @@ use serde::Serialize;
 pub use purge::spawn_purge;
 pub use readiness::Readiness;
 
-use crate::domain::{ChatId, ChatKey, MessageId, SessionName};
+use crate::domain::{BareMessageId, ChatId, ChatKey, MessageId, SessionName};
 use crate::time::serialize_rfc3339;
 
 /// A stored receipt's identity, given by the store when it accepts the receipt.
@@ -58,14 +58,21 @@ impl fmt::Display for ReceiptId {
 #[derive(Debug, Clone)]
 pub struct NewReceipt {
     pub session: SessionName,
+    /// The chat as the message id names it: the key receipts are batched and timed by.
     pub chat: ChatId,
+    /// The chat's phone number when `chat` is a LID: lookups by chat find the receipt by either.
+    pub chat_phone: Option<ChatId>,
     pub message_id: MessageId,
     pub rule: Arc<str>,
-    /// When it should be sent.
+    /// When it should be sent (or, with `expires`, dropped).
     pub due_at: Timestamp,
     /// The earliest it may be sent, for instance when a window opens; it may join an earlier batch from then.
     pub not_before: Timestamp,
     pub read_on_reply: bool,
+    /// Held for a reply of ours (`action = "on_reply"`): a flush releases it.
+    pub on_reply: bool,
+    /// Dropped, not sent, when it comes due still held (an `on_reply` receipt without `max_wait`).
+    pub expires: bool,
     pub accepted_at: Timestamp,
 }
 
@@ -75,6 +82,7 @@ pub struct Receipt {
     pub id: ReceiptId,
     pub session: SessionName,
     pub chat: ChatId,
+    pub chat_phone: Option<ChatId>,
     pub message_id: MessageId,
     pub rule: Arc<str>,
     #[serde(serialize_with = "serialize_rfc3339")]
@@ -82,6 +90,8 @@ pub struct Receipt {
     #[serde(serialize_with = "serialize_rfc3339")]
     pub not_before: Timestamp,
     pub read_on_reply: bool,
+    pub on_reply: bool,
+    pub expires: bool,
     pub attempts: u32,
     pub last_error: Option<String>,
 }
@@ -129,8 +139,8 @@ pub struct ChatHead {
 /// What became of one send, to be recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Marked seen: forget the receipt.
-    Sent,
+    /// Marked seen at `at`: forget the receipt, and remember its message for acks that confirm it.
+    Sent { at: Timestamp },
     /// Try again at `at`, having made `attempts` attempts so far.
     Retry {
         attempts: u32,
@@ -143,6 +153,23 @@ pub enum Outcome {
         error: String,
         at: Timestamp,
     },
+}
+
+/// Which receipts of a chat a flush makes due now. Only untried ones: retries keep their backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushScope {
+    /// A reply of ours: the receipts whose rule reads on reply (`read_on_reply`, `on_reply`).
+    Reply,
+    /// The bot says it handled the chat: every receipt, closed windows included.
+    All,
+}
+
+/// What a flush changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// The chats (by their stored key) whose receipts were made due.
+    pub chats: Vec<ChatKey>,
+    pub receipts: u64,
 }
 
 /// One session's pending receipts, for the metrics.
@@ -174,9 +201,34 @@ pub trait Queue: Send + Sync + 'static {
     async fn chat_heads(&self) -> Result<Vec<ChatHead>, StoreError>;
     /// Records what became of sends, all in one commit. Ids no longer pending are skipped.
     async fn record(&self, outcomes: Vec<(ReceiptId, Outcome)>) -> Result<(), StoreError>;
-    /// Makes the chat's read-on-reply receipts that have not been tried yet due at `now`; returns how many.
-    async fn flush_chat(&self, chat: &ChatKey, now: Timestamp) -> Result<u64, StoreError>;
-    /// Forgets accepted ids accepted before `before`; returns how many.
+    /// Makes the untried receipts in `scope` of the chat known by any of `forms` (its id or its phone number)
+    /// due at `now`, releasing those held for a reply.
+    async fn flush_chat(
+        &self,
+        session: &SessionName,
+        forms: &[ChatId],
+        scope: FlushScope,
+        now: Timestamp,
+    ) -> Result<Flushed, StoreError>;
+    /// The pending receipt of the message `bare` and every pending receipt of its chat accepted before it, in
+    /// the order accepted; empty when that message has no pending receipt.
+    async fn receipts_through(
+        &self,
+        session: &SessionName,
+        bare: &BareMessageId,
+    ) -> Result<Vec<Receipt>, StoreError>;
+    /// Forgets pending receipts that will never be sent; returns how many were still there.
+    async fn cancel(&self, ids: Vec<ReceiptId>) -> Result<u64, StoreError>;
+    /// Marks the message `bare` as confirmed by an ack; true the first time, false when it was not sent within
+    /// the dedup window or was confirmed before. With `in_flight` (its send has not finished yet) it is
+    /// remembered as confirmed, so that the send's own record does not make it count twice.
+    async fn confirm_sent(
+        &self,
+        session: &SessionName,
+        bare: &BareMessageId,
+        in_flight: bool,
+    ) -> Result<bool, StoreError>;
+    /// Forgets accepted and sent ids from before `before`; returns how many.
     async fn purge_dedup(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 

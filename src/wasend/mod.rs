@@ -1,7 +1,8 @@
-//! The outbound Wasend API client: one `POST /sendSeen` per message, and what its answer means.
+//! The outbound API client: sendSeen in Wasend's shape or WAHA's, and what its answer means.
 //!
-//! The scheduler hands over a chat's batch ([`SendSeen`]); Wasend's API marks one message per call, so the
-//! client makes one call per message of the batch, concurrently. It makes a single attempt of each and
+//! The scheduler hands over a chat's batch ([`SendSeen`]). Wasend's API (`POST /sendSeen`, bearer key) marks one
+//! message per call, so the client makes one call per message of the batch, concurrently; WAHA's own API
+//! (`POST /api/sendSeen`, `X-Api-Key`) takes up to 100 message ids of one chat per call. It makes a single attempt of each and
 //! classifies the result; retrying, backing off and pacing are the
 //! scheduler's job, because retries must survive restarts. Error bodies are read only up to a few KiB, so a
 //! misbehaving upstream cannot make us buffer megabytes. One connection pool serves every session.
@@ -14,8 +15,11 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Serialize;
 
 use crate::domain::{ChatId, MessageId, SessionName};
+mod config;
+
+pub use config::{Flavor, SessionOverride, WasendSettings};
+
 use crate::secret::Secret;
-use crate::settings::WasendSettings;
 
 /// How much of an error body is kept for logs and dead letters.
 const MAX_ERROR_BODY: usize = 2048;
@@ -58,7 +62,11 @@ impl SendError {
 struct Endpoint {
     url: String,
     api_key: Option<Secret>,
+    flavor: Flavor,
 }
+
+/// Most message ids WAHA takes in one sendSeen call.
+const WAHA_MAX_IDS: usize = 100;
 
 /// The answer for one message: `Ok(Some(status))` on a 2xx, `Ok(None)` when nothing was sent (dry run).
 pub type SendResult = Result<Option<u16>, SendError>;
@@ -79,7 +87,7 @@ pub trait SendSeen: Send + Sync + 'static {
     ) -> Vec<SendResult>;
 }
 
-/// Calls `sendSeen` for any session, with that session's base URL and key.
+/// Calls sendSeen for any session, with that session's base URL, key and flavor.
 #[derive(Debug, Clone)]
 pub struct WasendClient {
     http: reqwest::Client,
@@ -88,16 +96,33 @@ pub struct WasendClient {
     dry_run: bool,
 }
 
+/// Wasend's body: one message.
 #[derive(Serialize)]
-struct SendSeenBody<'a> {
+struct WasendBody<'a> {
     session: &'a str,
     to: &'a str,
     #[serde(rename = "messageId")]
     message_id: &'a str,
 }
 
-fn send_seen_url(base: &str) -> String {
-    format!("{}/sendSeen", base.trim_end_matches('/'))
+/// WAHA's body: several messages of one chat, and the group sender when they share one.
+#[derive(Serialize)]
+struct WahaBody<'a> {
+    session: &'a str,
+    #[serde(rename = "chatId")]
+    chat_id: &'a str,
+    #[serde(rename = "messageIds")]
+    message_ids: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    participant: Option<ChatId>,
+}
+
+fn send_seen_url(flavor: Flavor, base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    match flavor {
+        Flavor::Wasend => format!("{base}/sendSeen"),
+        Flavor::Waha => format!("{base}/api/sendSeen"),
+    }
 }
 
 impl WasendClient {
@@ -109,19 +134,20 @@ impl WasendClient {
             .user_agent(concat!("autoseen/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let default = Endpoint {
-            url: send_seen_url(&settings.base_url),
+            url: send_seen_url(settings.flavor, &settings.base_url),
             api_key: settings.api_key.clone(),
+            flavor: settings.flavor,
         };
         let sessions = settings
             .sessions
             .iter()
             .map(|(name, o)| {
+                let flavor = o.flavor.unwrap_or(settings.flavor);
+                let base = o.base_url.as_deref().unwrap_or(&settings.base_url);
                 let endpoint = Endpoint {
-                    url: o
-                        .base_url
-                        .as_deref()
-                        .map_or_else(|| default.url.clone(), send_seen_url),
+                    url: send_seen_url(flavor, base),
                     api_key: o.api_key.clone().or_else(|| default.api_key.clone()),
+                    flavor,
                 };
                 (name.clone(), endpoint)
             })
@@ -133,12 +159,74 @@ impl WasendClient {
             dry_run: settings.dry_run,
         })
     }
+
+    fn endpoint(&self, session: &SessionName) -> &Endpoint {
+        self.sessions.get(session.as_str()).unwrap_or(&self.default)
+    }
+
+    /// One Wasend call for one message.
+    async fn send_one(
+        &self,
+        endpoint: &Endpoint,
+        session: &SessionName,
+        chat: &ChatId,
+        message_id: &MessageId,
+    ) -> SendResult {
+        let Some(key) = &endpoint.api_key else {
+            return Err(SendError::NoApiKey {
+                session: session.clone(),
+            });
+        };
+        let body = WasendBody {
+            session: session.as_str(),
+            to: chat.as_str(),
+            message_id: message_id.as_str(),
+        };
+        let request = self
+            .http
+            .post(&endpoint.url)
+            .bearer_auth(key.expose())
+            .json(&body);
+        answer(request).await
+    }
+
+    /// One WAHA call for up to [`WAHA_MAX_IDS`] messages of one chat.
+    async fn send_chunk(
+        &self,
+        endpoint: &Endpoint,
+        session: &SessionName,
+        chat: &ChatId,
+        ids: &[MessageId],
+    ) -> SendResult {
+        let senders: Vec<Option<ChatId>> = ids
+            .iter()
+            .map(|id| id.parts().and_then(|p| p.participant))
+            .collect();
+        let participant = match senders.split_first() {
+            Some((first @ Some(_), rest)) if rest.iter().all(|s| s == first) => first.clone(),
+            _ => None,
+        };
+        let body = WahaBody {
+            session: session.as_str(),
+            chat_id: chat.as_str(),
+            message_ids: ids.iter().map(MessageId::as_str).collect(),
+            participant,
+        };
+        let mut request = self.http.post(&endpoint.url).json(&body);
+        if let Some(key) = &endpoint.api_key {
+            request = request.header("X-Api-Key", key.expose());
+        }
+        answer(request).await
+    }
 }
 
 #[async_trait::async_trait]
 impl SendSeen for WasendClient {
-    fn calls_for(&self, _: &SessionName, ids: usize) -> usize {
-        ids
+    fn calls_for(&self, session: &SessionName, ids: usize) -> usize {
+        match self.endpoint(session).flavor {
+            Flavor::Wasend => ids,
+            Flavor::Waha => ids.div_ceil(WAHA_MAX_IDS),
+        }
     }
 
     async fn send_seen(
@@ -147,51 +235,43 @@ impl SendSeen for WasendClient {
         chat: &ChatId,
         ids: &[MessageId],
     ) -> Vec<SendResult> {
-        futures_util::future::join_all(ids.iter().map(|id| self.send_one(session, chat, id))).await
+        if self.dry_run {
+            return ids.iter().map(|_| Ok(None)).collect();
+        }
+        let endpoint = self.endpoint(session);
+        match endpoint.flavor {
+            Flavor::Wasend => {
+                let calls = ids
+                    .iter()
+                    .map(|id| self.send_one(endpoint, session, chat, id));
+                futures_util::future::join_all(calls).await
+            }
+            Flavor::Waha => {
+                let chunks = ids.chunks(WAHA_MAX_IDS);
+                let calls = chunks.map(|chunk| async move {
+                    let result = self.send_chunk(endpoint, session, chat, chunk).await;
+                    vec![result; chunk.len()]
+                });
+                futures_util::future::join_all(calls).await.concat()
+            }
+        }
     }
 }
 
-impl WasendClient {
-    async fn send_one(
-        &self,
-        session: &SessionName,
-        chat: &ChatId,
-        message_id: &MessageId,
-    ) -> SendResult {
-        if self.dry_run {
-            return Ok(None);
-        }
-        let endpoint = self.sessions.get(session.as_str()).unwrap_or(&self.default);
-        let Some(key) = &endpoint.api_key else {
-            return Err(SendError::NoApiKey {
-                session: session.clone(),
-            });
-        };
-        let body = SendSeenBody {
-            session: session.as_str(),
-            to: chat.as_str(),
-            message_id: message_id.as_str(),
-        };
-        let response = self
-            .http
-            .post(&endpoint.url)
-            .bearer_auth(key.expose())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| SendError::Retryable {
-                reason: describe_transport_error(&e),
-                status: None,
-                retry_after: None,
-            })?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(Some(status.as_u16()));
-        }
-        let retry_after = retry_after(response.headers(), jiff::Timestamp::now());
-        let message = read_capped(response).await;
-        Err(classify(status, message, retry_after))
+/// Sends a request and reads what its answer means: any 2xx is success.
+async fn answer(request: reqwest::RequestBuilder) -> SendResult {
+    let response = request.send().await.map_err(|e| SendError::Retryable {
+        reason: describe_transport_error(&e),
+        status: None,
+        retry_after: None,
+    })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(Some(status.as_u16()));
     }
+    let retry_after = retry_after(response.headers(), jiff::Timestamp::now());
+    let message = read_capped(response).await;
+    Err(classify(status, message, retry_after))
 }
 
 fn classify(status: StatusCode, message: String, retry_after: Option<Duration>) -> SendError {
@@ -301,14 +381,19 @@ mod tests {
     }
 
     #[test]
-    fn base_urls_get_the_path_appended_once() {
+    fn base_urls_get_their_flavors_path_appended_once() {
+        let url = send_seen_url;
         assert_eq!(
-            send_seen_url("https://api.wasend.dev"),
+            url(Flavor::Wasend, "https://api.wasend.dev"),
             "https://api.wasend.dev/sendSeen"
         );
         assert_eq!(
-            send_seen_url("http://127.0.0.1:3000/api/"),
-            "http://127.0.0.1:3000/api/sendSeen"
+            url(Flavor::Wasend, "http://127.0.0.1:3000/x/"),
+            "http://127.0.0.1:3000/x/sendSeen"
+        );
+        assert_eq!(
+            url(Flavor::Waha, "http://waha:3000/"),
+            "http://waha:3000/api/sendSeen"
         );
     }
 }

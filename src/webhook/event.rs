@@ -7,13 +7,16 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::domain::{ChatId, IdError, IncomingMessage, MessageId, SessionName};
+use crate::domain::{Ack, AckLevel, ChatId, IdError, IncomingMessage, MessageId, SessionName};
+use crate::time::from_millis;
 
 /// A webhook body, parsed.
 #[derive(Debug)]
 pub enum Event {
     /// `message` or `message.any`.
     Message(IncomingMessage),
+    /// `message.ack` or `message.ack.group`.
+    Ack(Ack),
     /// Any other event type; answered 200 "ignored" so the sender does not retry it.
     Other { event: String },
 }
@@ -30,6 +33,8 @@ pub enum ParseError {
         field: &'static str,
         problem: IdError,
     },
+    #[error("field `payload.ack` is {0}, not one of WAHA's ack levels (-1 to 4)")]
+    AckLevel(i64),
 }
 
 impl ParseError {
@@ -38,6 +43,7 @@ impl ParseError {
         match self {
             ParseError::Json(_) => None,
             ParseError::Missing(f) | ParseError::Invalid { field: f, .. } => Some(f),
+            ParseError::AckLevel(_) => Some("payload.ack"),
         }
     }
 }
@@ -45,8 +51,10 @@ impl ParseError {
 #[derive(Deserialize)]
 struct Envelope<'a> {
     event: Option<String>,
+    /// When the event was made, in ms (WAHA 2025.3 and later).
     timestamp: Option<f64>,
     session: Option<String>,
+    engine: Option<String>,
     #[serde(borrow)]
     payload: Option<&'a RawValue>,
 }
@@ -54,66 +62,156 @@ struct Envelope<'a> {
 #[derive(Deserialize)]
 struct WireMessage {
     id: Option<String>,
+    /// When the message was sent, in seconds.
+    timestamp: Option<f64>,
     from: Option<String>,
-    #[serde(rename = "fromMe", default)]
-    from_me: bool,
+    #[serde(rename = "fromMe")]
+    from_me: Option<bool>,
     to: Option<String>,
     participant: Option<String>,
     body: Option<String>,
     #[serde(rename = "hasMedia", default)]
     has_media: bool,
+    ack: Option<i64>,
+    #[serde(rename = "_data", default)]
+    data: EngineData,
 }
 
-/// Parses a webhook body. `message` events need `session`, `payload.id` and `payload.from`.
+/// The few engine-specific fields read: where NOWEB and GOWS put the phone number beside a LID.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct EngineData {
+    /// NOWEB (Baileys): the message key.
+    key: Option<NowebKey>,
+    /// GOWS (whatsmeow): the message info.
+    #[serde(rename = "Info")]
+    info: Option<GowsInfo>,
+}
+
+#[derive(Deserialize)]
+struct NowebKey {
+    #[serde(rename = "remoteJidAlt")]
+    remote_jid_alt: Option<String>,
+    #[serde(rename = "participantAlt")]
+    participant_alt: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct GowsInfo {
+    #[serde(rename = "SenderAlt")]
+    sender_alt: Option<String>,
+    #[serde(rename = "RecipientAlt")]
+    recipient_alt: Option<String>,
+}
+
+fn invalid(field: &'static str) -> impl Fn(IdError) -> ParseError {
+    move |problem| ParseError::Invalid { field, problem }
+}
+
+fn alternative(raw: Option<&String>) -> Option<ChatId> {
+    raw.and_then(|r| ChatId::phone_alternative(r))
+}
+
+/// Parses a webhook body. Messages and acks need `session` and `payload.id`; the chat comes from the id
+/// when it has WAHA's shape, else from `payload.from` (or `payload.to` for our own messages).
 pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
     let envelope: Envelope<'_> = serde_json::from_slice(body)?;
-    let event = envelope.event.ok_or(ParseError::Missing("event"))?;
-    if event != "message" && event != "message.any" {
-        return Ok(Event::Other { event });
-    }
-    let session = envelope.session.ok_or(ParseError::Missing("session"))?;
-    let session = SessionName::parse(&session).map_err(|problem| ParseError::Invalid {
-        field: "session",
-        problem,
-    })?;
+    let event = envelope.event.clone().ok_or(ParseError::Missing("event"))?;
+    let is_ack = match event.as_str() {
+        "message" | "message.any" => false,
+        "message.ack" | "message.ack.group" => true,
+        _ => return Ok(Event::Other { event }),
+    };
+    let session = envelope
+        .session
+        .as_deref()
+        .ok_or(ParseError::Missing("session"))?;
+    let session = SessionName::parse(session).map_err(invalid("session"))?;
     let payload = envelope.payload.ok_or(ParseError::Missing("payload"))?;
     let wire: WireMessage = serde_json::from_str(payload.get())?;
-
-    let id = wire.id.ok_or(ParseError::Missing("payload.id"))?;
-    let id = MessageId::parse(&id).map_err(|problem| ParseError::Invalid {
-        field: "payload.id",
-        problem,
-    })?;
-    // For our own messages WAHA puts the chat in `to`; for incoming ones it is `from`.
-    let (chat_field, chat) = if wire.from_me {
-        ("payload.to", wire.to.or(wire.from))
-    } else {
-        ("payload.from", wire.from)
+    let id = wire
+        .id
+        .as_deref()
+        .ok_or(ParseError::Missing("payload.id"))?;
+    let id = MessageId::parse(id).map_err(invalid("payload.id"))?;
+    let parts = id.parts();
+    let from_me = wire
+        .from_me
+        .or(parts.as_ref().map(|p| p.from_me))
+        .unwrap_or(false);
+    // The id settles the chat: engines disagree on whether our own messages carry it in `from` or `to`.
+    let chat = match parts.as_ref() {
+        Some(p) => p.chat.clone(),
+        None => {
+            let (field, raw) = match (from_me, &wire.to) {
+                (true, Some(to)) => ("payload.to", to),
+                _ => (
+                    "payload.from",
+                    wire.from
+                        .as_ref()
+                        .ok_or(ParseError::Missing("payload.from"))?,
+                ),
+            };
+            ChatId::parse(raw).map_err(invalid(field))?
+        }
     };
-    let chat = chat.ok_or(ParseError::Missing(chat_field))?;
-    let chat = ChatId::parse(&chat).map_err(|problem| ParseError::Invalid {
-        field: chat_field,
-        problem,
-    })?;
+    if is_ack {
+        let level = wire.ack.ok_or(ParseError::Missing("payload.ack"))?;
+        return Ok(Event::Ack(Ack {
+            session,
+            chat,
+            bare: id.bare(),
+            from_me,
+            level: AckLevel::from_number(level).ok_or(ParseError::AckLevel(level))?,
+        }));
+    }
     let sender = match wire.participant.as_deref() {
-        Some(p) if !p.is_empty() => ChatId::parse(p).map_err(|problem| ParseError::Invalid {
-            field: "payload.participant",
-            problem,
-        })?,
-        _ => chat.clone(),
+        Some(p) if !p.is_empty() => ChatId::parse(p).map_err(invalid("payload.participant"))?,
+        _ => parts
+            .as_ref()
+            .and_then(|p| p.participant.clone())
+            .unwrap_or_else(|| chat.clone()),
     };
+    let (key, info) = (wire.data.key.as_ref(), wire.data.info.as_ref());
+    let chat_phone = chat.is_lid().then(|| {
+        let gows = info.and_then(|i| {
+            if from_me {
+                i.recipient_alt.as_ref()
+            } else {
+                i.sender_alt.as_ref()
+            }
+        });
+        alternative(key.and_then(|k| k.remote_jid_alt.as_ref())).or_else(|| alternative(gows))
+    });
+    let sender_phone = if sender == chat {
+        chat_phone.clone().flatten()
+    } else if sender.is_lid() {
+        alternative(key.and_then(|k| k.participant_alt.as_ref()))
+            .or_else(|| alternative(info.and_then(|i| i.sender_alt.as_ref())))
+    } else {
+        None
+    };
+    let sent_at = envelope
+        .timestamp
+        .filter(|t| t.is_finite())
+        .map(|ms| from_millis(ms as i64))
+        .or_else(|| {
+            wire.timestamp
+                .filter(|t| t.is_finite())
+                .map(|s| from_millis((s * 1000.0) as i64))
+        });
     Ok(Event::Message(IncomingMessage {
         session,
         chat,
+        chat_phone: chat_phone.flatten(),
         id,
         sender,
-        from_me: wire.from_me,
+        sender_phone,
+        from_me,
         text: wire.body,
         has_media: wire.has_media,
-        sent_at: envelope
-            .timestamp
-            .filter(|t| t.is_finite())
-            .map(|t| crate::time::from_millis(t as i64)),
+        sent_at,
+        engine: envelope.engine,
     }))
 }
 

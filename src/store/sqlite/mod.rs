@@ -15,10 +15,10 @@ use rusqlite::{Connection, params};
 use engine::{Engine, unavailable};
 
 use super::{
-    Accepted, ChatHead, DeadReceipt, NewReceipt, Operator, Outcome, PendingStats, Queue, Receipt,
-    ReceiptId, StoreError,
+    Accepted, ChatHead, DeadReceipt, FlushScope, Flushed, NewReceipt, Operator, Outcome,
+    PendingStats, Queue, Receipt, ReceiptId, StoreError,
 };
-use crate::domain::{ChatId, ChatKey, MessageId, SessionName};
+use crate::domain::{BareMessageId, ChatId, ChatKey, MessageId, SessionName};
 use crate::settings::StoreSettings;
 use crate::time::from_millis;
 
@@ -85,22 +85,37 @@ fn row_ids(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RowIds, StoreErro
     }))
 }
 
+/// A chat's phone number as stored (none for chats that are not LIDs).
+fn phone_from(raw: Option<String>) -> Result<Option<ChatId>, StoreError> {
+    raw.map(|p| ChatId::parse(&p).map_err(corrupt)).transpose()
+}
+
 fn receipt_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Receipt, StoreError>> {
     let ids = row_ids(row)?;
     let (due_at, not_before): (i64, i64) = (row.get("due_at")?, row.get("not_before")?);
-    let (read_on_reply, attempts) = (row.get("read_on_reply")?, row.get("attempts")?);
-    let last_error = row.get("last_error")?;
-    Ok(ids.map(|(id, key, message_id, rule)| Receipt {
-        id,
-        session: key.session,
-        chat: key.chat,
-        message_id,
-        rule,
-        due_at: from_millis(due_at),
-        not_before: from_millis(not_before),
-        read_on_reply,
-        attempts,
-        last_error,
+    let (read_on_reply, on_reply, expires) = (
+        row.get("read_on_reply")?,
+        row.get("on_reply")?,
+        row.get("expires")?,
+    );
+    let (attempts, last_error) = (row.get("attempts")?, row.get("last_error")?);
+    let chat_phone = phone_from(row.get("chat_phone")?);
+    Ok(ids.and_then(|(id, key, message_id, rule)| {
+        Ok(Receipt {
+            id,
+            session: key.session,
+            chat: key.chat,
+            chat_phone: chat_phone?,
+            message_id,
+            rule,
+            due_at: from_millis(due_at),
+            not_before: from_millis(not_before),
+            read_on_reply,
+            on_reply,
+            expires,
+            attempts,
+            last_error,
+        })
     }))
 }
 
@@ -177,8 +192,9 @@ impl Queue for SqliteStore {
                 }
                 exec(
                     c,
-                    "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply, accepted_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply, accepted_at,
+                                          chat_phone, bare_id, on_reply, expires)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                     params![
                         r.session.as_str(),
                         r.chat.as_str(),
@@ -187,7 +203,11 @@ impl Queue for SqliteStore {
                         ms(r.due_at),
                         ms(r.not_before),
                         r.read_on_reply,
-                        ms(r.accepted_at)
+                        ms(r.accepted_at),
+                        r.chat_phone.as_ref().map(ChatId::as_str),
+                        r.message_id.bare().as_str(),
+                        r.on_reply,
+                        r.expires
                     ],
                 )?;
                 Ok(Accepted::New {
@@ -226,7 +246,14 @@ impl Queue for SqliteStore {
                 for (id, outcome) in outcomes {
                     let id = id.to_row();
                     match outcome {
-                        Outcome::Sent => {
+                        Outcome::Sent { at } => {
+                            exec(
+                                c,
+                                "INSERT INTO sent (session, bare_id, sent_at)
+                                 SELECT session, COALESCE(bare_id, message_id), ?2 FROM pending WHERE id = ?1
+                                 ON CONFLICT DO UPDATE SET sent_at = excluded.sent_at",
+                                params![id, ms(at)],
+                            )?;
                             exec(c, "DELETE FROM pending WHERE id = ?1", [id])?;
                         }
                         Outcome::Retry {
@@ -247,8 +274,8 @@ impl Queue for SqliteStore {
                         } => {
                             exec(
                                 c,
-                                "INSERT INTO dead (session, chat, message_id, rule, attempts, last_error, died_at, read_on_reply)
-                                 SELECT session, chat, message_id, rule, ?2, ?3, ?4, read_on_reply FROM pending WHERE id = ?1",
+                                "INSERT INTO dead (session, chat, message_id, rule, attempts, last_error, died_at, read_on_reply, chat_phone)
+                                 SELECT session, chat, message_id, rule, ?2, ?3, ?4, read_on_reply, chat_phone FROM pending WHERE id = ?1",
                                 params![id, attempts, error, ms(at)],
                             )?;
                             exec(c, "DELETE FROM pending WHERE id = ?1", [id])?;
@@ -260,17 +287,105 @@ impl Queue for SqliteStore {
             .await
     }
 
-    async fn flush_chat(&self, chat: &ChatKey, now: Timestamp) -> Result<u64, StoreError> {
-        let chat = chat.clone();
+    async fn flush_chat(
+        &self,
+        session: &SessionName,
+        forms: &[ChatId],
+        scope: FlushScope,
+        now: Timestamp,
+    ) -> Result<Flushed, StoreError> {
+        let session = session.clone();
+        let forms: Vec<String> = forms.iter().map(ToString::to_string).collect();
+        let (first, second) = match forms.as_slice() {
+            [] => return Ok(Flushed::default()),
+            [one] => (one.clone(), one.clone()),
+            [one, two, ..] => (one.clone(), two.clone()),
+        };
+        let scope = match scope {
+            FlushScope::Reply => "(read_on_reply = 1 OR on_reply = 1)",
+            FlushScope::All => "1 = 1",
+        };
+        let matching = format!(
+            "session = ?1 AND (chat IN (?2, ?3) OR chat_phone IN (?2, ?3)) AND attempts = 0 AND {scope}"
+        );
         self.engine
             .call(true, move |c| {
-                exec(
+                let p = params![session.as_str(), first, second, ms(now)];
+                let chats = query(
                     c,
-                    "UPDATE pending SET due_at = ?3, not_before = MIN(not_before, ?3)
-                     WHERE session = ?1 AND chat = ?2 AND read_on_reply = 1 AND attempts = 0 AND due_at > ?3",
-                    params![chat.session.as_str(), chat.chat.as_str(), ms(now)],
-                )
-                .map(|n| n as u64)
+                    &format!("SELECT DISTINCT session, chat FROM pending WHERE {matching}"),
+                    &p[..3],
+                    |row| {
+                        let (session, chat): (String, String) = (row.get(0)?, row.get(1)?);
+                        Ok(chat_key(&session, &chat))
+                    },
+                )?;
+                let receipts = exec(
+                    c,
+                    &format!(
+                        "UPDATE pending SET due_at = MIN(due_at, ?4), not_before = MIN(not_before, ?4),
+                         on_reply = 0, expires = 0 WHERE {matching}"
+                    ),
+                    p,
+                )? as u64;
+                Ok(Flushed { chats, receipts })
+            })
+            .await
+    }
+
+    async fn receipts_through(
+        &self,
+        session: &SessionName,
+        bare: &BareMessageId,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        let params = (session.to_string(), bare.to_string());
+        self.read(
+            "SELECT p.* FROM pending AS a JOIN pending AS p ON p.session = a.session AND p.chat = a.chat
+             WHERE a.session = ?1 AND a.bare_id = ?2 AND p.id <= a.id ORDER BY p.id",
+            params,
+            receipt_from_row,
+        )
+        .await
+    }
+
+    async fn cancel(&self, ids: Vec<ReceiptId>) -> Result<u64, StoreError> {
+        self.engine
+            .call(true, move |c| {
+                let mut n = 0;
+                for id in ids {
+                    n += exec(c, "DELETE FROM pending WHERE id = ?1", [id.to_row()])? as u64;
+                }
+                Ok(n)
+            })
+            .await
+    }
+
+    async fn confirm_sent(
+        &self,
+        session: &SessionName,
+        bare: &BareMessageId,
+        in_flight: bool,
+    ) -> Result<bool, StoreError> {
+        let (session, bare) = (session.to_string(), bare.to_string());
+        self.engine
+            .call(true, move |c| {
+                let p = params![session, bare];
+                let updated = exec(
+                    c,
+                    "UPDATE sent SET confirmed = 1 WHERE session = ?1 AND bare_id = ?2 AND confirmed = 0",
+                    p,
+                )?;
+                if updated == 0 && in_flight {
+                    // Sent at the epoch until the send records itself: the row is kept until then.
+                    return exec(
+                        c,
+                        "INSERT INTO sent (session, bare_id, sent_at, confirmed) VALUES (?1, ?2, 9223372036854775807, 1)
+                         ON CONFLICT DO NOTHING",
+                        p,
+                    )
+                    .map(|n| n > 0);
+                }
+                Ok(updated > 0)
             })
             .await
     }
@@ -278,7 +393,9 @@ impl Queue for SqliteStore {
     async fn purge_dedup(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.engine
             .call(true, move |c| {
-                exec(c, "DELETE FROM dedup WHERE accepted_at < ?1", [ms(before)]).map(|n| n as u64)
+                let ids = exec(c, "DELETE FROM dedup WHERE accepted_at < ?1", [ms(before)])?;
+                let sent = exec(c, "DELETE FROM sent WHERE sent_at < ?1", [ms(before)])?;
+                Ok((ids + sent) as u64)
             })
             .await
     }
@@ -305,8 +422,9 @@ impl Operator for SqliteStore {
                 })?;
                 exec(
                     c,
-                    "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply, accepted_at)
-                     SELECT session, chat, message_id, rule, ?1, ?1, read_on_reply, ?1 FROM dead",
+                    "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply, accepted_at,
+                                          chat_phone, bare_id)
+                     SELECT session, chat, message_id, rule, ?1, ?1, read_on_reply, ?1, chat_phone, NULL FROM dead",
                     [ms(now)],
                 )?;
                 exec(c, "DELETE FROM dead", [])?;

@@ -6,7 +6,8 @@
 //! one. A file written by a newer autoseen (a higher version than this one knows) is refused, not guessed at.
 //!
 //! Version 1 is the schema the first release created without a version; it is written with `IF NOT EXISTS`
-//! so that such a file is adopted as it is.
+//! so that such a file is adopted as it is. Version 2 adds LID phone numbers, bare message ids (receipts
+//! accepted before it have none, so acks do not find them), held `on_reply` receipts and the sent table.
 
 use rusqlite::Connection;
 
@@ -45,6 +46,24 @@ CREATE TABLE IF NOT EXISTS dead (
     read_on_reply INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+", "
+-- LID chats keep their phone number; acks find a receipt by its bare message id; on_reply receipts are held.
+ALTER TABLE pending ADD COLUMN chat_phone TEXT;
+ALTER TABLE pending ADD COLUMN bare_id TEXT;
+ALTER TABLE pending ADD COLUMN on_reply INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE pending ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX pending_by_bare_id ON pending (session, bare_id);
+CREATE INDEX pending_by_phone ON pending (session, chat_phone) WHERE chat_phone IS NOT NULL;
+ALTER TABLE dead ADD COLUMN chat_phone TEXT;
+-- Sent messages, remembered for the dedup window so that acks can confirm them.
+CREATE TABLE sent (
+    session    TEXT NOT NULL,
+    bare_id    TEXT NOT NULL,
+    sent_at    INTEGER NOT NULL,
+    confirmed  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (session, bare_id)
+) WITHOUT ROWID;
+CREATE INDEX sent_by_age ON sent (sent_at);
 "];
 
 /// The schema version this build writes.
