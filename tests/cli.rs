@@ -157,3 +157,75 @@ fn explain_reads_standard_input() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["rule"], "groups-later");
 }
+
+#[test]
+fn explain_shows_chat_phone_number_decision_and_reason_for_every_waha_fixture() {
+    let config = config_with(
+        "[wasend]\nflavor = \"waha\"\nbase_url = \"http://127.0.0.1:3000\"\n",
+        "[defaults]\ndelay = \"5s\"\n\n[[rules]]\nname = \"vip-by-phone\"\nchats = [\"+49 151 1110004\"]\ndelay = \"0s\"\n",
+    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/events/waha");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let v = explain(
+            &config.path().display().to_string(),
+            &path.display().to_string(),
+            Some("2026-11-26T09:30:00Z"),
+        );
+        assert!(
+            v["decision"].is_string() && v["reason"].is_string(),
+            "{name}: {v}"
+        );
+        let is_message = !name.starts_with("ack")
+            && !["reaction", "poll-vote", "presence", "revoked", "edited"].contains(&name.as_str());
+        if is_message {
+            assert!(v["chat"].is_string(), "{name}: {v}");
+            assert!(v.get("chat_phone").is_some(), "{name}: {v}");
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 24);
+
+    let lid = |name: &str| {
+        explain(
+            &config.path().display().to_string(),
+            &dir.join(format!("{name}.json")).display().to_string(),
+            None,
+        )
+    };
+    let with_phone = lid("noweb-lid-direct-with-phone");
+    assert_eq!(
+        (
+            &with_phone["chat"],
+            &with_phone["chat_phone"],
+            &with_phone["rule"]
+        ),
+        (
+            &Value::from("120000000000004@lid"),
+            &Value::from("491511110004@c.us"),
+            &Value::from("vip-by-phone")
+        )
+    );
+    let without = lid("webjs-lid-direct-without-phone");
+    assert_eq!(without["chat_phone"], Value::Null);
+    assert!(
+        without["notes"].to_string().contains("phone-number rules"),
+        "{without}"
+    );
+    assert!(
+        without["notes"].to_string().contains("WEBJS"),
+        "WEBJS under waha: {without}"
+    );
+    let ack = lid("ack-webjs-read");
+    assert_eq!(ack["decision"], "ack");
+    let own_ack = lid("ack-of-own-message");
+    assert_eq!(
+        (&own_ack["decision"], &own_ack["reason"]),
+        (&Value::from("ignore"), &Value::from("ack_of_own_message"))
+    );
+}

@@ -466,3 +466,33 @@ windows = [{ days = "daily", hours = "09:00-10:00", tz = "UTC" }]
     );
     h.stop.cancel();
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_ack_takes_receipts_waiting_for_a_token_out_of_the_queue_and_none_is_sent() {
+    let h = start(paced(1.0, 1)).await;
+    for bare in ["A", "B", "C"] {
+        h.accept("s", "1@c.us", &format!("false_1@c.us_{bare}"), 0, 0)
+            .await;
+    }
+    h.after(100).await;
+    assert_eq!(h.sender.calls().len(), 1, "the burst's one token");
+
+    let session = SessionName::parse("s").unwrap();
+    let acked = h
+        .handle
+        .ack(session, crate::domain::BareMessageId::parse("C").unwrap())
+        .await
+        .unwrap();
+    h.after(5_000).await;
+
+    assert_eq!(
+        acked,
+        AckResult {
+            cancelled: 2,
+            confirmed: 0
+        }
+    );
+    assert_eq!(h.sender.calls().len(), 1, "nothing after the ack");
+    assert!(h.store.list_pending(10).await.unwrap().is_empty());
+    h.stop.cancel();
+}

@@ -54,12 +54,27 @@ pub struct Call {
     pub at: Instant,
     pub path: String,
     pub authorization: Option<String>,
+    /// WAHA's key header.
+    pub api_key: Option<String>,
     pub body: Value,
 }
 
 impl Call {
+    /// The message a Wasend call marks.
     pub fn message_id(&self) -> &str {
         self.body["messageId"].as_str().unwrap_or_default()
+    }
+
+    /// The messages a WAHA call marks.
+    pub fn message_ids(&self) -> Vec<String> {
+        self.body["messageIds"]
+            .as_array()
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|i| i.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -196,6 +211,10 @@ async fn record(
         path: uri.path().to_string(),
         authorization: headers
             .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from),
+        api_key: headers
+            .get("x-api-key")
             .and_then(|v| v.to_str().ok())
             .map(String::from),
         body: serde_json::from_str(&body).unwrap_or(Value::Null),
@@ -587,6 +606,21 @@ pub fn reply_of_ours(session: &str, chat: &str, id: &str) -> String {
         "message.any",
         session,
         json!({"id": id, "from": "4900000000@c.us", "to": chat, "fromMe": true, "body": "ok"}),
+    )
+}
+
+/// A fixture body written for the project, from `tests/events/waha/NAME.json`.
+pub fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/events/waha/{name}.json"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A message from `chat` with WAHA's id `false_{chat}_{bare}` and this text.
+pub fn waha_message(chat: &str, bare: &str, text: &str) -> String {
+    event(
+        "message",
+        "default",
+        json!({"id": format!("false_{chat}_{bare}"), "from": chat, "fromMe": false, "body": text, "hasMedia": false, "timestamp": 1_764_000_000}),
     )
 }
 
