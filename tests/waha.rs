@@ -13,30 +13,33 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Rules that name the fixtures' phone numbers, so a match shows which form of a chat was matched.
-const RULES: &str = r#"
-[defaults]
-delay = "1h"
+fn rules() -> String {
+    fixture_file("rules.toml")
+}
 
-[[rules]]
-name = "vip-by-phone"
-chats = ["+49 151 1110004", "+49 151 1110005"]
-action = "ignore"
+/// autoseen in this process with these rules and settings.
+/// Each engine's direct message fixture, and the chat its id names.
+const DIRECT: [(&str, &str); 3] = [
+    ("webjs-direct", "491511110001@c.us"),
+    ("noweb-direct", "491511110002@c.us"),
+    ("gows-direct", "491511110003@c.us"),
+];
 
-[[rules]]
-name = "vip-sender-by-phone"
-senders = ["+49 151 1110007", "+49 151 1110008"]
-action = "ignore"
+/// Each engine's own-message fixture, and the chat its id names (wherever the engine puts it otherwise).
+const OWN: [(&str, &str); 3] = [
+    ("webjs-own-message", "491511110009@c.us"),
+    ("noweb-own-message", "491511110010@c.us"),
+    ("gows-own-message", "491511110011@c.us"),
+];
 
-[[rules]]
-name = "no-status"
-chat_types = ["status"]
-action = "ignore"
-
-[[rules]]
-name = "channels"
-chat_types = ["channel"]
-action = "ignore"
-"#;
+async fn app_with(fake: &FakeWasend, rules: &str, settings: &[(&str, &str)]) -> TestApp {
+    let options = settings
+        .iter()
+        .fold(Options::default().rules(rules), |o, (key, value)| {
+            o.set(key, value)
+        });
+    TestApp::spawn(fake, options).await
+}
 
 async fn pending(app: &TestApp) -> Vec<Value> {
     let (_, v) = app.admin(Method::GET, "/admin/pending").await;
@@ -61,13 +64,9 @@ async fn wait_until_nothing_pending(app: &TestApp) {
 #[tokio::test]
 async fn every_engine_files_a_direct_message_under_the_chat_its_id_names() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default().rules(RULES)).await;
+    let app = app_with(&fake, &rules(), &[]).await;
 
-    for (name, chat) in [
-        ("webjs-direct", "491511110001@c.us"),
-        ("noweb-direct", "491511110002@c.us"),
-        ("gows-direct", "491511110003@c.us"),
-    ] {
+    for (name, chat) in DIRECT {
         let (status, answer) = app.send(&fixture(name)).await;
         assert_eq!(
             (status, &answer["status"]),
@@ -85,24 +84,28 @@ async fn every_engine_files_a_direct_message_under_the_chat_its_id_names() {
 }
 
 #[tokio::test]
-async fn a_phone_rule_matches_a_lid_chat_through_its_phone_number_on_noweb_and_gows() {
+async fn phone_rules_match_lid_chats_and_lid_group_senders_through_their_phone_numbers() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default().rules(RULES)).await;
+    let app = app_with(&fake, &rules(), &[]).await;
+    // NOWEB gives `remoteJidAlt` / `participantAlt`; GOWS `SenderAlt` (with a device suffix), and in groups
+    // names the sender only in the id's fourth part.
+    let cases = [
+        ("noweb-lid-direct-with-phone", "vip-by-phone"),
+        ("gows-lid-direct-with-phone", "vip-by-phone"),
+        ("noweb-group-lid-participant", "vip-sender-by-phone"),
+        ("gows-group-lid-sender-in-id-only", "vip-sender-by-phone"),
+    ];
 
-    let (_, noweb) = app.send(&fixture("noweb-lid-direct-with-phone")).await;
-    let (_, gows) = app.send(&fixture("gows-lid-direct-with-phone")).await;
-
-    assert_eq!(noweb["rule"], "vip-by-phone", "remoteJidAlt: {noweb}");
-    assert_eq!(
-        gows["rule"], "vip-by-phone",
-        "SenderAlt with a device: {gows}"
-    );
+    for (name, rule) in cases {
+        let (_, answer) = app.send(&fixture(name)).await;
+        assert_eq!(answer["rule"], rule, "{name}: {answer}");
+    }
 }
 
 #[tokio::test]
 async fn a_lid_without_its_phone_number_is_scheduled_by_the_other_rules() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default().rules(RULES)).await;
+    let app = app_with(&fake, &rules(), &[]).await;
 
     let (status, answer) = app.send(&fixture("webjs-lid-direct-without-phone")).await;
 
@@ -117,28 +120,11 @@ async fn a_lid_without_its_phone_number_is_scheduled_by_the_other_rules() {
 }
 
 #[tokio::test]
-async fn in_groups_the_sender_is_the_participant_and_sender_rules_match_its_phone_number() {
-    let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default().rules(RULES)).await;
-
-    // NOWEB names the participant and its `participantAlt`; GOWS only the id's fourth part and `SenderAlt`.
-    let (_, noweb) = app.send(&fixture("noweb-group-lid-participant")).await;
-    let (_, gows) = app.send(&fixture("gows-group-lid-sender-in-id-only")).await;
-
-    assert_eq!(noweb["rule"], "vip-sender-by-phone", "{noweb}");
-    assert_eq!(gows["rule"], "vip-sender-by-phone", "{gows}");
-}
-
-#[tokio::test]
 async fn our_own_message_on_any_engine_is_ignored_and_marks_its_chat_read() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default().rules(RULES)).await;
+    let app = app_with(&fake, &rules(), &[]).await;
 
-    for (own, chat) in [
-        ("webjs-own-message", "491511110009@c.us"),
-        ("noweb-own-message", "491511110010@c.us"),
-        ("gows-own-message", "491511110011@c.us"),
-    ] {
+    for (own, chat) in OWN {
         let incoming = format!("m-waiting-in-{chat}");
         let (_, waiting) = app.send(&message("default", chat, &incoming)).await;
         assert_eq!(waiting["status"], "scheduled");
@@ -160,7 +146,7 @@ async fn our_own_message_on_any_engine_is_ignored_and_marks_its_chat_read() {
 #[tokio::test]
 async fn a_status_without_from_is_decided_by_a_status_rule_not_refused() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default().rules(RULES)).await;
+    let app = app_with(&fake, &rules(), &[]).await;
 
     let (status, answer) = app.send(&fixture("status-without-from")).await;
 
@@ -174,7 +160,7 @@ async fn a_status_without_from_is_decided_by_a_status_rule_not_refused() {
 #[tokio::test]
 async fn an_ack_read_or_played_cancels_the_waiting_receipt_on_every_engine_and_nothing_is_sent() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default().rules(RULES)).await;
+    let app = app_with(&fake, &rules(), &[]).await;
     let cases = [
         (
             "ack-webjs-read",
@@ -222,7 +208,7 @@ async fn an_ack_read_or_played_cancels_the_waiting_receipt_on_every_engine_and_n
 #[tokio::test]
 async fn an_ack_cancels_its_message_and_those_before_it_but_not_later_ones() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default().rules(RULES)).await;
+    let app = app_with(&fake, &rules(), &[]).await;
     let chat = "491511110014@c.us";
     for bare in ["EARLIER0001", "3EB0C0FFEE14", "LATER000001"] {
         app.send(&waha_message(chat, bare, "hi")).await;
@@ -277,7 +263,7 @@ async fn an_ack_after_our_send_confirms_it_once() {
 #[tokio::test]
 async fn acks_of_our_own_messages_and_below_read_change_nothing() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default().rules(RULES)).await;
+    let app = app_with(&fake, &rules(), &[]).await;
     app.send(&message(
         "default",
         "491511110019@c.us",
@@ -306,7 +292,7 @@ async fn acks_of_our_own_messages_and_below_read_change_nothing() {
 #[tokio::test]
 async fn reactions_votes_presence_revokes_and_edits_are_ignored_events() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default().rules(RULES)).await;
+    let app = app_with(&fake, &rules(), &[]).await;
 
     for (name, event) in [
         ("reaction", "message.reaction"),
@@ -388,32 +374,15 @@ async fn under_waha_150_messages_of_a_chat_take_two_calls() {
     assert_eq!(all.len(), 150, "each message once");
 }
 
-const HOLD_RULES: &str = r#"
-[defaults]
-delay = "0s"
-
-[[rules]]
-name = "hold-for-reply"
-chats = ["+49 151 1110040"]
-text = "^hold"
-action = "on_reply"
-
-[[rules]]
-name = "hold-briefly"
-chats = ["+49 151 1110041"]
-action = "on_reply"
-max_wait = "1s"
-
-[[rules]]
-name = "hold-until-forgotten"
-chats = ["+49 151 1110042"]
-action = "on_reply"
-"#;
+/// Rules that hold receipts for a reply, with and without `max_wait`.
+fn hold_rules() -> String {
+    fixture_file("hold-rules.toml")
+}
 
 #[tokio::test]
 async fn on_reply_holds_a_receipt_past_the_chats_other_sends_until_our_reply() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default().rules(HOLD_RULES)).await;
+    let app = app_with(&fake, &hold_rules(), &[]).await;
     let chat = "491511110040@c.us";
 
     let (_, held) = app.send(&waha_message(chat, "HELD0001", "hold this")).await;
@@ -449,7 +418,7 @@ async fn on_reply_holds_a_receipt_past_the_chats_other_sends_until_our_reply() {
 #[tokio::test]
 async fn max_wait_sends_a_held_receipt_without_a_reply() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default().rules(HOLD_RULES)).await;
+    let app = app_with(&fake, &hold_rules(), &[]).await;
     let posted = Instant::now();
 
     let (_, held) = app
@@ -467,13 +436,7 @@ async fn max_wait_sends_a_held_receipt_without_a_reply() {
 #[tokio::test]
 async fn a_held_receipt_without_max_wait_is_dropped_unsent_when_the_dedup_window_ends() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(
-        &fake,
-        Options::default()
-            .rules(HOLD_RULES)
-            .set("store.dedup_window", "1s"),
-    )
-    .await;
+    let app = app_with(&fake, &hold_rules(), &[("store.dedup_window", "1s")]).await;
 
     app.send(&waha_message("491511110042@c.us", "FORGOT0001", "hi"))
         .await;
@@ -486,17 +449,10 @@ async fn a_held_receipt_without_max_wait_is_dropped_unsent_when_the_dedup_window
 #[tokio::test]
 async fn the_bot_flushes_a_chat_named_by_a_percent_encoded_phone_number() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(
-        &fake,
-        Options::default()
-            .rules(RULES)
-            .set("bot.token", "bot-secret-7"),
-    )
-    .await;
-    app.send(&message("default", "491511110050@c.us", "m-bot-1"))
-        .await;
-    app.send(&message("default", "491511110050@c.us", "m-bot-2"))
-        .await;
+    let app = app_with(&fake, &rules(), &[("bot.token", "bot-secret-7")]).await;
+    for id in ["m-bot-1", "m-bot-2"] {
+        app.send(&message("default", "491511110050@c.us", id)).await;
+    }
     let read = |token: &'static str| {
         app.http
             .post(app.url("/chats/default/%2B49%20151%201110050/read"))
@@ -535,7 +491,7 @@ async fn the_bot_endpoint_is_off_without_a_token() {
 #[tokio::test]
 async fn max_age_falls_back_to_the_signed_message_timestamp_without_an_envelope_timestamp() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default().set("webhook.max_age", "10m")).await;
+    let app = app_with(&fake, BASE_RULES, &[("webhook.max_age", "10m")]).await;
     let now_s = jiff::Timestamp::now().as_second();
     let old_style = |id: &str, sent_s: i64| {
         json!({"event": "message", "session": "default",
@@ -568,12 +524,9 @@ async fn a_waha_request_id_becomes_the_request_id() {
         .unwrap();
 
     assert_eq!(answer.headers()["x-request-id"], "waha-6789abcd");
-    let line = eventually(WAIT, "the webhook logged", async || {
-        app.logs()
-            .into_iter()
-            .find(|l| l.contains("\"webhook\"") && l.contains("m-request-id"))
-    })
-    .await;
+    let line = app
+        .wait_for_log(|l| l.contains("\"webhook\"") && l.contains("m-request-id"))
+        .await;
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["span"]["request_id"], "waha-6789abcd", "{line}");
 }
@@ -581,7 +534,7 @@ async fn a_waha_request_id_becomes_the_request_id() {
 #[tokio::test]
 async fn lids_without_phone_acks_and_confirmations_are_counted() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn_process(&fake, Options::default().rules(RULES)).await;
+    let app = TestApp::spawn_process(&fake, Options::default().rules(&rules())).await;
     app.send(&fixture("webjs-lid-direct-without-phone")).await;
     app.send(&message(
         "default",

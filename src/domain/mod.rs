@@ -265,6 +265,13 @@ impl IncomingMessage {
     }
 }
 
+/// A message as acks name it: its session and bare id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MessageKey {
+    pub session: SessionName,
+    pub bare: BareMessageId,
+}
+
 /// A delivery receipt (`message.ack`, `message.ack.group`) for a message.
 #[derive(Debug, Clone)]
 pub struct Ack {

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, bearer};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -21,19 +21,11 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &state.settings.admin.token else {
-        return Err(ApiError::NotFound(
-            "admin endpoints are off; set admin.token to turn them on",
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(token) if expected.matches(token) => Ok(()),
-        _ => Err(ApiError::Unauthorized("missing or invalid bearer token")),
-    }
+    bearer(
+        headers,
+        state.settings.admin.token.as_ref(),
+        "admin endpoints are off; set admin.token to turn them on",
+    )
 }
 
 #[derive(Deserialize)]

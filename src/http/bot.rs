@@ -9,41 +9,37 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, bearer};
 use crate::domain::{ChatId, SessionName};
 use crate::rules::normalize_chat_pattern;
-use crate::store::FlushScope;
+use crate::store::{Flush, FlushScope};
 
 pub async fn read(
     State(state): State<Arc<AppState>>,
     Path((session, chat)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(expected) = &state.settings.bot.token else {
-        return Err(ApiError::NotFound(
-            "the bot endpoint is off; set bot.token to turn it on",
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if !given.is_some_and(|t| expected.matches(t)) {
-        return Err(ApiError::Unauthorized("missing or invalid bearer token"));
-    }
+    bearer(
+        &headers,
+        state.settings.bot.token.as_ref(),
+        "the bot endpoint is off; set bot.token to turn it on",
+    )?;
     let session = SessionName::parse(&session)
         .map_err(|e| ApiError::bad_request(format!("session `{session}` {e}")))?;
     let chat = normalize_chat_pattern(&chat)
         .map_err(ApiError::bad_request)
         .and_then(|c| ChatId::parse(&c).map_err(|e| ApiError::bad_request(format!("chat {e}"))))?;
     let now = state.clock.now();
-    let flushed = state
-        .queue
-        .flush_chat(&session, &[chat], FlushScope::All, now)
-        .await?;
+    let flush = Flush {
+        session: session.clone(),
+        forms: vec![chat],
+        scope: FlushScope::All,
+        at: now,
+    };
+    let flushed = state.queue.flush_chat(flush).await?;
     for chat in flushed.chats {
         state.scheduler.wake(chat, now);
     }

@@ -85,6 +85,26 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeId::default()))
 }
 
+/// Checks `Authorization: Bearer <token>` against `expected` in constant time. Without a token configured the
+/// route is off: 404 with `off`, so an endpoint nobody turned on does not even admit it exists.
+fn bearer(
+    headers: &axum::http::HeaderMap,
+    expected: Option<&Secret>,
+    off: &'static str,
+) -> Result<(), ApiError> {
+    let Some(expected) = expected else {
+        return Err(ApiError::NotFound(off));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if expected.matches(token) => Ok(()),
+        _ => Err(ApiError::Unauthorized("missing or invalid bearer token")),
+    }
+}
+
 /// The router for `metrics.listen`: `/metrics` alone.
 pub fn metrics_router(state: Arc<AppState>) -> Router {
     Router::new()

@@ -16,11 +16,11 @@ use serde_json::json;
 use tracing::{Instrument, field::Empty, info, info_span, warn};
 
 use super::{ApiError, AppState};
-use crate::domain::{Ack, ChatKey, IncomingMessage};
+use crate::domain::{Ack, ChatKey, IncomingMessage, MessageKey};
 use crate::metric_names as names;
 use crate::rules::Decision;
 use crate::scheduler::AckResult;
-use crate::store::{Accepted, FlushScope, NewReceipt};
+use crate::store::{Accepted, Flush, FlushScope, NewReceipt};
 use crate::time::{add, millis_between};
 use crate::webhook::{self, Algorithm, Event};
 
@@ -202,9 +202,11 @@ async fn handle_ack(state: &AppState, ack: Ack) -> Result<Reply, ApiError> {
     if !ack.level.is_read() {
         return Ok(ignored("ack_not_read"));
     }
-    Ok(Reply::Ack(
-        state.scheduler.ack(ack.session, ack.bare).await?,
-    ))
+    let message = MessageKey {
+        session: ack.session,
+        bare: ack.bare,
+    };
+    Ok(Reply::Ack(state.scheduler.ack(message).await?))
 }
 
 /// Refuses an event whose envelope `timestamp` is missing or further than `max_age` from now: a replay.
@@ -302,15 +304,13 @@ async fn decide_and_store(state: &AppState, message: IncomingMessage) -> Result<
     let now = state.clock.now();
     if message.from_me {
         // A reply of ours: the chat has been read, so its read-on-reply receipts are due now.
-        let flushed = state
-            .queue
-            .flush_chat(
-                &message.session,
-                &message.chat_forms(),
-                FlushScope::Reply,
-                now,
-            )
-            .await?;
+        let flush = Flush {
+            session: message.session.clone(),
+            forms: message.chat_forms(),
+            scope: FlushScope::Reply,
+            at: now,
+        };
+        let flushed = state.queue.flush_chat(flush).await?;
         for chat in flushed.chats {
             state.scheduler.wake(chat, now);
         }

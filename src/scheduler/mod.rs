@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 pub use config::DeliverySettings;
 use pacing::{Bucket, backoff};
 
-use crate::domain::{BareMessageId, ChatKey, MessageId, SessionName};
+use crate::domain::{ChatKey, MessageId, MessageKey, SessionName};
 use crate::metric_names as names;
 use crate::store::{Outcome, Queue, Receipt, ReceiptId, StoreError};
 use crate::time::{Clock, add, millis_between};
@@ -38,13 +38,12 @@ enum Command {
     Wake(ChatKey, Timestamp),
     /// A send task finished and its outcomes are in the store.
     Done(Done),
-    /// This account read the message `bare` (on the phone, another device, or by our own sendSeen).
+    /// This account read a message (on the phone, another device, or by our own sendSeen).
     Ack(AckRequest),
 }
 
 struct AckRequest {
-    session: SessionName,
-    bare: BareMessageId,
+    message: MessageKey,
     reply: oneshot::Sender<Result<AckResult, StoreError>>,
 }
 
@@ -100,20 +99,12 @@ impl SchedulerHandle {
         let _ = self.tx.send(Command::Wake(chat, due));
     }
 
-    /// This account read the message `bare`: cancels the receipts of its chat up to it that are not yet
+    /// This account read `message`: cancels the receipts of its chat up to it that are not yet
     /// handed to the sender, and confirms it if it was sent or is being sent.
-    pub async fn ack(
-        &self,
-        session: SessionName,
-        bare: BareMessageId,
-    ) -> Result<AckResult, StoreError> {
+    pub async fn ack(&self, message: MessageKey) -> Result<AckResult, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command::Ack(AckRequest {
-                session,
-                bare,
-                reply,
-            }))
+            .send(Command::Ack(AckRequest { message, reply }))
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -201,7 +192,7 @@ impl Scheduler {
             let now = clock.now();
             let mut next_wake = None;
             for ack in std::mem::take(&mut self.acks) {
-                let result = self.apply_ack(&ack.session, &ack.bare).await;
+                let result = self.apply_ack(&ack.message).await;
                 let _ = ack.reply.send(result);
             }
             if !stopping {
@@ -376,15 +367,11 @@ impl Scheduler {
 
     /// Handles an ack: the acked message's receipt and those accepted before it in its chat are cancelled
     /// unless already handed to the sender; the acked one counts as confirmed when sent or in flight.
-    async fn apply_ack(
-        &mut self,
-        session: &SessionName,
-        bare: &BareMessageId,
-    ) -> Result<AckResult, StoreError> {
+    async fn apply_ack(&mut self, message: &MessageKey) -> Result<AckResult, StoreError> {
         let store = self.delivery.store.clone();
-        let through = store.receipts_through(session, bare).await?;
+        let through = store.receipts_through(message).await?;
         let Some(acked) = through.last() else {
-            let confirmed = store.confirm_sent(session, bare, false).await?;
+            let confirmed = store.confirm_sent(message, false).await?;
             return Ok(AckResult {
                 cancelled: 0,
                 confirmed: u64::from(confirmed),
@@ -396,9 +383,10 @@ impl Scheduler {
             .map(|r| r.id)
             .filter(|id| !self.in_flight.contains(id))
             .collect();
-        let confirmed = acked_in_flight && store.confirm_sent(session, bare, true).await?;
+        let confirmed = acked_in_flight && store.confirm_sent(message, true).await?;
         let cancelled = store.cancel(cancel.clone()).await?;
         // Those already loaded wait in the session's ready queue: take them out.
+        let session = &message.session;
         if let Some(queue) = self.ready.get_mut(session) {
             queue.retain(|r| !cancel.contains(&r.id));
             if queue.is_empty() {

@@ -458,13 +458,10 @@ windows = [{ days = "daily", hours = "09:00-10:00", tz = "UTC" }]
         "nothing while the window is closed"
     );
     h.after(2_000).await;
-
-    assert_eq!(
-        h.sender.times_of("m-window"),
-        [3_600_000],
-        "sent as the window opens"
-    );
+    let sent = h.sender.times_of("m-window");
     h.stop.cancel();
+
+    assert_eq!(sent, [3_600_000], "sent as the window opens");
 }
 
 #[tokio::test(start_paused = true)]
@@ -477,12 +474,11 @@ async fn an_ack_takes_receipts_waiting_for_a_token_out_of_the_queue_and_none_is_
     h.after(100).await;
     assert_eq!(h.sender.calls().len(), 1, "the burst's one token");
 
-    let session = SessionName::parse("s").unwrap();
-    let acked = h
-        .handle
-        .ack(session, crate::domain::BareMessageId::parse("C").unwrap())
-        .await
-        .unwrap();
+    let message = crate::domain::MessageKey {
+        session: SessionName::parse("s").unwrap(),
+        bare: crate::domain::BareMessageId::parse("C").unwrap(),
+    };
+    let acked = h.handle.ack(message).await.unwrap();
     h.after(5_000).await;
 
     assert_eq!(

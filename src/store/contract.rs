@@ -8,10 +8,10 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::{
-    Accepted, ChatHead, FlushScope, Flushed, NewReceipt, Outcome, PendingStats, Receipt, ReceiptId,
-    Store,
+    Accepted, ChatHead, Flush, FlushScope, Flushed, NewReceipt, Outcome, PendingStats, Receipt,
+    ReceiptId, Store,
 };
-use crate::domain::{BareMessageId, ChatId, ChatKey, MessageId, SessionName};
+use crate::domain::{BareMessageId, ChatId, ChatKey, MessageId, MessageKey, SessionName};
 use crate::time::from_millis;
 
 /// A store under test, with whatever keeps it alive.
@@ -65,6 +65,24 @@ fn session(name: &str) -> SessionName {
 
 fn chat(id: &str) -> ChatId {
     ChatId::parse(id).unwrap()
+}
+
+/// The message `bare` of `session_name`, as acks name it.
+fn key_of(session_name: &str, bare: &str) -> MessageKey {
+    MessageKey {
+        session: session(session_name),
+        bare: BareMessageId::parse(bare).unwrap(),
+    }
+}
+
+/// A flush of session `s`'s chat known as `form`.
+fn flush(form: &str, scope: FlushScope, at: Timestamp) -> Flush {
+    Flush {
+        session: session("s"),
+        forms: vec![chat(form)],
+        scope,
+        at,
+    }
 }
 
 fn key(chat: &str) -> ChatKey {
@@ -258,12 +276,7 @@ pub async fn flushing_a_chat_makes_its_untried_read_on_reply_receipts_due(store:
     accept(store, receipt("2@c.us", "other-chat", t(5_000))).await;
 
     let flushed = store
-        .flush_chat(
-            &session("s"),
-            &[chat("1@c.us")],
-            FlushScope::Reply,
-            t(1_000),
-        )
+        .flush_chat(flush("1@c.us", FlushScope::Reply, t(1_000)))
         .await
         .unwrap();
 
@@ -374,21 +387,11 @@ pub async fn a_lid_chat_is_found_by_its_phone_number_and_the_bot_flushes_everyth
     accept(store, quiet).await;
 
     let by_reply = store
-        .flush_chat(
-            &session("s"),
-            &[chat("491511234567@c.us")],
-            FlushScope::Reply,
-            t(1_000),
-        )
+        .flush_chat(flush("491511234567@c.us", FlushScope::Reply, t(1_000)))
         .await
         .unwrap();
     let by_bot = store
-        .flush_chat(
-            &session("s"),
-            &[chat("491511234567@c.us")],
-            FlushScope::All,
-            t(2_000),
-        )
+        .flush_chat(flush("491511234567@c.us", FlushScope::All, t(2_000)))
         .await
         .unwrap();
 
@@ -409,20 +412,10 @@ pub async fn an_ack_finds_its_message_and_those_before_it_in_its_chat(store: &dy
     accept(store, receipt("2@c.us", "false_2@c.us_B", t(50))).await;
     accept(store, receipt("1@c.us", "false_1@c.us_C", t(50))).await;
     accept(store, receipt("1@c.us", "false_1@c.us_D", t(50))).await;
-    let bare = |b: &str| BareMessageId::parse(b).unwrap();
 
-    let through_c = store
-        .receipts_through(&session("s"), &bare("C"))
-        .await
-        .unwrap();
-    let unknown = store
-        .receipts_through(&session("s"), &bare("Z"))
-        .await
-        .unwrap();
-    let elsewhere = store
-        .receipts_through(&session("other"), &bare("C"))
-        .await
-        .unwrap();
+    let through_c = store.receipts_through(&key_of("s", "C")).await.unwrap();
+    let unknown = store.receipts_through(&key_of("s", "Z")).await.unwrap();
+    let elsewhere = store.receipts_through(&key_of("other", "C")).await.unwrap();
 
     assert_eq!(ids(&through_c), ["false_1@c.us_A", "false_1@c.us_C"]);
     assert!(unknown.is_empty() && elsewhere.is_empty());
@@ -431,7 +424,6 @@ pub async fn an_ack_finds_its_message_and_those_before_it_in_its_chat(store: &dy
 pub async fn cancelled_receipts_are_gone_and_sent_ones_are_confirmed_once(store: &dyn Store) {
     let a = accept(store, receipt("1@c.us", "false_1@c.us_A", t(50))).await;
     let b = accept(store, receipt("1@c.us", "false_1@c.us_B", t(50))).await;
-    let bare = |b: &str| BareMessageId::parse(b).unwrap();
 
     assert_eq!(store.cancel(vec![a]).await.unwrap(), 1);
     assert_eq!(store.cancel(vec![a]).await.unwrap(), 0);
@@ -440,25 +432,24 @@ pub async fn cancelled_receipts_are_gone_and_sent_ones_are_confirmed_once(store:
         .await
         .unwrap();
 
-    let s = session("s");
-    assert!(store.confirm_sent(&s, &bare("B"), false).await.unwrap());
+    assert!(store.confirm_sent(&key_of("s", "B"), false).await.unwrap());
     assert!(
-        !store.confirm_sent(&s, &bare("B"), false).await.unwrap(),
+        !store.confirm_sent(&key_of("s", "B"), false).await.unwrap(),
         "once"
     );
     assert!(
-        !store.confirm_sent(&s, &bare("A"), false).await.unwrap(),
+        !store.confirm_sent(&key_of("s", "A"), false).await.unwrap(),
         "never sent"
     );
     assert!(store.list_pending(10).await.unwrap().is_empty());
     // Confirmed while in flight, then the send records itself: still confirmed, not twice.
     let c = accept(store, receipt("1@c.us", "false_1@c.us_C", t(50))).await;
-    assert!(store.confirm_sent(&s, &bare("C"), true).await.unwrap());
+    assert!(store.confirm_sent(&key_of("s", "C"), true).await.unwrap());
     store
         .record(vec![(c, Outcome::Sent { at: t(70) })])
         .await
         .unwrap();
-    assert!(!store.confirm_sent(&s, &bare("C"), false).await.unwrap());
+    assert!(!store.confirm_sent(&key_of("s", "C"), false).await.unwrap());
     // Forgotten with the dedup window.
     store.purge_dedup(t(1_000)).await.unwrap();
     let d = accept(store, receipt("1@c.us", "false_1@c.us_D", t(50))).await;
@@ -468,7 +459,7 @@ pub async fn cancelled_receipts_are_gone_and_sent_ones_are_confirmed_once(store:
         .unwrap();
     store.purge_dedup(t(1_000)).await.unwrap();
     assert!(
-        !store.confirm_sent(&s, &bare("D"), false).await.unwrap(),
+        !store.confirm_sent(&key_of("s", "D"), false).await.unwrap(),
         "purged"
     );
 }

@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use super::{
-    Accepted, ChatHead, DeadReceipt, FlushScope, Flushed, NewReceipt, Operator, Outcome,
+    Accepted, ChatHead, DeadReceipt, Flush, FlushScope, Flushed, NewReceipt, Operator, Outcome,
     PendingStats, Queue, Receipt, ReceiptId, StoreError,
 };
-use crate::domain::{BareMessageId, ChatId, ChatKey, MessageId, SessionName};
+use crate::domain::{BareMessageId, ChatId, ChatKey, MessageId, MessageKey, SessionName};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -167,20 +167,20 @@ impl Queue for MemoryStore {
         })
     }
 
-    async fn flush_chat(
-        &self,
-        session: &SessionName,
-        forms: &[ChatId],
-        scope: FlushScope,
-        now: Timestamp,
-    ) -> Result<Flushed, StoreError> {
+    async fn flush_chat(&self, flush: Flush) -> Result<Flushed, StoreError> {
+        let Flush {
+            session,
+            forms,
+            scope,
+            at: now,
+        } = flush;
         self.write(|s| {
             let mut flushed = Flushed::default();
             for (r, _) in s.pending.values_mut() {
                 let known = forms.contains(&r.chat)
                     || r.chat_phone.as_ref().is_some_and(|p| forms.contains(p));
                 let in_scope = scope == FlushScope::All || r.read_on_reply || r.on_reply;
-                if r.session == *session && known && in_scope && r.attempts == 0 {
+                if r.session == session && known && in_scope && r.attempts == 0 {
                     r.due_at = r.due_at.min(now);
                     r.not_before = r.not_before.min(now);
                     (r.on_reply, r.expires) = (false, false);
@@ -194,17 +194,13 @@ impl Queue for MemoryStore {
         })
     }
 
-    async fn receipts_through(
-        &self,
-        session: &SessionName,
-        bare: &BareMessageId,
-    ) -> Result<Vec<Receipt>, StoreError> {
+    async fn receipts_through(&self, message: &MessageKey) -> Result<Vec<Receipt>, StoreError> {
         Ok(self.with(|s| {
             let acked = s
                 .pending
                 .values()
                 .map(|(r, _)| r)
-                .find(|r| r.session == *session && r.message_id.bare() == *bare);
+                .find(|r| r.session == message.session && r.message_id.bare() == message.bare);
             let Some(acked) = acked.cloned() else {
                 return Vec::new();
             };
@@ -227,12 +223,11 @@ impl Queue for MemoryStore {
 
     async fn confirm_sent(
         &self,
-        session: &SessionName,
-        bare: &BareMessageId,
+        message: &MessageKey,
         in_flight: bool,
     ) -> Result<bool, StoreError> {
         self.write(|s| {
-            let key = (session.clone(), bare.clone());
+            let key = (message.session.clone(), message.bare.clone());
             match s.sent.get_mut(&key) {
                 Some((_, confirmed)) if !*confirmed => {
                     *confirmed = true;

@@ -28,7 +28,7 @@ use serde::Serialize;
 pub use purge::spawn_purge;
 pub use readiness::Readiness;
 
-use crate::domain::{BareMessageId, ChatId, ChatKey, MessageId, SessionName};
+use crate::domain::{ChatId, ChatKey, MessageId, MessageKey, SessionName};
 use crate::time::serialize_rfc3339;
 
 /// A stored receipt's identity, given by the store when it accepts the receipt.
@@ -164,6 +164,16 @@ pub enum FlushScope {
     All,
 }
 
+/// A chat whose receipts are due now: a reply of ours, or the bot saying it handled the chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flush {
+    pub session: SessionName,
+    /// Every form the chat is known by: its id, and its phone number for a LID chat.
+    pub forms: Vec<ChatId>,
+    pub scope: FlushScope,
+    pub at: Timestamp,
+}
+
 /// What a flush changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Flushed {
@@ -201,33 +211,18 @@ pub trait Queue: Send + Sync + 'static {
     async fn chat_heads(&self) -> Result<Vec<ChatHead>, StoreError>;
     /// Records what became of sends, all in one commit. Ids no longer pending are skipped.
     async fn record(&self, outcomes: Vec<(ReceiptId, Outcome)>) -> Result<(), StoreError>;
-    /// Makes the untried receipts in `scope` of the chat known by any of `forms` (its id or its phone number)
-    /// due at `now`, releasing those held for a reply.
-    async fn flush_chat(
-        &self,
-        session: &SessionName,
-        forms: &[ChatId],
-        scope: FlushScope,
-        now: Timestamp,
-    ) -> Result<Flushed, StoreError>;
-    /// The pending receipt of the message `bare` and every pending receipt of its chat accepted before it, in
+    /// Makes the untried receipts a flush names due at its moment, releasing those held for a reply.
+    async fn flush_chat(&self, flush: Flush) -> Result<Flushed, StoreError>;
+    /// The pending receipt of `message` and every pending receipt of its chat accepted before it, in
     /// the order accepted; empty when that message has no pending receipt.
-    async fn receipts_through(
-        &self,
-        session: &SessionName,
-        bare: &BareMessageId,
-    ) -> Result<Vec<Receipt>, StoreError>;
+    async fn receipts_through(&self, message: &MessageKey) -> Result<Vec<Receipt>, StoreError>;
     /// Forgets pending receipts that will never be sent; returns how many were still there.
     async fn cancel(&self, ids: Vec<ReceiptId>) -> Result<u64, StoreError>;
-    /// Marks the message `bare` as confirmed by an ack; true the first time, false when it was not sent within
+    /// Marks `message` as confirmed by an ack; true the first time, false when it was not sent within
     /// the dedup window or was confirmed before. With `in_flight` (its send has not finished yet) it is
     /// remembered as confirmed, so that the send's own record does not make it count twice.
-    async fn confirm_sent(
-        &self,
-        session: &SessionName,
-        bare: &BareMessageId,
-        in_flight: bool,
-    ) -> Result<bool, StoreError>;
+    async fn confirm_sent(&self, message: &MessageKey, in_flight: bool)
+    -> Result<bool, StoreError>;
     /// Forgets accepted and sent ids from before `before`; returns how many.
     async fn purge_dedup(&self, before: Timestamp) -> Result<u64, StoreError>;
 }

@@ -470,6 +470,14 @@ impl TestApp {
         self.child().id()
     }
 
+    /// The first output line that `matches`, waiting up to 10 s for it.
+    pub async fn wait_for_log(&self, matches: impl Fn(&str) -> bool) -> String {
+        eventually(Duration::from_secs(10), "a matching log line", async || {
+            self.logs().into_iter().find(|l| matches(l))
+        })
+        .await
+    }
+
     /// The process's output lines so far.
     pub fn logs(&self) -> Vec<String> {
         match &self.runner {
@@ -611,7 +619,14 @@ pub fn reply_of_ours(session: &str, chat: &str, id: &str) -> String {
 
 /// A fixture body written for the project, from `tests/events/waha/NAME.json`.
 pub fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/events/waha/{name}.json"));
+    fixture_file(&format!("{name}.json"))
+}
+
+/// A file from `tests/events/waha/`.
+pub fn fixture_file(file: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/events/waha")
+        .join(file);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

@@ -15,10 +15,10 @@ use rusqlite::{Connection, params};
 use engine::{Engine, unavailable};
 
 use super::{
-    Accepted, ChatHead, DeadReceipt, FlushScope, Flushed, NewReceipt, Operator, Outcome,
+    Accepted, ChatHead, DeadReceipt, Flush, FlushScope, Flushed, NewReceipt, Operator, Outcome,
     PendingStats, Queue, Receipt, ReceiptId, StoreError,
 };
-use crate::domain::{BareMessageId, ChatId, ChatKey, MessageId, SessionName};
+use crate::domain::{ChatId, ChatKey, MessageId, MessageKey, SessionName};
 use crate::settings::StoreSettings;
 use crate::time::from_millis;
 
@@ -287,21 +287,15 @@ impl Queue for SqliteStore {
             .await
     }
 
-    async fn flush_chat(
-        &self,
-        session: &SessionName,
-        forms: &[ChatId],
-        scope: FlushScope,
-        now: Timestamp,
-    ) -> Result<Flushed, StoreError> {
-        let session = session.clone();
-        let forms: Vec<String> = forms.iter().map(ToString::to_string).collect();
+    async fn flush_chat(&self, flush: Flush) -> Result<Flushed, StoreError> {
+        let (session, now) = (flush.session, flush.at);
+        let forms: Vec<String> = flush.forms.iter().map(ToString::to_string).collect();
         let (first, second) = match forms.as_slice() {
             [] => return Ok(Flushed::default()),
             [one] => (one.clone(), one.clone()),
             [one, two, ..] => (one.clone(), two.clone()),
         };
-        let scope = match scope {
+        let scope = match flush.scope {
             FlushScope::Reply => "(read_on_reply = 1 OR on_reply = 1)",
             FlushScope::All => "1 = 1",
         };
@@ -333,12 +327,8 @@ impl Queue for SqliteStore {
             .await
     }
 
-    async fn receipts_through(
-        &self,
-        session: &SessionName,
-        bare: &BareMessageId,
-    ) -> Result<Vec<Receipt>, StoreError> {
-        let params = (session.to_string(), bare.to_string());
+    async fn receipts_through(&self, message: &MessageKey) -> Result<Vec<Receipt>, StoreError> {
+        let params = (message.session.to_string(), message.bare.to_string());
         self.read(
             "SELECT p.* FROM pending AS a JOIN pending AS p ON p.session = a.session AND p.chat = a.chat
              WHERE a.session = ?1 AND a.bare_id = ?2 AND p.id <= a.id ORDER BY p.id",
@@ -362,11 +352,10 @@ impl Queue for SqliteStore {
 
     async fn confirm_sent(
         &self,
-        session: &SessionName,
-        bare: &BareMessageId,
+        message: &MessageKey,
         in_flight: bool,
     ) -> Result<bool, StoreError> {
-        let (session, bare) = (session.to_string(), bare.to_string());
+        let (session, bare) = (message.session.to_string(), message.bare.to_string());
         self.engine
             .call(true, move |c| {
                 let p = params![session, bare];
