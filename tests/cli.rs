@@ -229,3 +229,35 @@ fn explain_shows_chat_phone_number_decision_and_reason_for_every_waha_fixture() 
         (&Value::from("ignore"), &Value::from("ack_of_own_message"))
     );
 }
+
+#[test]
+fn under_waha_check_refuses_a_base_url_ending_in_api_and_needs_no_key() {
+    let check = |settings: &str| {
+        let dir = config_with(settings, "");
+        let out = autoseen(&["check", "--config", &dir.path().display().to_string()]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+
+    let (api_code, api) =
+        check("[wasend]\nflavor = \"waha\"\nbase_url = \"http://waha:3000/api\"\n");
+    let (root_code, root) = check("[wasend]\nflavor = \"waha\"\nbase_url = \"http://waha:3000\"\n");
+    let (wasend_code, wasend) = check("[wasend]\nbase_url = \"https://api.wasend.dev\"\n");
+
+    assert_eq!(api_code, Some(1));
+    assert!(
+        api.contains("wasend.base_url") && api.contains("/api"),
+        "{api}"
+    );
+    assert_eq!(root_code, Some(0), "{root}");
+    assert!(
+        !root.contains("api_key"),
+        "a key is optional under waha: {root}"
+    );
+    assert_eq!(wasend_code, Some(0));
+    assert!(wasend.contains("AUTOSEEN__WASEND__API_KEY"), "{wasend}");
+}
