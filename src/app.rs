@@ -51,11 +51,13 @@ impl Application {
             Arc::new(WasendClient::new(&settings.wasend).context("cannot build the HTTP client")?);
         let (mut scheduler, handle) =
             Scheduler::new(queue.clone(), client, clock, settings.delivery.clone());
-        let chats = scheduler
-            .load()
-            .await
-            .context("cannot load pending receipts")?;
-        info!(chats, "pending receipts loaded");
+        match scheduler.load().await {
+            Ok(chats) => info!(chats, "pending receipts loaded"),
+            // The store is down (a database server not up yet): serve anyway, answer 503 until it is back.
+            Err(e) => {
+                warn!(error = %e, "cannot load pending receipts yet; the scheduler keeps trying")
+            }
+        }
         let live = LiveRules::new(rules);
         let state = Arc::new(AppState {
             hmac_keys: settings.webhook.all_hmac_keys(),

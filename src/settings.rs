@@ -108,27 +108,130 @@ impl WebhookSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
-    /// SQLite file (created with its folder); relative paths are from the working directory.
-    pub path: PathBuf,
+    /// Where the store is: `sqlite:PATH` (the embedded default) or `postgres://user:password@host/db` for
+    /// several replicas sharing one queue. Env: `AUTOSEEN__STORE__URL`. The password never prints.
+    pub url: Option<StoreUrl>,
+    /// The SQLite file, as before `url` existed (created with its folder; relative to the working directory).
+    /// Default `data/autoseen.db` when neither is set; setting both is an error.
+    pub path: Option<PathBuf>,
     /// How long accepted message ids are remembered to answer re-deliveries with "duplicate".
     #[serde(with = "humantime_serde")]
     pub dedup_window: Duration,
-    /// SQLite `synchronous`: `"normal"` (survives a crash of the process; a power loss may lose the last
-    /// commits) or `"full"` (also survives power loss, slower writes).
-    pub synchronous: Synchronous,
-    /// How long a write waits for a lock held by another process before the store counts as unwritable.
+    /// SQLite only, `synchronous`: `"normal"` (default; survives a crash of the process; a power loss may lose
+    /// the last commits) or `"full"` (also survives power loss, slower writes).
+    pub synchronous: Option<Synchronous>,
+    /// SQLite only: how long a write waits for a lock held by another process before the store counts as
+    /// unwritable (default 2s).
     #[serde(with = "humantime_serde")]
-    pub busy_timeout: Duration,
+    pub busy_timeout: Option<Duration>,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         Self {
-            path: PathBuf::from("data/autoseen.db"),
+            url: None,
+            path: None,
             dedup_window: Duration::from_secs(48 * 3600),
-            synchronous: Synchronous::Normal,
-            busy_timeout: Duration::from_secs(2),
+            synchronous: None,
+            busy_timeout: None,
         }
+    }
+}
+
+/// The SQLite file used when the settings name none.
+pub const DEFAULT_SQLITE_PATH: &str = "data/autoseen.db";
+
+/// Which store the settings choose.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backend {
+    Sqlite {
+        path: PathBuf,
+        synchronous: Synchronous,
+        busy_timeout: Duration,
+    },
+    Postgres(StoreUrl),
+}
+
+impl StoreSettings {
+    /// The SQLite file, unless the store is PostgreSQL.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        match self.backend() {
+            Backend::Sqlite { path, .. } => Some(path),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// The backend named by `url` (or `path`), with SQLite's defaults filled in. Checked when loaded.
+    pub fn backend(&self) -> Backend {
+        match &self.url {
+            Some(url) if url.is_postgres() => Backend::Postgres(url.clone()),
+            url => Backend::Sqlite {
+                path: url
+                    .as_ref()
+                    .and_then(|u| u.sqlite_path())
+                    .or_else(|| self.path.clone())
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_SQLITE_PATH)),
+                synchronous: self.synchronous.unwrap_or(Synchronous::Normal),
+                busy_timeout: self.busy_timeout.unwrap_or(Duration::from_secs(2)),
+            },
+        }
+    }
+}
+
+/// A store URL: `sqlite:PATH` or `postgres://…`. Prints with its password masked.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct StoreUrl(Secret);
+
+impl StoreUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(Secret::new(url))
+    }
+
+    /// The URL itself, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        let url = self.expose();
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
+    }
+
+    fn sqlite_path(&self) -> Option<PathBuf> {
+        self.expose()
+            .strip_prefix("sqlite:")
+            .map(|p| PathBuf::from(p.trim_start_matches("//")))
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        match reqwest::Url::parse(self.expose()) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            }
+            Ok(u) => u.to_string(),
+            Err(_) => "(not a URL)".into(),
+        }
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for StoreUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
     }
 }
 
@@ -325,6 +428,36 @@ impl Settings {
                 );
             }
         }
+        let store = &self.store;
+        if let Some(url) = &store.url {
+            if !(url.is_postgres() || url.expose().starts_with("sqlite:")) {
+                bad(
+                    "store.url",
+                    format!(
+                        "is `{url}`; write \"sqlite:PATH\" or \"postgres://user:password@host:5432/db\""
+                    ),
+                );
+            }
+            if store.path.is_some() {
+                bad(
+                    "store.path",
+                    "and `store.url` are both set; keep one (`store.url = \"sqlite:PATH\"` replaces `store.path`)".into(),
+                );
+            }
+            if url.is_postgres() {
+                for (key, set) in [
+                    ("store.synchronous", store.synchronous.is_some()),
+                    ("store.busy_timeout", store.busy_timeout.is_some()),
+                ] {
+                    if set {
+                        bad(
+                            key,
+                            "applies to SQLite only; with PostgreSQL durability follows the server's synchronous_commit. Remove it".into(),
+                        );
+                    }
+                }
+            }
+        }
         let d = &self.delivery;
         if d.max_attempts == 0 {
             bad("delivery.max_attempts", "must be at least 1".into());
@@ -459,6 +592,58 @@ mod tests {
         assert!(err.to_string().contains("server.listen"), "{err}");
         let err = load("[wasend]\ntimeout = \"soon\"\n", &[]).unwrap_err();
         assert!(err.to_string().contains(":2"), "{err}");
+    }
+
+    #[test]
+    fn the_store_url_chooses_the_backend_and_keeps_store_path_working() {
+        let default = load("", &[]).unwrap();
+        let old_style = load("[store]\npath = \"/var/lib/autoseen/a.db\"\n", &[]).unwrap();
+        let url = load("[store]\nurl = \"sqlite:/tmp/b.db\"\n", &[]).unwrap();
+        let pg = load(
+            "",
+            &[(
+                "AUTOSEEN__STORE__URL",
+                "postgres://autoseen:pg-secret-9@db:5432/autoseen",
+            )],
+        )
+        .unwrap();
+
+        assert_eq!(
+            default.store.sqlite_path().unwrap(),
+            PathBuf::from(DEFAULT_SQLITE_PATH)
+        );
+        assert_eq!(
+            old_style.store.sqlite_path().unwrap(),
+            PathBuf::from("/var/lib/autoseen/a.db")
+        );
+        assert_eq!(url.store.sqlite_path().unwrap(), PathBuf::from("/tmp/b.db"));
+        assert!(matches!(pg.store.backend(), Backend::Postgres(_)));
+        let printed = format!(
+            "{:?} {}",
+            pg.store,
+            serde_json::to_string(&pg.store).unwrap()
+        );
+        assert!(!printed.contains("pg-secret-9"), "{printed}");
+        assert!(printed.contains("autoseen:***@db"), "{printed}");
+    }
+
+    #[test]
+    fn store_settings_that_contradict_each_other_are_refused() {
+        let both = load("[store]\npath = \"a.db\"\nurl = \"sqlite:b.db\"\n", &[]).unwrap_err();
+        let sqlite_only = load(
+            "[store]\nurl = \"postgres://db/x\"\nsynchronous = \"full\"\nbusy_timeout = \"1s\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let unknown = load("[store]\nurl = \"mysql://db/x\"\n", &[]).unwrap_err();
+
+        assert!(both.to_string().contains("both set"), "{both}");
+        let text = sqlite_only.to_string();
+        assert!(
+            text.contains("store.synchronous") && text.contains("store.busy_timeout"),
+            "{text}"
+        );
+        assert!(unknown.to_string().contains("postgres://"), "{unknown}");
     }
 
     #[test]

@@ -85,7 +85,8 @@ fn the_dockerfile_runs_the_shipped_config_as_a_non_root_user() {
     );
     assert_eq!(d["EXPOSE"], [port_of(&shipped.server.listen).to_string()]);
     // The store's folder is the volume.
-    let store_dir = shipped.store.path.parent().unwrap().display().to_string();
+    let store = shipped.store.sqlite_path().unwrap();
+    let store_dir = store.parent().unwrap().display().to_string();
     assert_eq!(d["VOLUME"], [format!("{workdir}/{store_dir}")]);
     assert_eq!(dockerfile_healthcheck()[..2], ["autoseen", "probe"]);
 }
@@ -127,7 +128,8 @@ fn the_compose_file_matches_the_image_and_the_settings() {
         mounts.contains(&format!("../config:{}:ro", dockerfile_env("AUTOSEEN_CONFIG")).as_str()),
         "{mounts:?}"
     );
-    let store_dir = format!("{workdir}/{}", s.store.path.parent().unwrap().display());
+    let store = s.store.sqlite_path().unwrap();
+    let store_dir = format!("{workdir}/{}", store.parent().unwrap().display());
     assert!(
         mounts.contains(&format!("autoseen-data:{store_dir}").as_str()),
         "{mounts:?}"
@@ -210,7 +212,8 @@ fn the_kubernetes_manifests_match_the_settings_they_carry() {
         .find(|e| e["name"] == "AUTOSEEN_CONFIG")
         .unwrap();
     assert_eq!(config_env["value"].as_str().unwrap(), mount("config"));
-    assert_eq!(Path::new(&mount("data")), s.store.path.parent().unwrap());
+    let store = s.store.sqlite_path().unwrap();
+    assert_eq!(Path::new(&mount("data")), store.parent().unwrap());
     assert!(
         pod["volumes"]
             .as_array()
@@ -297,7 +300,10 @@ fn the_systemd_unit_is_hardened_and_its_settings_are_real() {
     assert_eq!(get("ExecReload"), ["/bin/kill -HUP $MAINPID"]);
     assert_eq!(get("StateDirectory"), ["autoseen"]);
     assert!(
-        s.store.path.starts_with("/var/lib/autoseen"),
+        s.store
+            .sqlite_path()
+            .unwrap()
+            .starts_with("/var/lib/autoseen"),
         "{:?}",
         s.store.path
     );

@@ -408,11 +408,12 @@ async fn ingest(table: &mut Table, quick: bool) -> anyhow::Result<()> {
 
 /// Writes `n` pending receipts into a new store at `path`, in `chats` chats, due at `due(i)`.
 fn seed(path: &Path, n: usize, chats: usize, due: impl Fn(usize) -> i64) -> anyhow::Result<()> {
-    let settings = autoseen::settings::StoreSettings {
+    let options = autoseen::store::sqlite::SqliteOptions {
         path: path.to_path_buf(),
-        ..Default::default()
+        synchronous: autoseen::settings::Synchronous::Normal,
+        busy_timeout: Duration::from_secs(2),
     };
-    drop(autoseen::store::sqlite::SqliteStore::open(&settings)?);
+    drop(autoseen::store::sqlite::SqliteStore::open(&options)?);
     let mut conn = rusqlite::Connection::open(path)?;
     conn.pragma_update(None, "synchronous", "OFF")?;
     let tx = conn.transaction()?;

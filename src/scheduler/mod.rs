@@ -140,6 +140,8 @@ pub struct Scheduler {
     acks: Vec<AckRequest>,
     /// API calls in flight.
     sending: usize,
+    /// When loading the pending chats failed (the store was down at start), when to try again.
+    load_again_at: Option<Timestamp>,
 }
 
 impl Scheduler {
@@ -170,13 +172,21 @@ impl Scheduler {
             in_flight: HashSet::new(),
             acks: Vec::new(),
             sending: 0,
+            load_again_at: None,
         };
         (scheduler, handle)
     }
 
-    /// Loads the pending chats from the store. Overdue ones fire at once, paced like any other.
+    /// Loads the pending chats from the store. Overdue ones fire at once, paced like any other. When the
+    /// store cannot answer (a database that is down at start), the scheduler tries again every second once
+    /// it runs, so the service starts anyway and catches up when the store is back.
     pub async fn load(&mut self) -> Result<usize, StoreError> {
-        let heads = self.delivery.store.chat_heads().await?;
+        let result = self.delivery.store.chat_heads().await;
+        self.load_again_at = match &result {
+            Ok(_) => None,
+            Err(_) => Some(add(self.delivery.clock.now(), STORE_RETRY)),
+        };
+        let heads = result?;
         let n = heads.len();
         for head in heads {
             self.set_timer(head.chat, head.due_at);
@@ -195,6 +205,12 @@ impl Scheduler {
                 let result = self.apply_ack(&ack.message).await;
                 let _ = ack.reply.send(result);
             }
+            if self.load_again_at.is_some_and(|at| at <= now) && !stopping {
+                match self.load().await {
+                    Ok(chats) => info!(chats, "pending receipts loaded"),
+                    Err(e) => warn!(error = %e, "cannot load pending receipts yet; trying again"),
+                }
+            }
             if !stopping {
                 self.fire_due(now).await;
                 next_wake = self.dispatch(now);
@@ -207,7 +223,7 @@ impl Scheduler {
             } else {
                 self.timers.first().map(|t| t.0)
             };
-            let wake_at = min_opt(next_timer, next_wake);
+            let wake_at = min_opt(min_opt(next_timer, next_wake), self.load_again_at);
             tokio::select! {
                 cmd = self.rx.recv() => {
                     let Some(cmd) = cmd else { break };

@@ -1,7 +1,7 @@
 //! The store contract: what every backend must do, written once and run against each of them with
-//! [`store_contract_tests!`](crate::store_contract_tests). A backend's test module invokes the macro with an
-//! expression that builds a fresh, empty store (and whatever must live as long as it, such as a temporary
-//! folder), implementing [`Backend`].
+//! [`store_contract_tests!`](crate::store_contract_tests). A backend's test module invokes the macro with a
+//! future that builds a fresh, empty store (and whatever must live as long as it, such as a temporary folder
+//! or schema), implementing [`Backend`].
 
 use std::sync::Arc;
 
@@ -25,7 +25,8 @@ impl<S: Store> Backend for S {
     }
 }
 
-/// Generates one `#[tokio::test]` per contract clause, each on a fresh store built by `$make`.
+/// Generates one `#[tokio::test]` per contract clause, each on a fresh store: `$make` is a future of
+/// `Option<impl Backend>`, `None` when the backend cannot be had here (and the test is skipped).
 #[macro_export]
 macro_rules! store_contract_tests {
     ($make:expr) => {
@@ -47,7 +48,7 @@ macro_rules! store_contract_tests {
         $(
             #[tokio::test]
             async fn $name() {
-                let backend = $make;
+                let Some(backend) = $make.await else { return };
                 $crate::store::contract::$name($crate::store::contract::Backend::store(&backend)).await;
             }
         )*

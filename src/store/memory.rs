@@ -327,5 +327,5 @@ impl Operator for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    crate::store_contract_tests!(crate::store::memory::MemoryStore::default());
+    crate::store_contract_tests!(async { Some(crate::store::memory::MemoryStore::default()) });
 }

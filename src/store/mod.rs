@@ -14,6 +14,7 @@
 pub mod contract;
 #[cfg(test)]
 pub mod memory;
+pub mod postgres;
 mod purge;
 mod readiness;
 pub mod sqlite;
@@ -29,6 +30,7 @@ pub use purge::spawn_purge;
 pub use readiness::Readiness;
 
 use crate::domain::{ChatId, ChatKey, MessageId, MessageKey, SessionName};
+use crate::settings::Backend;
 use crate::time::serialize_rfc3339;
 
 /// A stored receipt's identity, given by the store when it accepts the receipt.
@@ -248,13 +250,31 @@ pub trait Store: Queue + Operator {}
 impl<T: Queue + Operator> Store for T {}
 
 /// Opens the store named in the settings and starts its background upkeep (forgetting old ids), which stops
-/// with `stop`.
+/// with `stop`. PostgreSQL connects on first use, so a server that is down does not stop the start.
 pub fn open(
     settings: &crate::settings::StoreSettings,
     clock: crate::time::Clock,
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<(Arc<dyn Queue>, Arc<dyn Operator>)> {
-    let store = Arc::new(sqlite::SqliteStore::open(settings)?);
-    spawn_purge(store.clone(), settings.dedup_window, clock, stop);
-    Ok((store.clone(), store))
+    let (queue, operator): (Arc<dyn Queue>, Arc<dyn Operator>) = match settings.backend() {
+        Backend::Sqlite {
+            path,
+            synchronous,
+            busy_timeout,
+        } => {
+            let options = sqlite::SqliteOptions {
+                path,
+                synchronous,
+                busy_timeout,
+            };
+            let store = Arc::new(sqlite::SqliteStore::open(&options)?);
+            (store.clone(), store)
+        }
+        Backend::Postgres(url) => {
+            let store = Arc::new(postgres::PostgresStore::new(&url)?);
+            (store.clone(), store)
+        }
+    };
+    spawn_purge(queue.clone(), settings.dedup_window, clock, stop);
+    Ok((queue, operator))
 }

@@ -387,7 +387,7 @@ rate_per_session = "off"
 max_attempts = 5
 
 [store]
-path = "{store}"
+url = "sqlite:{store}"
 
 [admin]
 token = "{ADMIN_TOKEN}"

@@ -8,7 +8,7 @@
 //! on their own connection and thread, so they never hold up a commit. The engine knows nothing of receipts:
 //! the queries in the parent module are closures it runs.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::schema;
 use crate::metric_names as names;
-use crate::settings::{StoreSettings, Synchronous};
+use crate::settings::Synchronous;
 use crate::store::StoreError;
 
 /// Most jobs committed in one transaction.
@@ -49,15 +49,15 @@ pub struct Engine {
 impl Engine {
     /// Opens (creating if needed) the database and its folder, brings its schema up to date, and starts the
     /// threads.
-    pub fn open(settings: &StoreSettings) -> anyhow::Result<Self> {
+    pub fn open(options: &SqliteOptions) -> anyhow::Result<Self> {
         use anyhow::Context;
-        let path = &settings.path;
+        let path = &options.path;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create the store folder {}", parent.display()))?;
         }
         let open = || {
-            open_connection(path, settings).with_context(|| {
+            open_connection(options).with_context(|| {
                 format!("cannot open the store at {} (store.path)", path.display())
             })
         };
@@ -127,14 +127,22 @@ impl Engine {
     }
 }
 
-fn open_connection(path: &Path, settings: &StoreSettings) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(settings.busy_timeout)?;
+/// Where the SQLite file is and how it is written.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    pub busy_timeout: Duration,
+}
+
+fn open_connection(options: &SqliteOptions) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(&options.path)?;
+    conn.busy_timeout(options.busy_timeout)?;
     // Takes effect when the file is created. Receipts and ids are small and their index keys arrive in random
     // order, so each commit dirties many pages: small pages make the WAL written per commit small.
     conn.pragma_update(None, "page_size", 1024)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    let sync = match settings.synchronous {
+    let sync = match options.synchronous {
         Synchronous::Normal => "NORMAL",
         Synchronous::Full => "FULL",
     };

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
 
+pub use engine::SqliteOptions;
 use engine::{Engine, unavailable};
 
 use super::{
@@ -19,7 +20,6 @@ use super::{
     PendingStats, Queue, Receipt, ReceiptId, StoreError,
 };
 use crate::domain::{ChatId, ChatKey, MessageId, MessageKey, SessionName};
-use crate::settings::StoreSettings;
 use crate::time::from_millis;
 
 /// The SQLite store; cheap to clone.
@@ -33,9 +33,9 @@ type FromRow<T> = fn(&rusqlite::Row<'_>) -> rusqlite::Result<Result<T, StoreErro
 
 impl SqliteStore {
     /// Opens (creating if needed) the database and its folder, and starts the store threads.
-    pub fn open(settings: &StoreSettings) -> anyhow::Result<Self> {
+    pub fn open(options: &SqliteOptions) -> anyhow::Result<Self> {
         Ok(Self {
-            engine: Engine::open(settings)?,
+            engine: Engine::open(options)?,
         })
     }
 
@@ -456,11 +456,11 @@ mod tests {
     use crate::store::contract::{Backend, receipt, t};
     use crate::store::{Operator, Queue, Store};
 
-    fn settings(dir: &Path) -> StoreSettings {
-        StoreSettings {
+    fn settings(dir: &Path) -> SqliteOptions {
+        SqliteOptions {
             path: dir.join("sub/autoseen.db"),
+            synchronous: crate::settings::Synchronous::Normal,
             busy_timeout: Duration::from_millis(100),
-            ..StoreSettings::default()
         }
     }
 
@@ -484,7 +484,7 @@ mod tests {
         }
     }
 
-    crate::store_contract_tests!(TempSqlite::new());
+    crate::store_contract_tests!(async { Some(TempSqlite::new()) });
 
     #[tokio::test]
     async fn accepted_receipts_and_ids_survive_reopening() {

@@ -1,0 +1,567 @@
+//! The shared store: PostgreSQL, for several replicas on one queue. [`schema`] holds the migrations; this
+//! module the queries, one per trait method, each a single statement or one transaction, so "accepted" means
+//! committed exactly as with SQLite. Dedup and enqueue are one statement: of two concurrent deliveries of a
+//! message, the second waits on the first's row and answers duplicate.
+//!
+//! The client is `tokio-postgres` with a `deadpool-postgres` pool: the ecosystem's plain async driver and its
+//! plain pool, with no ORM or compile-time database between us and SQL. Connections are made on demand, so
+//! the service starts while the server is down and works as soon as it is back; migrations run on the first
+//! connection that succeeds. Moments are stored as milliseconds since the Unix epoch, as in SQLite.
+
+mod schema;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use jiff::Timestamp;
+use tokio::sync::OnceCell;
+use tokio_postgres::{NoTls, Row};
+
+use super::{
+    Accepted, ChatHead, DeadReceipt, Flush, FlushScope, Flushed, NewReceipt, Operator, Outcome,
+    PendingStats, Queue, Receipt, ReceiptId, StoreError,
+};
+use crate::domain::{ChatId, ChatKey, MessageId, MessageKey, SessionName};
+use crate::settings::StoreUrl;
+use crate::time::from_millis;
+
+/// Connections per process.
+const POOL_SIZE: usize = 16;
+/// How long connecting, or waiting for a free connection, may take before the store counts as unavailable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The PostgreSQL store; cheap to clone.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    migrated: Arc<OnceCell<()>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(e: impl ToString) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+impl PostgresStore {
+    /// A store for `url`; nothing connects until the first query.
+    pub fn new(url: &StoreUrl) -> anyhow::Result<Self> {
+        let mut config = tokio_postgres::Config::from_str(url.expose())
+            .map_err(|e| anyhow::anyhow!("store.url `{url}` is not a PostgreSQL URL: {e}"))?;
+        config.connect_timeout(CONNECT_TIMEOUT);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .build()?;
+        Ok(Self {
+            pool,
+            migrated: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// A connection, with the schema migrated once per process.
+    async fn client(&self) -> Result<Object, StoreError> {
+        let mut client = self.pool.get().await.map_err(unavailable)?;
+        self.migrated
+            .get_or_try_init(|| async {
+                schema::migrate(&mut client)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(format!("cannot migrate the schema: {e}")))
+            })
+            .await?;
+        Ok(client)
+    }
+
+    async fn query<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        row: fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
+        let rows = client
+            .query(&statement, params)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(row).collect()
+    }
+
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
+        client
+            .execute(&statement, params)
+            .await
+            .map_err(unavailable)
+    }
+}
+
+fn chat_key(session: &str, chat: &str) -> Result<ChatKey, StoreError> {
+    Ok(ChatKey {
+        session: SessionName::parse(session).map_err(corrupt)?,
+        chat: ChatId::parse(chat).map_err(corrupt)?,
+    })
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    column: &str,
+) -> Result<T, StoreError> {
+    row.try_get(column).map_err(corrupt)
+}
+
+fn phone(row: &Row) -> Result<Option<ChatId>, StoreError> {
+    get::<Option<String>>(row, "chat_phone")?
+        .map(|p| ChatId::parse(&p).map_err(corrupt))
+        .transpose()
+}
+
+fn receipt_from_row(row: &Row) -> Result<Receipt, StoreError> {
+    let key = chat_key(get(row, "session")?, get(row, "chat")?)?;
+    Ok(Receipt {
+        id: ReceiptId::from_row(get(row, "id")?),
+        session: key.session,
+        chat: key.chat,
+        chat_phone: phone(row)?,
+        message_id: MessageId::parse(get(row, "message_id")?).map_err(corrupt)?,
+        rule: get::<String>(row, "rule")?.into(),
+        due_at: from_millis(get(row, "due_at")?),
+        not_before: from_millis(get(row, "not_before")?),
+        read_on_reply: get(row, "read_on_reply")?,
+        on_reply: get(row, "on_reply")?,
+        expires: get(row, "expires")?,
+        attempts: get::<i32>(row, "attempts")?.max(0) as u32,
+        last_error: get(row, "last_error")?,
+    })
+}
+
+fn dead_from_row(row: &Row) -> Result<DeadReceipt, StoreError> {
+    let key = chat_key(get(row, "session")?, get(row, "chat")?)?;
+    Ok(DeadReceipt {
+        id: ReceiptId::from_row(get(row, "id")?),
+        session: key.session,
+        chat: key.chat,
+        message_id: MessageId::parse(get(row, "message_id")?).map_err(corrupt)?,
+        rule: get::<String>(row, "rule")?.into(),
+        attempts: get::<i32>(row, "attempts")?.max(0) as u32,
+        last_error: get(row, "last_error")?,
+        died_at: from_millis(get(row, "died_at")?),
+    })
+}
+
+fn chat_from_row(row: &Row) -> Result<ChatKey, StoreError> {
+    chat_key(get(row, "session")?, get(row, "chat")?)
+}
+
+#[async_trait]
+impl Queue for PostgresStore {
+    async fn accept(&self, r: NewReceipt) -> Result<Accepted, StoreError> {
+        let rows = self
+            .query(
+                "WITH fresh AS (
+                     INSERT INTO dedup (session, message_id, accepted_at) VALUES ($1, $3, $11)
+                     ON CONFLICT DO NOTHING RETURNING 1
+                 )
+                 INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply,
+                                      on_reply, expires, chat_phone, accepted_at, bare_id)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM fresh RETURNING id",
+                &[
+                    &r.session.as_str(),
+                    &r.chat.as_str(),
+                    &r.message_id.as_str(),
+                    &&*r.rule,
+                    &ms(r.due_at),
+                    &ms(r.not_before),
+                    &r.read_on_reply,
+                    &r.on_reply,
+                    &r.expires,
+                    &r.chat_phone.as_ref().map(ChatId::as_str),
+                    &ms(r.accepted_at),
+                    &r.message_id.bare().as_str(),
+                ],
+                |row| get::<i64>(row, "id"),
+            )
+            .await?;
+        Ok(match rows.first() {
+            Some(&id) => Accepted::New {
+                id: ReceiptId::from_row(id),
+            },
+            None => Accepted::Duplicate,
+        })
+    }
+
+    async fn chat_receipts(&self, chat: &ChatKey) -> Result<Vec<Receipt>, StoreError> {
+        self.query(
+            "SELECT * FROM pending WHERE session = $1 AND chat = $2 ORDER BY due_at, id",
+            &[&chat.session.as_str(), &chat.chat.as_str()],
+            receipt_from_row,
+        )
+        .await
+    }
+
+    async fn chat_heads(&self) -> Result<Vec<ChatHead>, StoreError> {
+        self.query(
+            "SELECT session, chat, MIN(due_at) AS due FROM pending GROUP BY session, chat",
+            &[],
+            |row| {
+                Ok(ChatHead {
+                    chat: chat_from_row(row)?,
+                    due_at: from_millis(get(row, "due")?),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn record(&self, outcomes: Vec<(ReceiptId, Outcome)>) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        for (id, outcome) in outcomes {
+            let id = id.to_row();
+            let result = match outcome {
+                Outcome::Sent { at } => {
+                    tx.execute(
+                        "WITH gone AS (DELETE FROM pending WHERE id = $1 RETURNING session, bare_id)
+                         INSERT INTO sent (session, bare_id, sent_at) SELECT session, bare_id, $2 FROM gone
+                         ON CONFLICT (session, bare_id) DO UPDATE SET sent_at = excluded.sent_at",
+                        &[&id, &ms(at)],
+                    )
+                    .await
+                }
+                Outcome::Retry {
+                    attempts,
+                    at,
+                    error,
+                } => {
+                    tx.execute(
+                        "UPDATE pending SET attempts = $2, due_at = $3, not_before = $3, last_error = $4 WHERE id = $1",
+                        &[&id, &(attempts as i32), &ms(at), &error],
+                    )
+                    .await
+                }
+                Outcome::Dead {
+                    attempts,
+                    error,
+                    at,
+                } => {
+                    tx.execute(
+                        "WITH gone AS (DELETE FROM pending WHERE id = $1 RETURNING *)
+                         INSERT INTO dead (session, chat, chat_phone, message_id, rule, attempts, last_error, died_at, read_on_reply)
+                         SELECT session, chat, chat_phone, message_id, rule, $2, $3, $4, read_on_reply FROM gone",
+                        &[&id, &(attempts as i32), &error, &ms(at)],
+                    )
+                    .await
+                }
+            };
+            result.map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn flush_chat(&self, flush: Flush) -> Result<Flushed, StoreError> {
+        let forms: Vec<&str> = flush.forms.iter().map(ChatId::as_str).collect();
+        let sql = match flush.scope {
+            FlushScope::Reply => {
+                "UPDATE pending SET due_at = LEAST(due_at, $3), not_before = LEAST(not_before, $3),
+                 on_reply = false, expires = false
+                 WHERE session = $1 AND (chat = ANY($2) OR chat_phone = ANY($2)) AND attempts = 0
+                   AND (read_on_reply OR on_reply)
+                 RETURNING session, chat"
+            }
+            FlushScope::All => {
+                "UPDATE pending SET due_at = LEAST(due_at, $3), not_before = LEAST(not_before, $3),
+                 on_reply = false, expires = false
+                 WHERE session = $1 AND (chat = ANY($2) OR chat_phone = ANY($2)) AND attempts = 0
+                 RETURNING session, chat"
+            }
+        };
+        let rows = self
+            .query(
+                sql,
+                &[&flush.session.as_str(), &forms, &ms(flush.at)],
+                chat_from_row,
+            )
+            .await?;
+        let mut chats: Vec<ChatKey> = Vec::new();
+        for chat in &rows {
+            if !chats.contains(chat) {
+                chats.push(chat.clone());
+            }
+        }
+        Ok(Flushed {
+            chats,
+            receipts: rows.len() as u64,
+        })
+    }
+
+    async fn receipts_through(&self, message: &MessageKey) -> Result<Vec<Receipt>, StoreError> {
+        self.query(
+            "SELECT p.* FROM pending AS a JOIN pending AS p ON p.session = a.session AND p.chat = a.chat
+             WHERE a.session = $1 AND a.bare_id = $2 AND p.id <= a.id ORDER BY p.id",
+            &[&message.session.as_str(), &message.bare.as_str()],
+            receipt_from_row,
+        )
+        .await
+    }
+
+    async fn cancel(&self, ids: Vec<ReceiptId>) -> Result<u64, StoreError> {
+        let ids: Vec<i64> = ids.into_iter().map(ReceiptId::to_row).collect();
+        self.execute("DELETE FROM pending WHERE id = ANY($1)", &[&ids])
+            .await
+    }
+
+    async fn confirm_sent(
+        &self,
+        message: &MessageKey,
+        in_flight: bool,
+    ) -> Result<bool, StoreError> {
+        let (session, bare) = (message.session.as_str(), message.bare.as_str());
+        let updated = self
+            .execute(
+                "UPDATE sent SET confirmed = true WHERE session = $1 AND bare_id = $2 AND NOT confirmed",
+                &[&session, &bare],
+            )
+            .await?;
+        if updated == 0 && in_flight {
+            // Sent "at the end of time" until the send records itself, so the purge keeps it until then.
+            return self
+                .execute(
+                    "INSERT INTO sent (session, bare_id, sent_at, confirmed) VALUES ($1, $2, $3, true)
+                     ON CONFLICT DO NOTHING",
+                    &[&session, &bare, &i64::MAX],
+                )
+                .await
+                .map(|n| n > 0);
+        }
+        Ok(updated > 0)
+    }
+
+    async fn purge_dedup(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let ids = self
+            .execute("DELETE FROM dedup WHERE accepted_at < $1", &[&ms(before)])
+            .await?;
+        let sent = self
+            .execute("DELETE FROM sent WHERE sent_at < $1", &[&ms(before)])
+            .await?;
+        Ok(ids + sent)
+    }
+}
+
+#[async_trait]
+impl Operator for PostgresStore {
+    async fn list_pending(&self, limit: usize) -> Result<Vec<Receipt>, StoreError> {
+        let limit = limit as i64;
+        self.query(
+            "SELECT * FROM pending ORDER BY due_at, id LIMIT $1",
+            &[&limit],
+            receipt_from_row,
+        )
+        .await
+    }
+
+    async fn list_dead(&self, limit: usize) -> Result<Vec<DeadReceipt>, StoreError> {
+        let limit = limit as i64;
+        self.query(
+            "SELECT * FROM dead ORDER BY died_at DESC, id DESC LIMIT $1",
+            &[&limit],
+            dead_from_row,
+        )
+        .await
+    }
+
+    async fn replay_dead(&self, now: Timestamp) -> Result<Vec<ChatKey>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        let rows = tx
+            .query(
+                "WITH gone AS (DELETE FROM dead RETURNING *)
+                 INSERT INTO pending (session, chat, chat_phone, message_id, bare_id, rule, due_at, not_before,
+                                      read_on_reply, accepted_at)
+                 SELECT session, chat, chat_phone, message_id, message_id, rule, $1, $1, read_on_reply, $1
+                 FROM gone RETURNING session, chat",
+                &[&ms(now)],
+            )
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        let mut chats: Vec<ChatKey> = Vec::new();
+        for row in &rows {
+            let chat = chat_from_row(row)?;
+            if !chats.contains(&chat) {
+                chats.push(chat);
+            }
+        }
+        Ok(chats)
+    }
+
+    async fn pending_stats(&self) -> Result<Vec<PendingStats>, StoreError> {
+        self.query(
+            "SELECT session, COUNT(*) AS n, MIN(accepted_at) AS oldest FROM pending GROUP BY session",
+            &[],
+            |row| {
+                Ok(PendingStats {
+                    session: SessionName::parse(get(row, "session")?).map_err(corrupt)?,
+                    count: get::<i64>(row, "n")?.max(0) as u64,
+                    oldest_accepted_at: from_millis(get(row, "oldest")?),
+                })
+            },
+        )
+        .await
+    }
+
+    /// A connection, and a server that takes writes (not a standby in recovery, not read-only).
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        let rows = self
+            .query(
+                "SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') = 'on' AS read_only",
+                &[],
+                |row| Ok((get::<bool>(row, "standby")?, get::<bool>(row, "read_only")?)),
+            )
+            .await?;
+        match rows.first() {
+            Some((false, false)) => Ok(()),
+            _ => Err(StoreError::Unavailable(
+                "the PostgreSQL server takes no writes (a standby, or read-only)".into(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    //! The store contract on a real PostgreSQL: each test gets a schema of its own, dropped after.
+
+    use super::*;
+    use crate::store::Store;
+    use crate::store::contract::Backend;
+
+    /// The server tests use: `AUTOSEEN_TEST_DATABASE_URL`, else the local default.
+    pub fn test_url() -> String {
+        std::env::var("AUTOSEEN_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    /// Whether a missing server fails the test (CI) rather than skipping it (a newcomer's machine).
+    pub fn required() -> bool {
+        std::env::var("AUTOSEEN_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+    }
+
+    /// A store in a fresh schema, or `None` (having said `skipped: …`) when no server answers and none is
+    /// required.
+    pub struct TempSchema {
+        store: PostgresStore,
+        schema: String,
+    }
+
+    impl TempSchema {
+        pub async fn new() -> Option<Self> {
+            let url = test_url();
+            let admin = match tokio_postgres::connect(&url, NoTls).await {
+                Ok((client, connection)) => {
+                    tokio::spawn(connection);
+                    client
+                }
+                Err(e) if !required() => {
+                    println!("skipped: no PostgreSQL at {url} ({e})");
+                    return None;
+                }
+                Err(e) => panic!(
+                    "PostgreSQL is required (AUTOSEEN_TEST_REQUIRE_POSTGRES=1) at {url}: {e}"
+                ),
+            };
+            let schema = format!("autoseen_test_{}", rand::random::<u64>());
+            admin
+                .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                .await
+                .unwrap();
+            let separator = if url.contains('?') { '&' } else { '?' };
+            let scoped = format!("{url}{separator}options=-csearch_path%3D{schema}");
+            let store = PostgresStore::new(&StoreUrl::new(scoped)).unwrap();
+            Some(Self { store, schema })
+        }
+    }
+
+    impl Drop for TempSchema {
+        fn drop(&mut self) {
+            let (url, schema) = (test_url(), self.schema.clone());
+            // Dropped from inside a runtime, which cannot block on another: a thread of its own does it.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    if let Ok((client, connection)) = tokio_postgres::connect(&url, NoTls).await {
+                        tokio::spawn(connection);
+                        let _ = client
+                            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+
+    impl Backend for TempSchema {
+        fn store(&self) -> &dyn Store {
+            &self.store
+        }
+    }
+
+    crate::store_contract_tests!(async { TempSchema::new().await });
+
+    #[tokio::test]
+    async fn two_concurrent_deliveries_of_a_message_store_it_once() {
+        let Some(backend) = TempSchema::new().await else {
+            return;
+        };
+        let store = backend.store.clone();
+        let receipt = crate::store::contract::receipt(
+            "1@c.us",
+            "false_1@c.us_TWICE",
+            crate::store::contract::t(10),
+        );
+
+        let (a, b) = tokio::join!(store.accept(receipt.clone()), store.accept(receipt));
+
+        let mut answers = [a.unwrap(), b.unwrap()];
+        answers.sort_by_key(|a| matches!(a, Accepted::Duplicate));
+        assert!(matches!(answers[0], Accepted::New { .. }), "{answers:?}");
+        assert_eq!(answers[1], Accepted::Duplicate);
+        assert_eq!(store.list_pending(10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_unavailable_not_a_crash() {
+        let store =
+            PostgresStore::new(&StoreUrl::new("postgres://postgres@127.0.0.1:9/none")).unwrap();
+
+        let err = store.check_writable().await.unwrap_err();
+
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    }
+}
