@@ -566,12 +566,22 @@ async fn a_401_for_one_session_pauses_it_and_the_others_go_on() {
         revoked_calls, 1,
         "the paused session makes no calls while paused"
     );
-    let (_, pending) = app.admin(Method::GET, "/admin/pending").await;
-    assert_eq!(
-        pending["pending"].as_array().unwrap().len(),
-        3,
-        "its receipts wait"
-    );
+    // The healthy session's sends are recorded just after the API saw them; then only the paused ones wait.
+    let waiting = eventually(
+        WAIT,
+        "only the paused session's receipts pending",
+        async || {
+            let (_, v) = app.admin(Method::GET, "/admin/pending").await;
+            let sessions: Vec<Value> = v["pending"]
+                .as_array()?
+                .iter()
+                .map(|r| r["session"].clone())
+                .collect();
+            sessions.iter().all(|s| s == "revoked").then_some(sessions)
+        },
+    )
+    .await;
+    assert_eq!(waiting.len(), 3, "its receipts wait");
     let (_, dead) = app.admin(Method::GET, "/admin/dead").await;
     assert!(dead["dead"].as_array().unwrap().is_empty());
     assert!(

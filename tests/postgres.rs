@@ -56,6 +56,11 @@ impl TestDatabase {
         format!("{base}/{}", self.name)
     }
 
+    /// autoseen in this process with its store in this database, against `fake`.
+    async fn app(&self, fake: &FakeWasend) -> TestApp {
+        TestApp::spawn(fake, Options::default().set("store.url", &self.url())).await
+    }
+
     async fn drop_now(&self) {
         let _ = self
             .admin
@@ -74,7 +79,7 @@ async fn a_webhook_on_postgres_is_committed_then_sent_once_and_duplicates_are_re
     };
     db.create().await;
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default().set("store.url", &db.url())).await;
+    let app = db.app(&fake).await;
     let body = message(
         "default",
         "491511110070@c.us",
@@ -101,12 +106,8 @@ async fn a_database_down_at_start_gives_503s_and_works_once_it_is_there_without_
     };
     let fake = FakeWasend::start().await;
     // The database does not exist yet: every connection fails, as when the server is down.
-    let app = TestApp::spawn(&fake, Options::default().set("store.url", &db.url())).await;
-    let body = message(
-        "default",
-        "491511110071@c.us",
-        "false_491511110071@c.us_PG0002",
-    );
+    let app = db.app(&fake).await;
+    let body = waha_message("491511110071@c.us", "PG0002", "hi");
 
     let health = app.http.get(app.url("/healthz")).send().await.unwrap();
     let ready = app.http.get(app.url("/readyz")).send().await.unwrap();

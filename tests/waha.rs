@@ -389,7 +389,12 @@ async fn on_reply_holds_a_receipt_past_the_chats_other_sends_until_our_reply() {
     app.send(&waha_message(chat, "QUICK0001", "quick one"))
         .await;
     fake.wait_for_calls(1, WAIT).await;
-    let still_held = pending_ids(&app).await;
+    // Once the quick one's send is recorded, only the held one waits.
+    let still_held = eventually(WAIT, "one receipt left pending", async || {
+        let ids = pending_ids(&app).await;
+        (ids.len() == 1).then_some(ids)
+    })
+    .await;
     app.send(&reply_of_ours(
         "default",
         chat,

@@ -221,11 +221,7 @@ impl Queue for MemoryStore {
         })
     }
 
-    async fn confirm_sent(
-        &self,
-        message: &MessageKey,
-        in_flight: bool,
-    ) -> Result<bool, StoreError> {
+    async fn confirm_sent(&self, message: &MessageKey, sending: bool) -> Result<bool, StoreError> {
         self.write(|s| {
             let key = (message.session.clone(), message.bare.clone());
             match s.sent.get_mut(&key) {
@@ -234,7 +230,7 @@ impl Queue for MemoryStore {
                     true
                 }
                 Some(_) => false,
-                None if in_flight => {
+                None if sending => {
                     s.sent.insert(key, (Timestamp::MAX, true));
                     true
                 }

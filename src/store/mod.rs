@@ -221,10 +221,9 @@ pub trait Queue: Send + Sync + 'static {
     /// Forgets pending receipts that will never be sent; returns how many were still there.
     async fn cancel(&self, ids: Vec<ReceiptId>) -> Result<u64, StoreError>;
     /// Marks `message` as confirmed by an ack; true the first time, false when it was not sent within
-    /// the dedup window or was confirmed before. With `in_flight` (its send has not finished yet) it is
+    /// the dedup window or was confirmed before. With `sending` (its send has not finished yet) it is
     /// remembered as confirmed, so that the send's own record does not make it count twice.
-    async fn confirm_sent(&self, message: &MessageKey, in_flight: bool)
-    -> Result<bool, StoreError>;
+    async fn confirm_sent(&self, message: &MessageKey, sending: bool) -> Result<bool, StoreError>;
     /// Forgets accepted and sent ids from before `before`; returns how many.
     async fn purge_dedup(&self, before: Timestamp) -> Result<u64, StoreError>;
 }

@@ -139,36 +139,49 @@ fn phone(row: &Row) -> Result<Option<ChatId>, StoreError> {
         .transpose()
 }
 
-fn receipt_from_row(row: &Row) -> Result<Receipt, StoreError> {
+/// What every receipt row carries: its id, chat, message id and rule.
+fn row_ids(row: &Row) -> Result<(ReceiptId, ChatKey, MessageId, Arc<str>), StoreError> {
     let key = chat_key(get(row, "session")?, get(row, "chat")?)?;
+    let message_id = MessageId::parse(get(row, "message_id")?).map_err(corrupt)?;
+    let rule = get::<String>(row, "rule")?.into();
+    Ok((ReceiptId::from_row(get(row, "id")?), key, message_id, rule))
+}
+
+fn attempts(row: &Row) -> Result<u32, StoreError> {
+    Ok(get::<i32>(row, "attempts")?.max(0) as u32)
+}
+
+fn receipt_from_row(row: &Row) -> Result<Receipt, StoreError> {
+    let (id, key, message_id, rule) = row_ids(row)?;
     Ok(Receipt {
-        id: ReceiptId::from_row(get(row, "id")?),
+        id,
         session: key.session,
         chat: key.chat,
         chat_phone: phone(row)?,
-        message_id: MessageId::parse(get(row, "message_id")?).map_err(corrupt)?,
-        rule: get::<String>(row, "rule")?.into(),
+        message_id,
+        rule,
         due_at: from_millis(get(row, "due_at")?),
         not_before: from_millis(get(row, "not_before")?),
         read_on_reply: get(row, "read_on_reply")?,
         on_reply: get(row, "on_reply")?,
         expires: get(row, "expires")?,
-        attempts: get::<i32>(row, "attempts")?.max(0) as u32,
+        attempts: attempts(row)?,
         last_error: get(row, "last_error")?,
     })
 }
 
 fn dead_from_row(row: &Row) -> Result<DeadReceipt, StoreError> {
-    let key = chat_key(get(row, "session")?, get(row, "chat")?)?;
+    let (id, key, message_id, rule) = row_ids(row)?;
+    // Why it died first: that is what an operator reads a dead letter for.
     Ok(DeadReceipt {
-        id: ReceiptId::from_row(get(row, "id")?),
-        session: key.session,
-        chat: key.chat,
-        message_id: MessageId::parse(get(row, "message_id")?).map_err(corrupt)?,
-        rule: get::<String>(row, "rule")?.into(),
-        attempts: get::<i32>(row, "attempts")?.max(0) as u32,
         last_error: get(row, "last_error")?,
+        attempts: attempts(row)?,
         died_at: from_millis(get(row, "died_at")?),
+        id,
+        message_id,
+        rule,
+        chat: key.chat,
+        session: key.session,
     })
 }
 
@@ -333,11 +346,7 @@ impl Queue for PostgresStore {
             .await
     }
 
-    async fn confirm_sent(
-        &self,
-        message: &MessageKey,
-        in_flight: bool,
-    ) -> Result<bool, StoreError> {
+    async fn confirm_sent(&self, message: &MessageKey, sending: bool) -> Result<bool, StoreError> {
         let (session, bare) = (message.session.as_str(), message.bare.as_str());
         let updated = self
             .execute(
@@ -345,7 +354,7 @@ impl Queue for PostgresStore {
                 &[&session, &bare],
             )
             .await?;
-        if updated == 0 && in_flight {
+        if updated == 0 && sending {
             // Sent "at the end of time" until the send records itself, so the purge keeps it until then.
             return self
                 .execute(
@@ -373,23 +382,13 @@ impl Queue for PostgresStore {
 #[async_trait]
 impl Operator for PostgresStore {
     async fn list_pending(&self, limit: usize) -> Result<Vec<Receipt>, StoreError> {
-        let limit = limit as i64;
-        self.query(
-            "SELECT * FROM pending ORDER BY due_at, id LIMIT $1",
-            &[&limit],
-            receipt_from_row,
-        )
-        .await
+        let sql = "SELECT * FROM pending ORDER BY due_at, id LIMIT $1";
+        self.query(sql, &[&(limit as i64)], receipt_from_row).await
     }
 
     async fn list_dead(&self, limit: usize) -> Result<Vec<DeadReceipt>, StoreError> {
-        let limit = limit as i64;
-        self.query(
-            "SELECT * FROM dead ORDER BY died_at DESC, id DESC LIMIT $1",
-            &[&limit],
-            dead_from_row,
-        )
-        .await
+        let sql = "SELECT * FROM dead ORDER BY died_at DESC, id DESC LIMIT $1";
+        self.query(sql, &[&(limit as i64)], dead_from_row).await
     }
 
     async fn replay_dead(&self, now: Timestamp) -> Result<Vec<ChatKey>, StoreError> {

@@ -350,11 +350,7 @@ impl Queue for SqliteStore {
             .await
     }
 
-    async fn confirm_sent(
-        &self,
-        message: &MessageKey,
-        in_flight: bool,
-    ) -> Result<bool, StoreError> {
+    async fn confirm_sent(&self, message: &MessageKey, sending: bool) -> Result<bool, StoreError> {
         let (session, bare) = (message.session.to_string(), message.bare.to_string());
         self.engine
             .call(true, move |c| {
@@ -364,7 +360,7 @@ impl Queue for SqliteStore {
                     "UPDATE sent SET confirmed = 1 WHERE session = ?1 AND bare_id = ?2 AND confirmed = 0",
                     p,
                 )?;
-                if updated == 0 && in_flight {
+                if updated == 0 && sending {
                     // Sent at the epoch until the send records itself: the row is kept until then.
                     return exec(
                         c,
