@@ -18,6 +18,7 @@ use crate::http::server::{Limits, serve};
 use crate::http::{AppState, MetricsState, metrics_router, router};
 use crate::rules::{LiveRules, Reloader, Rules};
 use crate::scheduler::Scheduler;
+use crate::scheduler::leases::{Holdings, Replica};
 use crate::settings::Settings;
 use crate::store::{self, Readiness};
 use crate::time::Clock;
@@ -32,6 +33,8 @@ pub struct Application {
     settings: Arc<Settings>,
     /// Stops the background tasks (rule watcher, store upkeep, metrics listener) at shutdown.
     background: CancellationToken,
+    /// With several replicas on one store: this one's leases.
+    replica: Option<Replica>,
 }
 
 impl Application {
@@ -46,11 +49,19 @@ impl Application {
         let metrics = crate::telemetry::install_metrics().map(MetricsState::new);
         let clock = Clock::system();
         let background = CancellationToken::new();
-        let (queue, operator) = store::open(&settings.store, clock, background.clone())?;
+        let store::Opened {
+            queue,
+            operator,
+            cluster,
+        } = store::open(&settings.store, clock, background.clone())?;
         let client =
             Arc::new(WasendClient::new(&settings.wasend).context("cannot build the HTTP client")?);
         let (mut scheduler, handle) =
             Scheduler::new(queue.clone(), client, clock, settings.delivery.clone());
+        let replica = cluster.map(|c| Replica::new(c, settings.store.lease_ttl, clock));
+        if let Some(r) = &replica {
+            scheduler = scheduler.with_cluster(r.cluster(), r.id());
+        }
         match scheduler.load().await {
             Ok(chats) => info!(chats, "pending receipts loaded"),
             // The store is down (a database server not up yet): serve anyway, answer 503 until it is back.
@@ -68,6 +79,7 @@ impl Application {
             readiness: Readiness::new(operator.clone()),
             operator,
             scheduler: handle,
+            holdings: Holdings::default(),
             clock,
             metrics,
         });
@@ -90,6 +102,7 @@ impl Application {
             scheduler,
             settings,
             background,
+            replica,
         })
     }
 
@@ -115,6 +128,10 @@ impl Application {
             warn!("dry run: receipts are scheduled and logged but sendSeen is never called");
         }
         let stop_sending = CancellationToken::new();
+        let leases = self
+            .replica
+            .as_ref()
+            .map(|r| r.start(self.state.scheduler.clone(), self.state.holdings.clone()));
         let scheduler = tokio::spawn(self.scheduler.run(stop_sending.clone()));
         let background = self.background;
         tokio::spawn(self.state.reloader.clone().watch(background.clone()));
@@ -159,6 +176,9 @@ impl Application {
             warn!(
                 "sends still in flight at the shutdown timeout stay pending and will be sent after restart"
             );
+        }
+        if let (Some(replica), Some(leases)) = (self.replica, leases) {
+            replica.leave(leases).await;
         }
         info!("stopped");
         Ok(())

@@ -124,6 +124,10 @@ pub struct StoreSettings {
     /// unwritable (default 2s).
     #[serde(with = "humantime_serde")]
     pub busy_timeout: Option<Duration>,
+    /// PostgreSQL only: how long a replica's hold on a session lasts without a heartbeat; a replica that dies
+    /// loses its sessions to the others after at most this long.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
 }
 
 impl Default for StoreSettings {
@@ -134,6 +138,7 @@ impl Default for StoreSettings {
             dedup_window: Duration::from_secs(48 * 3600),
             synchronous: None,
             busy_timeout: None,
+            lease_ttl: Duration::from_secs(15),
         }
     }
 }
@@ -457,6 +462,12 @@ impl Settings {
                     }
                 }
             }
+        }
+        if store.lease_ttl < Duration::from_millis(300) {
+            bad(
+                "store.lease_ttl",
+                "must be at least 300ms (heartbeats run every third of it)".into(),
+            );
         }
         let d = &self.delivery;
         if d.max_attempts == 0 {

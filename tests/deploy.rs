@@ -326,25 +326,6 @@ async fn probes_and_dashboard_metrics_named_in_deploy_exist_on_a_running_instanc
     }
     app.admin(reqwest::Method::POST, "/admin/reload").await;
     fake.wait_for_calls(3, Duration::from_secs(10)).await;
-    let metrics = eventually(
-        Duration::from_secs(10),
-        "a dead receipt counted",
-        async || {
-            let text = app
-                .http
-                .get(app.url("/metrics"))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            text.contains(autoseen::metric_names::RECEIPTS_DEAD)
-                .then_some(text)
-        },
-    )
-    .await;
-
     let k = kubernetes();
     let container = &k["Deployment"]["spec"]["template"]["spec"]["containers"][0];
     let mut paths = vec![
@@ -390,16 +371,36 @@ async fn probes_and_dashboard_metrics_named_in_deploy_exist_on_a_running_instanc
             .iter()
             .any(|(n, _, _)| *n == name || *n == base)
     };
-    for name in named {
+    for name in &named {
         assert!(
-            declared(&name),
+            declared(name),
             "the dashboard uses {name}, which src/metric_names.rs does not declare"
         );
-        assert!(
-            metrics
-                .lines()
-                .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))),
-            "the dashboard uses {name}, which /metrics does not export"
-        );
     }
+    // Every outcome above is counted once its send is recorded; wait for the last of them.
+    let exported = |text: &str, name: &str| {
+        text.lines()
+            .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+    };
+    let metrics = eventually(
+        Duration::from_secs(10),
+        "every dashboard metric exported",
+        async || {
+            let text = app
+                .http
+                .get(app.url("/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            named
+                .iter()
+                .all(|name| exported(&text, name))
+                .then_some(text)
+        },
+    )
+    .await;
+    assert!(metrics.contains(autoseen::metric_names::RECEIPTS_DEAD));
 }

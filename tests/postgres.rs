@@ -7,77 +7,18 @@ mod common;
 
 use std::time::Duration;
 
+use common::pg::Database;
 use common::*;
 use serde_json::Value;
-use tokio_postgres::NoTls;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn server_url() -> String {
-    std::env::var("AUTOSEEN_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A database name of this test's own, on the test server: created by `create`, dropped with the value.
-struct TestDatabase {
-    name: String,
-    admin: tokio_postgres::Client,
-}
-
-impl TestDatabase {
-    /// Connects to the server; `None` (after saying `skipped: …`) when there is none and none is required.
-    async fn reserve() -> Option<Self> {
-        let url = server_url();
-        match tokio_postgres::connect(&url, NoTls).await {
-            Ok((admin, connection)) => {
-                tokio::spawn(connection);
-                let name = format!("autoseen_t{}", rand::random::<u32>());
-                Some(Self { name, admin })
-            }
-            Err(e) if std::env::var("AUTOSEEN_TEST_REQUIRE_POSTGRES").as_deref() != Ok("1") => {
-                println!("skipped: no PostgreSQL at {url} ({e})");
-                None
-            }
-            Err(e) => panic!("PostgreSQL is required at {url}: {e}"),
-        }
-    }
-
-    async fn create(&self) {
-        self.admin
-            .batch_execute(&format!("CREATE DATABASE {}", self.name))
-            .await
-            .unwrap();
-    }
-
-    /// The URL of this database, on the same server as `server_url`.
-    fn url(&self) -> String {
-        let server = server_url();
-        let (base, _db) = server.rsplit_once('/').unwrap();
-        format!("{base}/{}", self.name)
-    }
-
-    /// autoseen in this process with its store in this database, against `fake`.
-    async fn app(&self, fake: &FakeWasend) -> TestApp {
-        TestApp::spawn(fake, Options::default().set("store.url", &self.url())).await
-    }
-
-    async fn drop_now(&self) {
-        let _ = self
-            .admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .await;
-    }
-}
-
 #[tokio::test]
 async fn a_webhook_on_postgres_is_committed_then_sent_once_and_duplicates_are_refused() {
-    let Some(db) = TestDatabase::reserve().await else {
+    let Some(db) = Database::reserve().await else {
         return;
     };
-    db.create().await;
+    db.create_now().await;
     let fake = FakeWasend::start().await;
     let app = db.app(&fake).await;
     let body = message(
@@ -95,13 +36,11 @@ async fn a_webhook_on_postgres_is_committed_then_sent_once_and_duplicates_are_re
     assert_eq!(calls[0].message_id(), "false_491511110070@c.us_PG0001");
     let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    drop(app);
-    db.drop_now().await;
 }
 
 #[tokio::test]
 async fn a_database_down_at_start_gives_503s_and_works_once_it_is_there_without_a_restart() {
-    let Some(db) = TestDatabase::reserve().await else {
+    let Some(db) = Database::reserve().await else {
         return;
     };
     let fake = FakeWasend::start().await;
@@ -118,7 +57,7 @@ async fn a_database_down_at_start_gives_503s_and_works_once_it_is_there_without_
         refused.status(),
         refused.headers().get("retry-after").cloned(),
     );
-    db.create().await;
+    db.create_now().await;
     let accepted = eventually(
         WAIT,
         "the webhook accepted once the database is there",
@@ -139,6 +78,4 @@ async fn a_database_down_at_start_gives_503s_and_works_once_it_is_there_without_
     assert_eq!(refused_status, 503);
     assert!(retry_after.is_some());
     assert_eq!(accepted["status"], "scheduled");
-    drop(app);
-    db.drop_now().await;
 }

@@ -40,7 +40,11 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         let now = state.clock.now();
         let mut known = m.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let mut seen = HashSet::new();
-        for s in stats {
+        // With several replicas each reports the sessions it holds, so each counts once cluster-wide.
+        for s in stats
+            .into_iter()
+            .filter(|s| state.holdings.holds(&s.session))
+        {
             let session = s.session.to_string();
             metrics::gauge!(names::PENDING_RECEIPTS, "session" => session.clone())
                 .set(s.count as f64);

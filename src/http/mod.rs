@@ -25,6 +25,7 @@ use tower_http::request_id::{
 
 use crate::rules::{LiveRules, Reloader};
 use crate::scheduler::SchedulerHandle;
+use crate::scheduler::leases::Holdings;
 use crate::secret::Secret;
 use crate::settings::Settings;
 use crate::store::{Operator, Queue, Readiness};
@@ -41,6 +42,8 @@ pub struct AppState {
     pub operator: Arc<dyn Operator>,
     pub readiness: Readiness,
     pub scheduler: SchedulerHandle,
+    /// The sessions this replica reports on (all, with one process).
+    pub holdings: Holdings,
     pub clock: Clock,
     pub hmac_keys: Vec<Secret>,
     /// The Prometheus recorder, when this process installed one.

@@ -10,6 +10,7 @@
 //! store in one commit before reporting back, so nothing is lost if the process dies mid-way.
 
 mod config;
+pub mod leases;
 pub mod pacing;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -26,6 +27,7 @@ use pacing::{Bucket, backoff};
 
 use crate::domain::{ChatKey, MessageId, MessageKey, SessionName};
 use crate::metric_names as names;
+use crate::store::cluster::{Cluster, Fence, Lease, ReplicaId};
 use crate::store::{Outcome, Queue, Receipt, ReceiptId, StoreError};
 use crate::time::{Clock, add, millis_between};
 use crate::wasend::{SendError, SendResult, SendSeen};
@@ -40,6 +42,8 @@ enum Command {
     Done(Done),
     /// This account read a message (on the phone, another device, or by our own sendSeen).
     Ack(AckRequest),
+    /// The sessions this replica holds now (several replicas on one store).
+    Leases(Vec<Lease>),
 }
 
 struct AckRequest {
@@ -91,12 +95,25 @@ impl Delivered {
 #[derive(Clone)]
 pub struct SchedulerHandle {
     tx: mpsc::UnboundedSender<Command>,
+    /// Signalled when work arrives for a session this replica does not hold: perhaps nobody does yet.
+    unheld: Arc<tokio::sync::Notify>,
 }
 
 impl SchedulerHandle {
     /// A receipt of `chat` was committed with this due time.
     pub fn wake(&self, chat: ChatKey, due: Timestamp) {
         let _ = self.tx.send(Command::Wake(chat, due));
+    }
+
+    /// From now on this replica sends exactly these sessions.
+    pub fn leases(&self, leases: Vec<Lease>) {
+        let _ = self.tx.send(Command::Leases(leases));
+    }
+
+    /// Completes when work arrived for a session this replica does not hold (a new session, perhaps held by
+    /// nobody yet): the lease heartbeat runs early, so a new session waits for no heartbeat period.
+    pub async fn unheld_work(&self) {
+        self.unheld.notified().await;
     }
 
     /// This account read `message`: cancels the receipts of its chat up to it that are not yet
@@ -116,6 +133,8 @@ struct Delivery {
     client: Arc<dyn SendSeen>,
     clock: Clock,
     settings: DeliverySettings,
+    /// With several replicas: the shared store, where pauses are kept for the next owner.
+    cluster: Option<(Arc<dyn Cluster>, ReplicaId)>,
 }
 
 pub struct Scheduler {
@@ -142,6 +161,11 @@ pub struct Scheduler {
     sending: usize,
     /// When loading the pending chats failed (the store was down at start), when to try again.
     load_again_at: Option<Timestamp>,
+    /// With several replicas, the sessions this one holds and under which fence; `None`: every session.
+    owned: Option<HashMap<SessionName, Fence>>,
+    /// The lease holdings changed: reload the pending chats of the sessions held.
+    reload_owned: bool,
+    unheld: Arc<tokio::sync::Notify>,
 }
 
 impl Scheduler {
@@ -152,13 +176,18 @@ impl Scheduler {
         settings: DeliverySettings,
     ) -> (Self, SchedulerHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let handle = SchedulerHandle { tx: tx.clone() };
+        let unheld = Arc::new(tokio::sync::Notify::new());
+        let handle = SchedulerHandle {
+            tx: tx.clone(),
+            unheld: unheld.clone(),
+        };
         let scheduler = Self {
             delivery: Arc::new(Delivery {
                 store,
                 client,
                 clock,
                 settings,
+                cluster: None,
             }),
             tx,
             rx,
@@ -173,8 +202,65 @@ impl Scheduler {
             acks: Vec::new(),
             sending: 0,
             load_again_at: None,
+            owned: None,
+            reload_owned: false,
+            unheld,
         };
         (scheduler, handle)
+    }
+
+    /// Sends only the sessions the cluster's leases give this replica (see [`leases`]); until the first
+    /// heartbeat, none.
+    pub fn with_cluster(mut self, cluster: Arc<dyn Cluster>, replica: ReplicaId) -> Self {
+        Arc::get_mut(&mut self.delivery)
+            .expect("not shared before running")
+            .cluster = Some((cluster, replica));
+        self.owned = Some(HashMap::new());
+        self
+    }
+
+    fn owns(&self, session: &SessionName) -> bool {
+        self.owned.as_ref().is_none_or(|o| o.contains_key(session))
+    }
+
+    /// Applies new lease holdings: sessions lost are forgotten here (their receipts stay in the store for
+    /// their new owner); sessions gained start with an empty bucket and the stored pause.
+    fn apply_leases(&mut self, leases: Vec<Lease>) {
+        let Some((_, replica)) = &self.delivery.cluster else {
+            return;
+        };
+        let now = self.delivery.clock.now();
+        let old = self.owned.take().unwrap_or_default();
+        let mut new = HashMap::new();
+        for lease in leases {
+            let fence = Fence {
+                replica: replica.clone(),
+                token: lease.token,
+            };
+            if old.get(&lease.session) != Some(&fence) {
+                let mut bucket = Bucket::new(0, now);
+                if let Some(until) = lease.paused_until {
+                    bucket.pause(until);
+                }
+                self.buckets.insert(lease.session.clone(), bucket);
+            }
+            new.insert(lease.session, fence);
+        }
+        for lost in old.keys().filter(|s| !new.contains_key(*s)) {
+            self.timers.retain(|(_, chat)| chat.session != *lost);
+            self.chat_due.retain(|chat, _| chat.session != *lost);
+            if let Some(queue) = self.ready.remove(lost) {
+                for r in queue {
+                    self.taken.remove(&r.id);
+                }
+            }
+            self.turns.retain(|s| s != lost);
+            self.backlog.remove(lost);
+            self.buckets.remove(lost);
+            info!(session = %lost, "session moved to another replica");
+        }
+        self.owned = Some(new);
+        self.reload_owned = true;
     }
 
     /// Loads the pending chats from the store. Overdue ones fire at once, paced like any other. When the
@@ -187,9 +273,12 @@ impl Scheduler {
             Err(_) => Some(add(self.delivery.clock.now(), STORE_RETRY)),
         };
         let heads = result?;
-        let n = heads.len();
+        let mut n = 0;
         for head in heads {
-            self.set_timer(head.chat, head.due_at);
+            if self.owns(&head.chat.session) {
+                self.set_timer(head.chat, head.due_at);
+                n += 1;
+            }
         }
         Ok(n)
     }
@@ -204,6 +293,12 @@ impl Scheduler {
             for ack in std::mem::take(&mut self.acks) {
                 let result = self.apply_ack(&ack.message).await;
                 let _ = ack.reply.send(result);
+            }
+            if self.reload_owned && !stopping {
+                self.reload_owned = false;
+                if let Err(e) = self.load().await {
+                    warn!(error = %e, "cannot load the pending chats of the sessions held; trying again");
+                }
             }
             if self.load_again_at.is_some_and(|at| at <= now) && !stopping {
                 match self.load().await {
@@ -245,6 +340,7 @@ impl Scheduler {
         match cmd {
             Command::Wake(chat, due) => self.set_timer(chat, due),
             Command::Ack(ack) => self.acks.push(ack),
+            Command::Leases(leases) => self.apply_leases(leases),
             Command::Done(done) => {
                 self.sending -= done.calls;
                 for id in &done.ids {
@@ -267,6 +363,12 @@ impl Scheduler {
     }
 
     fn set_timer(&mut self, chat: ChatKey, due: Timestamp) {
+        if !self.owns(&chat.session) {
+            // Another replica sends this session and hears of the receipt from the store, or nobody holds it
+            // yet: the heartbeat runs early to see.
+            self.unheld.notify_one();
+            return;
+        }
         match self.chat_due.get(&chat) {
             Some(&current) if current <= due => {}
             Some(&current) => {
@@ -469,6 +571,7 @@ impl Scheduler {
                 blocked.push(session);
                 continue;
             }
+            let fence = self.owned.as_ref().and_then(|o| o.get(&session)).cloned();
             if queue.is_empty() {
                 self.ready.remove(&session);
             } else {
@@ -480,6 +583,7 @@ impl Scheduler {
                 self.delivery.clone(),
                 batch,
                 calls,
+                fence,
                 self.tx.clone(),
             ));
         }
@@ -500,6 +604,7 @@ async fn deliver(
     d: Arc<Delivery>,
     batch: Vec<Receipt>,
     calls: usize,
+    fence: Option<Fence>,
     tx: mpsc::UnboundedSender<Command>,
 ) {
     let first = &batch[0];
@@ -529,7 +634,16 @@ async fn deliver(
         outcomes.push((r.id, outcome));
     }
     metrics::histogram!(names::SEND_SEEN_DURATION).record(started.elapsed().as_secs_f64());
-    let stored = d.store.record(outcomes).await;
+    let stored = d
+        .store
+        .record_fenced(outcomes, fence.as_ref().map(|f| (&session, f)))
+        .await;
+    if let (Some(until), Some((cluster, _))) = (pause_until, &d.cluster) {
+        // The next owner of the session honours the pause too.
+        if let Err(e) = cluster.pause(&session, until).await {
+            warn!(session = %session, error = %e, "cannot share the session's pause with other replicas");
+        }
+    }
     for (r, kind, status) in delivered {
         metrics::counter!(kind.counter(), "session" => r.session.to_string()).increment(1);
         if kind == Delivered::Sent {

@@ -10,6 +10,7 @@
 //! receipt leaves `pending` only after its send succeeded or it was buried, so a crash at any moment leaves
 //! it to be sent again: delivery is at least once.
 
+pub mod cluster;
 #[cfg(test)]
 pub mod contract;
 #[cfg(test)]
@@ -32,6 +33,7 @@ pub use readiness::Readiness;
 use crate::domain::{ChatId, ChatKey, MessageId, MessageKey, SessionName};
 use crate::settings::Backend;
 use crate::time::serialize_rfc3339;
+use cluster::Fence;
 
 /// A stored receipt's identity, given by the store when it accepts the receipt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -213,6 +215,16 @@ pub trait Queue: Send + Sync + 'static {
     async fn chat_heads(&self) -> Result<Vec<ChatHead>, StoreError>;
     /// Records what became of sends, all in one commit. Ids no longer pending are skipped.
     async fn record(&self, outcomes: Vec<(ReceiptId, Outcome)>) -> Result<(), StoreError>;
+    /// As [`Queue::record`], only while `session`'s lease is still held under `fence` (several replicas); an
+    /// error otherwise, leaving the receipts to the session's new owner. A single-process store records.
+    async fn record_fenced(
+        &self,
+        outcomes: Vec<(ReceiptId, Outcome)>,
+        fence: Option<(&SessionName, &Fence)>,
+    ) -> Result<(), StoreError> {
+        let _ = fence;
+        self.record(outcomes).await
+    }
     /// Makes the untried receipts a flush names due at its moment, releasing those held for a reply.
     async fn flush_chat(&self, flush: Flush) -> Result<Flushed, StoreError>;
     /// The pending receipt of `message` and every pending receipt of its chat accepted before it, in
@@ -248,14 +260,21 @@ pub trait Store: Queue + Operator {}
 
 impl<T: Queue + Operator> Store for T {}
 
+/// An opened store: the two traits over it and, for a shared backend, the cluster operations.
+pub struct Opened {
+    pub queue: Arc<dyn Queue>,
+    pub operator: Arc<dyn Operator>,
+    pub cluster: Option<Arc<dyn cluster::Cluster>>,
+}
+
 /// Opens the store named in the settings and starts its background upkeep (forgetting old ids), which stops
 /// with `stop`. PostgreSQL connects on first use, so a server that is down does not stop the start.
 pub fn open(
     settings: &crate::settings::StoreSettings,
     clock: crate::time::Clock,
     stop: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<(Arc<dyn Queue>, Arc<dyn Operator>)> {
-    let (queue, operator): (Arc<dyn Queue>, Arc<dyn Operator>) = match settings.backend() {
+) -> anyhow::Result<Opened> {
+    let opened = match settings.backend() {
         Backend::Sqlite {
             path,
             synchronous,
@@ -267,13 +286,21 @@ pub fn open(
                 busy_timeout,
             };
             let store = Arc::new(sqlite::SqliteStore::open(&options)?);
-            (store.clone(), store)
+            Opened {
+                queue: store.clone(),
+                operator: store,
+                cluster: None,
+            }
         }
         Backend::Postgres(url) => {
             let store = Arc::new(postgres::PostgresStore::new(&url)?);
-            (store.clone(), store)
+            Opened {
+                queue: store.clone(),
+                operator: store.clone(),
+                cluster: Some(store),
+            }
         }
     };
-    spawn_purge(queue.clone(), settings.dedup_window, clock, stop);
-    Ok((queue, operator))
+    spawn_purge(opened.queue.clone(), settings.dedup_window, clock, stop);
+    Ok(opened)
 }

@@ -7,6 +7,8 @@
 //! lines, and the Prometheus recorder (global per process); it reads the port from the `listening` line.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

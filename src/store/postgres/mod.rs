@@ -20,6 +20,7 @@ use jiff::Timestamp;
 use tokio::sync::OnceCell;
 use tokio_postgres::{NoTls, Row};
 
+use super::cluster::{Cluster, Fence, FenceToken, Lease, ReplicaId};
 use super::{
     Accepted, ChatHead, DeadReceipt, Flush, FlushScope, Flushed, NewReceipt, Operator, Outcome,
     PendingStats, Queue, Receipt, ReceiptId, StoreError,
@@ -27,6 +28,9 @@ use super::{
 use crate::domain::{ChatId, ChatKey, MessageId, MessageKey, SessionName};
 use crate::settings::StoreUrl;
 use crate::time::from_millis;
+
+/// The advisory lock the dedup purge takes, so one replica purges at a time.
+const PURGE_LOCK: i64 = 0x6175_746f_7075_7267;
 
 /// Connections per process.
 const POOL_SIZE: usize = 16;
@@ -38,10 +42,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PostgresStore {
     pool: Pool,
     migrated: Arc<OnceCell<()>>,
+    /// For the listening connection, which lives outside the pool.
+    config: tokio_postgres::Config,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+/// A driver or pool error as the store's; the server's own message (not just "db error") when there is one.
+fn unavailable(e: impl std::error::Error) -> StoreError {
+    match e.source() {
+        Some(cause) => StoreError::Unavailable(format!("{e}: {cause}")),
+        None => StoreError::Unavailable(e.to_string()),
+    }
 }
 
 fn corrupt(e: impl ToString) -> StoreError {
@@ -59,7 +69,7 @@ impl PostgresStore {
             .map_err(|e| anyhow::anyhow!("store.url `{url}` is not a PostgreSQL URL: {e}"))?;
         config.connect_timeout(CONNECT_TIMEOUT);
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -74,6 +84,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             migrated: Arc::new(OnceCell::new()),
+            config,
         })
     }
 
@@ -200,7 +211,8 @@ impl Queue for PostgresStore {
                  )
                  INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply,
                                       on_reply, expires, chat_phone, accepted_at, bare_id)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM fresh RETURNING id",
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM fresh
+                 RETURNING id, pg_notify('autoseen_wake', $1 || chr(9) || $2 || chr(9) || $5::bigint::text)",
                 &[
                     &r.session.as_str(),
                     &r.chat.as_str(),
@@ -250,8 +262,31 @@ impl Queue for PostgresStore {
     }
 
     async fn record(&self, outcomes: Vec<(ReceiptId, Outcome)>) -> Result<(), StoreError> {
+        self.record_fenced(outcomes, None).await
+    }
+
+    async fn record_fenced(
+        &self,
+        outcomes: Vec<(ReceiptId, Outcome)>,
+        fence: Option<(&SessionName, &Fence)>,
+    ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(unavailable)?;
+        if let Some((session, fence)) = fence {
+            // The lease row is locked until commit, so it cannot change hands under this write.
+            let held = tx
+                .query_opt(
+                    "SELECT 1 FROM leases WHERE session = $1 AND owner = $2 AND token = $3 FOR SHARE",
+                    &[&session.as_str(), &fence.replica.as_str(), &fence.token.to_row()],
+                )
+                .await
+                .map_err(unavailable)?;
+            if held.is_none() {
+                return Err(StoreError::Unavailable(format!(
+                    "session `{session}` moved to another replica; its new owner sends what is left"
+                )));
+            }
+        }
         for (id, outcome) in outcomes {
             let id = id.to_row();
             let result = match outcome {
@@ -298,17 +333,17 @@ impl Queue for PostgresStore {
         let forms: Vec<&str> = flush.forms.iter().map(ChatId::as_str).collect();
         let sql = match flush.scope {
             FlushScope::Reply => {
-                "UPDATE pending SET due_at = LEAST(due_at, $3), not_before = LEAST(not_before, $3),
+                "UPDATE pending SET due_at = LEAST(due_at, $3::bigint), not_before = LEAST(not_before, $3::bigint),
                  on_reply = false, expires = false
                  WHERE session = $1 AND (chat = ANY($2) OR chat_phone = ANY($2)) AND attempts = 0
                    AND (read_on_reply OR on_reply)
-                 RETURNING session, chat"
+                 RETURNING session, chat, pg_notify('autoseen_wake', session || chr(9) || chat || chr(9) || $3::bigint::text)"
             }
             FlushScope::All => {
-                "UPDATE pending SET due_at = LEAST(due_at, $3), not_before = LEAST(not_before, $3),
+                "UPDATE pending SET due_at = LEAST(due_at, $3::bigint), not_before = LEAST(not_before, $3::bigint),
                  on_reply = false, expires = false
                  WHERE session = $1 AND (chat = ANY($2) OR chat_phone = ANY($2)) AND attempts = 0
-                 RETURNING session, chat"
+                 RETURNING session, chat, pg_notify('autoseen_wake', session || chr(9) || chat || chr(9) || $3::bigint::text)"
             }
         };
         let rows = self
@@ -368,13 +403,28 @@ impl Queue for PostgresStore {
         Ok(updated > 0)
     }
 
+    /// One replica at a time: the others find the lock taken and skip this round.
     async fn purge_dedup(&self, before: Timestamp) -> Result<u64, StoreError> {
-        let ids = self
-            .execute("DELETE FROM dedup WHERE accepted_at < $1", &[&ms(before)])
-            .await?;
-        let sent = self
-            .execute("DELETE FROM sent WHERE sent_at < $1", &[&ms(before)])
-            .await?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        let mine: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PURGE_LOCK])
+            .await
+            .map_err(unavailable)?
+            .get(0);
+        if !mine {
+            return Ok(0);
+        }
+        let before = ms(before);
+        let ids = tx
+            .execute("DELETE FROM dedup WHERE accepted_at < $1", &[&before])
+            .await
+            .map_err(unavailable)?;
+        let sent = tx
+            .execute("DELETE FROM sent WHERE sent_at < $1", &[&before])
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
         Ok(ids + sent)
     }
 }
@@ -400,7 +450,8 @@ impl Operator for PostgresStore {
                  INSERT INTO pending (session, chat, chat_phone, message_id, bare_id, rule, due_at, not_before,
                                       read_on_reply, accepted_at)
                  SELECT session, chat, chat_phone, message_id, message_id, rule, $1, $1, read_on_reply, $1
-                 FROM gone RETURNING session, chat",
+                 FROM gone
+                 RETURNING session, chat, pg_notify('autoseen_wake', session || chr(9) || chat || chr(9) || $1::bigint::text)",
                 &[&ms(now)],
             )
             .await
@@ -445,6 +496,167 @@ impl Operator for PostgresStore {
             _ => Err(StoreError::Unavailable(
                 "the PostgreSQL server takes no writes (a standby, or read-only)".into(),
             )),
+        }
+    }
+}
+
+#[async_trait]
+impl Cluster for PostgresStore {
+    async fn heartbeat(
+        &self,
+        replica: &ReplicaId,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let (me, now, ttl) = (replica.as_str(), ms(now), ttl.as_millis() as i64);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        let step = |r: Result<u64, tokio_postgres::Error>| r.map_err(unavailable);
+        step(
+            tx.execute(
+                "INSERT INTO replicas (id, heartbeat_at) VALUES ($1, $2)
+                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                &[&me, &now],
+            )
+            .await,
+        )?;
+        step(
+            tx.execute(
+                "DELETE FROM replicas WHERE heartbeat_at < $1",
+                &[&(now - 10 * ttl)],
+            )
+            .await,
+        )?;
+        step(
+            tx.execute(
+                "UPDATE leases SET expires_at = $2::bigint + $3::bigint WHERE owner = $1 AND expires_at > $2",
+                &[&me, &now, &ttl],
+            )
+            .await,
+        )?;
+        let counts = tx
+            .query_one(
+                "SELECT (SELECT COUNT(*) FROM replicas WHERE heartbeat_at > $2::bigint - $3::bigint) AS live,
+                        (SELECT COUNT(*) FROM (SELECT session FROM pending
+                                               UNION SELECT session FROM leases WHERE owner IS NOT NULL AND expires_at > $2) s) AS sessions,
+                        (SELECT COUNT(*) FROM leases WHERE owner = $1 AND expires_at > $2) AS mine",
+                &[&me, &now, &ttl],
+            )
+            .await
+            .map_err(unavailable)?;
+        let (live, sessions, mine): (i64, i64, i64) = (
+            counts.get("live"),
+            counts.get("sessions"),
+            counts.get("mine"),
+        );
+        let share = sessions.div_euclid(live.max(1)) + i64::from(sessions % live.max(1) != 0);
+        if mine < share {
+            step(
+                tx.execute(
+                    "INSERT INTO leases (session, owner, token, expires_at)
+                     SELECT s.session, $1, 1, $2::bigint + $3::bigint
+                     FROM (SELECT DISTINCT session FROM pending) s LEFT JOIN leases l USING (session)
+                     WHERE l.session IS NULL OR l.owner IS NULL OR l.expires_at <= $2
+                     ORDER BY random() LIMIT $4
+                     ON CONFLICT (session) DO UPDATE SET owner = excluded.owner, token = leases.token + 1,
+                         expires_at = excluded.expires_at
+                     WHERE leases.owner IS NULL OR leases.expires_at <= $2",
+                    &[&me, &now, &ttl, &(share - mine)],
+                )
+                .await,
+            )?;
+        } else if mine > share + 1 {
+            step(
+                tx.execute(
+                    "UPDATE leases SET owner = NULL, expires_at = 0 WHERE session IN (
+                         SELECT session FROM leases WHERE owner = $1 AND expires_at > $2 ORDER BY random() LIMIT $3)",
+                    &[&me, &now, &(mine - share)],
+                )
+                .await,
+            )?;
+        }
+        let rows = tx
+            .query(
+                "SELECT session, token, paused_until FROM leases WHERE owner = $1 AND expires_at > $2",
+                &[&me, &now],
+            )
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let paused: i64 = get(row, "paused_until")?;
+                Ok(Lease {
+                    session: SessionName::parse(get(row, "session")?).map_err(corrupt)?,
+                    token: FenceToken::from_row(get(row, "token")?),
+                    paused_until: (paused > 0).then(|| from_millis(paused)),
+                })
+            })
+            .collect()
+    }
+
+    async fn release(&self, replica: &ReplicaId) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE leases SET owner = NULL, expires_at = 0 WHERE owner = $1",
+            &[&replica.as_str()],
+        )
+        .await?;
+        self.execute("DELETE FROM replicas WHERE id = $1", &[&replica.as_str()])
+            .await
+            .map(drop)
+    }
+
+    async fn pause(&self, session: &SessionName, until: Timestamp) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE leases SET paused_until = GREATEST(paused_until, $2) WHERE session = $1",
+            &[&session.as_str(), &ms(until)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn listen(&self, wake: tokio::sync::mpsc::UnboundedSender<(ChatKey, Timestamp)>) {
+        use futures_util::StreamExt;
+        while !wake.is_closed() {
+            let (client, mut connection) = match self.config.connect(NoTls).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for other replicas' work; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let (tx, mut payloads) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let connection = tokio::spawn(async move {
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                while let Some(Ok(message)) = messages.next().await {
+                    if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                        let _ = tx.send(n.payload().to_string());
+                    }
+                }
+            });
+            if client.batch_execute("LISTEN autoseen_wake").await.is_ok() {
+                while let Some(payload) = payloads.recv().await {
+                    let mut parts = payload.split('\t');
+                    let (Some(session), Some(chat), Some(due)) =
+                        (parts.next(), parts.next(), parts.next())
+                    else {
+                        continue;
+                    };
+                    let (Ok(chat), Ok(due)) = (chat_key(session, chat), due.parse::<i64>()) else {
+                        continue;
+                    };
+                    if wake.send((chat, from_millis(due))).is_err() {
+                        break;
+                    }
+                }
+            }
+            connection.abort();
+            drop(client);
+            if !wake.is_closed() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
     }
 }
@@ -505,24 +717,27 @@ pub mod tests {
 
     impl Drop for TempSchema {
         fn drop(&mut self) {
-            let (url, schema) = (test_url(), self.schema.clone());
-            // Dropped from inside a runtime, which cannot block on another: a thread of its own does it.
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    if let Ok((client, connection)) = tokio_postgres::connect(&url, NoTls).await {
-                        tokio::spawn(connection);
-                        let _ = client
-                            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-                            .await;
-                    }
-                });
-            })
-            .join();
+            let statement = format!("DROP SCHEMA {} CASCADE", self.schema);
+            // The test's runtime cannot block on itself: a scoped thread with a runtime of its own does it.
+            std::thread::scope(|scope| {
+                scope.spawn(|| drop_blocking(&statement));
+            });
         }
+    }
+
+    /// Runs one statement on the test server from a thread that is outside any runtime.
+    fn drop_blocking(statement: &str) {
+        let Ok(runtime) = tokio::runtime::Runtime::new() else {
+            return;
+        };
+        runtime.block_on(async {
+            let Ok((client, connection)) = tokio_postgres::connect(&test_url(), NoTls).await else {
+                return;
+            };
+            let driver = tokio::spawn(connection);
+            let _ = client.batch_execute(statement).await;
+            driver.abort();
+        });
     }
 
     impl Backend for TempSchema {

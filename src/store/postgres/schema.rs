@@ -10,7 +10,8 @@
 use deadpool_postgres::Object;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE pending (
     id            BIGSERIAL PRIMARY KEY,
     session       TEXT NOT NULL,
@@ -58,7 +59,22 @@ CREATE TABLE sent (
     PRIMARY KEY (session, bare_id)
 );
 CREATE INDEX sent_by_age ON sent (sent_at);
-"];
+",
+    "
+-- Several replicas: who is alive, and who sends which session under which fencing token.
+CREATE TABLE replicas (
+    id           TEXT PRIMARY KEY,
+    heartbeat_at BIGINT NOT NULL
+);
+CREATE TABLE leases (
+    session      TEXT PRIMARY KEY,
+    owner        TEXT,
+    token        BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL,
+    paused_until BIGINT NOT NULL DEFAULT 0
+);
+",
+];
 
 /// Any number, the same in every replica: the advisory lock migrations take.
 const MIGRATION_LOCK: i64 = 0x6175_746f_7365_656e;
