@@ -155,7 +155,9 @@ fn kubernetes() -> HashMap<String, Value> {
         .collect();
     let present: BTreeSet<String> = std::fs::read_dir(repo("deploy/kubernetes"))
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .filter(|f| f != "kustomization.yaml")
         .collect();
     assert_eq!(listed, present, "kustomization lists every manifest");
@@ -311,6 +313,153 @@ fn the_systemd_unit_is_hardened_and_its_settings_are_real() {
     assert_eq!(get("ProtectSystem"), ["strict"]);
     assert_eq!(get("NoNewPrivileges"), ["yes"]);
     assert_eq!(get("KillSignal"), ["SIGTERM"]);
+}
+
+#[test]
+fn the_postgres_overlay_runs_rolling_replicas_without_a_volume_on_the_url_from_the_secret() {
+    let base = kubernetes();
+    let overlay = &yaml_docs("deploy/kubernetes/postgres/kustomization.yaml")[0];
+    let resources: Vec<&str> = overlay["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    let patch = |file: &str| yaml_docs(&format!("deploy/kubernetes/postgres/{file}"))[0].clone();
+    let deployment = patch("deployment-patch.yaml");
+    let secret = patch("secret-patch.yaml");
+    let pdb = patch("pdb.yaml");
+    let inline: Value =
+        serde_yaml::from_str(overlay["patches"][2]["patch"].as_str().unwrap()).unwrap();
+    let base_pod = &base["Deployment"]["spec"]["template"]["spec"];
+    // The settings the pods get: the base ConfigMap, the base Secret, and the overlay's URL.
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["autoseen.toml", "rules.toml"] {
+        let text = base["ConfigMap"]["data"][file].as_str().unwrap();
+        std::fs::write(dir.path().join(file), text).unwrap();
+    }
+    let mut env: Vec<(String, String)> = Vec::new();
+    for data in [&base["Secret"]["stringData"], &secret["stringData"]] {
+        for (k, v) in data.as_object().unwrap() {
+            env.push((k.clone(), v.as_str().unwrap().to_string()));
+        }
+    }
+    let s = settings(dir.path(), &env);
+
+    assert_eq!(resources, ["../", "pdb.yaml"]);
+    for p in overlay["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["path"].as_str())
+    {
+        assert!(
+            repo(&format!("deploy/kubernetes/postgres/{p}")).is_file(),
+            "{p}"
+        );
+    }
+    assert!(matches!(
+        s.store.backend(),
+        autoseen::settings::Backend::Postgres(_)
+    ));
+    assert_eq!(
+        secret["metadata"]["name"],
+        base["Secret"]["metadata"]["name"]
+    );
+    assert_eq!(
+        deployment["metadata"]["name"],
+        base["Deployment"]["metadata"]["name"]
+    );
+    assert!(deployment["spec"]["replicas"].as_u64().unwrap() >= 2);
+    assert_eq!(deployment["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(
+        deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"],
+        0
+    );
+    // The volume the patch deletes is the base's store volume, and its claim goes too.
+    let deleted = &deployment["spec"]["template"]["spec"]["volumes"][0];
+    assert_eq!(deleted["$patch"], "delete");
+    let base_volume = base_pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == deleted["name"])
+        .expect("the base has the volume the overlay deletes");
+    assert_eq!(
+        (&inline["kind"], &inline["metadata"]["name"]),
+        (
+            &Value::from("PersistentVolumeClaim"),
+            &base_volume["persistentVolumeClaim"]["claimName"]
+        )
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["name"],
+        deleted["name"]
+    );
+    assert_eq!(pdb["kind"], "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        base["Deployment"]["spec"]["selector"]["matchLabels"]
+    );
+}
+
+#[test]
+fn the_postgres_compose_file_runs_two_replicas_on_its_database() {
+    let compose = &yaml_docs("deploy/docker-compose.postgres.yml")[0];
+    let (db, svc) = (
+        &compose["services"]["postgres"],
+        &compose["services"]["autoseen"],
+    );
+    let env_example: Vec<(String, String)> = read("deploy/.env.example")
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let password = &env_example
+        .iter()
+        .find(|(k, _)| k == "POSTGRES_PASSWORD")
+        .unwrap()
+        .1;
+    let url = svc["environment"]["AUTOSEEN__STORE__URL"]
+        .as_str()
+        .unwrap()
+        .replace("${POSTGRES_PASSWORD}", password);
+    let mut env = env_example.clone();
+    env.push(("AUTOSEEN__STORE__URL".into(), url.clone()));
+    let s = settings(&repo("config"), &env);
+    let parsed = reqwest::Url::parse(&url).unwrap();
+
+    assert!(matches!(
+        s.store.backend(),
+        autoseen::settings::Backend::Postgres(_)
+    ));
+    assert_eq!(parsed.host_str(), Some("postgres"), "the service name");
+    assert_eq!(
+        parsed.username(),
+        db["environment"]["POSTGRES_USER"].as_str().unwrap()
+    );
+    assert_eq!(
+        parsed.path(),
+        format!("/{}", db["environment"]["POSTGRES_DB"].as_str().unwrap())
+    );
+    assert!(svc["deploy"]["replicas"].as_u64().unwrap() >= 2);
+    assert_eq!(
+        svc["depends_on"]["postgres"]["condition"],
+        "service_healthy"
+    );
+    let mounts = svc["volumes"].as_array().unwrap();
+    assert!(
+        mounts
+            .iter()
+            .all(|m| !m.as_str().unwrap().contains("/app/data")),
+        "no store volume"
+    );
+    let health: Vec<String> = serde_json::from_value(svc["healthcheck"]["test"].clone()).unwrap();
+    assert_eq!(health[1..], dockerfile_healthcheck());
 }
 
 /// Every probe path and metric named under deploy/ answers on a real instance.
