@@ -80,6 +80,7 @@ impl Application {
             operator,
             scheduler: handle,
             holdings: Holdings::default(),
+            cluster: replica.as_ref().map(Replica::cluster),
             clock,
             metrics,
         });

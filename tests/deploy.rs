@@ -91,18 +91,23 @@ fn the_dockerfile_runs_the_shipped_config_as_a_non_root_user() {
     assert_eq!(dockerfile_healthcheck()[..2], ["autoseen", "probe"]);
 }
 
-#[test]
-fn the_compose_file_matches_the_image_and_the_settings() {
-    let compose = &yaml_docs("deploy/docker-compose.yml")[0];
-    let svc = &compose["services"]["autoseen"];
-    let env_example: Vec<(String, String)> = read("deploy/.env.example")
+/// The variables `deploy/.env.example` sets.
+fn env_example() -> Vec<(String, String)> {
+    read("deploy/.env.example")
         .lines()
         .filter(|l| !l.starts_with('#') && l.contains('='))
         .map(|l| {
             let (k, v) = l.split_once('=').unwrap();
             (k.to_string(), v.to_string())
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_compose_file_matches_the_image_and_the_settings() {
+    let compose = &yaml_docs("deploy/docker-compose.yml")[0];
+    let svc = &compose["services"]["autoseen"];
+    let env_example = env_example();
     let s = settings(&repo("config"), &env_example);
     let workdir = &dockerfile()["WORKDIR"][0];
 
@@ -411,14 +416,7 @@ fn the_postgres_compose_file_runs_two_replicas_on_its_database() {
         &compose["services"]["postgres"],
         &compose["services"]["autoseen"],
     );
-    let env_example: Vec<(String, String)> = read("deploy/.env.example")
-        .lines()
-        .filter(|l| !l.starts_with('#') && l.contains('='))
-        .map(|l| {
-            let (k, v) = l.split_once('=').unwrap();
-            (k.to_string(), v.to_string())
-        })
-        .collect();
+    let env_example = env_example();
     let password = &env_example
         .iter()
         .find(|(k, _)| k == "POSTGRES_PASSWORD")

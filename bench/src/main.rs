@@ -5,7 +5,7 @@
 //! Scenarios: `ingest` (signed webhooks vs a bare axum server), `restart` (start-to-ready and RSS with a
 //! million pending receipts), `dispatch` (100k receipts falling due within 10 s, and the same all overdue),
 //! `abuse` (memory under a flood of refused requests and a huge body: the figures the test suite must not
-//! assert).
+//! assert), `postgres` (ingest with the store in PostgreSQL, one replica then two, beside SQLite).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -40,6 +40,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wants("abuse") {
         runtime.block_on(abuse(&mut table, quick))?;
+    }
+    if wants("postgres") {
+        runtime.block_on(postgres(&mut table, quick))?;
     }
     table.print();
     Ok(())
@@ -202,7 +205,7 @@ fn autoseen_config(
         dir.join("autoseen.toml"),
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[webhook]\nhmac_key = \"{HMAC_KEY}\"\n[wasend]\nbase_url = \"{api}\"\n\
-             api_key = \"bench-api-key\"\n[delivery]\n{delivery}\n[store]\npath = \"{}\"\n",
+             api_key = \"bench-api-key\"\n[delivery]\n{delivery}\n[store]\nurl = \"sqlite:{}\"\n",
             store.display()
         ),
     )?;
@@ -673,4 +676,109 @@ async fn huge_body(addr: SocketAddr) -> anyhow::Result<usize> {
         sent += 1 << 20;
     }
     Ok(sent)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 6. PostgreSQL: the same ingest with the shared store, one replica and two, beside SQLite in this run.
+
+async fn postgres(table: &mut Table, quick: bool) -> anyhow::Result<()> {
+    let s = "postgres ingest (64 conns, median of rounds)";
+    let server = std::env::var("AUTOSEEN_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let Ok((admin, connection)) = tokio_postgres::connect(&server, tokio_postgres::NoTls).await
+    else {
+        table.row(s, "skipped", format!("no PostgreSQL at {server}"), "", None);
+        return Ok(());
+    };
+    tokio::spawn(connection);
+    let (warmup, measure) = if quick {
+        (Duration::from_secs(1), Duration::from_secs(3))
+    } else {
+        (Duration::from_secs(3), Duration::from_secs(10))
+    };
+    let rounds = if quick { 1 } else { 3 };
+    let (base, _) = server.rsplit_once('/').context("a database URL")?;
+    let (mut sqlite, mut one, mut two) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        eprintln!("postgres: round {round}/{rounds}: autoseen on SQLite ...");
+        let (_dir, app) = shipped_autoseen()?;
+        sqlite.push(
+            load(format!("http://{}/webhook", app.addr), 64, warmup, measure)
+                .await?
+                .rps,
+        );
+        drop(app);
+
+        let name = format!("autoseen_bench_{}_{round}", std::process::id());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await?;
+        let url = format!("{base}/{name}");
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("config");
+        autoseen_config(
+            &config,
+            "http://127.0.0.1:9",
+            &dir.path().join("unused.db"),
+            "",
+            None,
+        )?;
+        let replica = || {
+            let mut command = autoseen(&config);
+            command.env("AUTOSEEN__STORE__URL", &url);
+            spawn(command)
+        };
+        eprintln!("postgres: round {round}/{rounds}: one replica ...");
+        let a = replica()?;
+        one.push(
+            load(format!("http://{}/webhook", a.addr), 64, warmup, measure)
+                .await?
+                .rps,
+        );
+        eprintln!("postgres: round {round}/{rounds}: two replicas ...");
+        let b = replica()?;
+        let (la, lb) = tokio::join!(
+            load(format!("http://{}/webhook", a.addr), 32, warmup, measure),
+            load(format!("http://{}/webhook", b.addr), 32, warmup, measure)
+        );
+        two.push(la?.rps + lb?.rps);
+        drop((a, b));
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await?;
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (sqlite, one, two) = (median(sqlite), median(one), median(two));
+    table.row(
+        s,
+        "autoseen on SQLite req/s",
+        format!("{sqlite:.0}"),
+        "",
+        None,
+    );
+    table.row(
+        s,
+        "one replica on PostgreSQL req/s",
+        format!("{one:.0}"),
+        "",
+        None,
+    );
+    table.row(
+        s,
+        "ratio one PostgreSQL replica / SQLite",
+        format!("{:.2}", one / sqlite),
+        ">= 0.5",
+        Some(one / sqlite >= 0.5),
+    );
+    table.row(
+        s,
+        "two replicas on PostgreSQL req/s",
+        format!("{two:.0}"),
+        "as measured",
+        None,
+    );
+    Ok(())
 }

@@ -28,6 +28,7 @@ use crate::scheduler::SchedulerHandle;
 use crate::scheduler::leases::Holdings;
 use crate::secret::Secret;
 use crate::settings::Settings;
+use crate::store::cluster::Cluster;
 use crate::store::{Operator, Queue, Readiness};
 use crate::time::Clock;
 
@@ -44,6 +45,8 @@ pub struct AppState {
     pub scheduler: SchedulerHandle,
     /// The sessions this replica reports on (all, with one process).
     pub holdings: Holdings,
+    /// With several replicas: how to tell the holder of a session about work accepted here.
+    pub cluster: Option<Arc<dyn Cluster>>,
     pub clock: Clock,
     pub hmac_keys: Vec<Secret>,
     /// The Prometheus recorder, when this process installed one.

@@ -87,7 +87,11 @@ pub trait Cluster: Send + Sync + 'static {
     async fn release(&self, replica: &ReplicaId) -> Result<(), StoreError>;
     /// Remembers that `session` may not send before `until`, for whichever replica holds it next.
     async fn pause(&self, session: &SessionName, until: Timestamp) -> Result<(), StoreError>;
-    /// Until `wake` closes, passes on every chat that another replica (or this one) made due: accepted,
+    /// Tells the replica holding `chat`'s session that a receipt of it is due at `due`. Accepting does not
+    /// announce by itself: a `NOTIFY` makes PostgreSQL serialize commits, so only receipts accepted by a
+    /// replica that does not hold their session are announced.
+    async fn announce(&self, chat: &ChatKey, due: Timestamp) -> Result<(), StoreError>;
+    /// Until `wake` closes, passes on every chat that another replica (or this one) made due: announced,
     /// flushed or replayed receipts.
     async fn listen(&self, wake: mpsc::UnboundedSender<(ChatKey, Timestamp)>);
 }

@@ -211,8 +211,7 @@ impl Queue for PostgresStore {
                  )
                  INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply,
                                       on_reply, expires, chat_phone, accepted_at, bare_id)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM fresh
-                 RETURNING id, pg_notify('autoseen_wake', $1 || chr(9) || $2 || chr(9) || $5::bigint::text)",
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM fresh RETURNING id",
                 &[
                     &r.session.as_str(),
                     &r.chat.as_str(),
@@ -593,6 +592,13 @@ impl Cluster for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn announce(&self, chat: &ChatKey, due: Timestamp) -> Result<(), StoreError> {
+        let payload = format!("{}\t{}\t{}", chat.session, chat.chat, ms(due));
+        self.execute("SELECT pg_notify('autoseen_wake', $1)", &[&payload])
+            .await
+            .map(drop)
     }
 
     async fn release(&self, replica: &ReplicaId) -> Result<(), StoreError> {
