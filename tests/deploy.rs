@@ -324,12 +324,7 @@ fn the_systemd_unit_is_hardened_and_its_settings_are_real() {
 fn the_postgres_overlay_runs_rolling_replicas_without_a_volume_on_the_url_from_the_secret() {
     let base = kubernetes();
     let overlay = &yaml_docs("deploy/kubernetes/postgres/kustomization.yaml")[0];
-    let resources: Vec<&str> = overlay["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap())
-        .collect();
+    let resources = overlay["resources"].as_array().unwrap();
     let patch = |file: &str| yaml_docs(&format!("deploy/kubernetes/postgres/{file}"))[0].clone();
     let deployment = patch("deployment-patch.yaml");
     let secret = patch("secret-patch.yaml");
@@ -351,7 +346,7 @@ fn the_postgres_overlay_runs_rolling_replicas_without_a_volume_on_the_url_from_t
     }
     let s = settings(dir.path(), &env);
 
-    assert_eq!(resources, ["../", "pdb.yaml"]);
+    assert_eq!(*resources, ["../", "pdb.yaml"]);
     for p in overlay["patches"]
         .as_array()
         .unwrap()
