@@ -33,7 +33,7 @@ use crate::time::from_millis;
 const PURGE_LOCK: i64 = 0x6175_746f_7075_7267;
 
 /// Connections per process.
-const POOL_SIZE: usize = 16;
+const POOL_SIZE: usize = 32;
 /// How long connecting, or waiting for a free connection, may take before the store counts as unavailable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
