@@ -522,21 +522,27 @@ async fn dispatch_run(n: usize, spread_ms: i64, lead_ms: i64) -> anyhow::Result<
     )?;
     let started = Instant::now();
     let app = spawn(autoseen(&config))?;
+    let stats = sends_seen(api.addr, n, Duration::from_secs(120)).await?;
+    drop(app);
+    Ok((stats, started.elapsed()))
+}
+
+/// The fake API's figures once it has seen `n` sends; an error if that takes longer than `within`.
+async fn sends_seen(api: SocketAddr, n: usize, within: Duration) -> anyhow::Result<Value> {
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + within;
     loop {
         let stats: Value = client
-            .get(format!("http://{}/stats", api.addr))
+            .get(format!("http://{api}/stats"))
             .send()
             .await?
             .json()
             .await?;
         if stats["count"].as_u64() >= Some(n as u64) {
-            drop(app);
-            return Ok((stats, started.elapsed()));
+            return Ok(stats);
         }
         if Instant::now() > deadline {
-            bail!("dispatch: only {} of {n} sent within 120 s", stats["count"]);
+            bail!("only {} of {n} sent within {within:?}", stats["count"]);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -847,24 +853,7 @@ async fn cross_replica_lateness(url: &str, quick: bool) -> anyhow::Result<Value>
             .body(body);
         tokio::spawn(async move { request.send().await });
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let stats: Value = client
-            .get(format!("http://{}/stats", api.addr))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if stats["count"].as_u64() >= Some(n as u64) {
-            drop((a, b));
-            return Ok(stats);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "postgres dispatch: only {} of {n} sent within 60 s",
-                stats["count"]
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let stats = sends_seen(api.addr, n, Duration::from_secs(60)).await;
+    drop((a, b));
+    stats
 }
