@@ -22,7 +22,8 @@ pub mod scheduler;
 pub mod secret;
 /// Settings from `autoseen.toml` and the environment, checked at start.
 pub mod settings;
-/// Durable pending receipts, dead letters and dedup ids behind two traits (queue, operator); SQLite by default.
+/// Durable pending receipts, dead letters and dedup ids behind two traits (queue, operator); SQLite by default,
+/// PostgreSQL for several replicas, with the leases that share sessions among them.
 pub mod store;
 /// The tracing subscriber (JSON or pretty lines) and the Prometheus recorder.
 pub mod telemetry;
