@@ -32,6 +32,10 @@ use crate::store::{Outcome, Queue, Receipt, ReceiptId, StoreError};
 use crate::time::{Clock, add, millis_between};
 use crate::wasend::{SendError, SendResult, SendSeen};
 
+/// With several replicas, the pending chats of the sessions held are reloaded at least every this many
+/// heartbeats (about a minute with the default `store.lease_ttl`), besides whenever the holdings change.
+const RELOAD_EVERY_HEARTBEATS: u32 = 12;
+
 /// How long a chat waits before the store is asked again after a store error.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -165,6 +169,7 @@ pub struct Scheduler {
     owned: Option<HashMap<SessionName, Fence>>,
     /// The lease holdings changed: reload the pending chats of the sessions held.
     reload_owned: bool,
+    heartbeats_since_reload: u32,
     unheld: Arc<tokio::sync::Notify>,
 }
 
@@ -204,6 +209,7 @@ impl Scheduler {
             load_again_at: None,
             owned: None,
             reload_owned: false,
+            heartbeats_since_reload: 0,
             unheld,
         };
         (scheduler, handle)
@@ -259,8 +265,14 @@ impl Scheduler {
             self.buckets.remove(lost);
             info!(session = %lost, "session moved to another replica");
         }
+        // Reload the held sessions' chats when the holdings changed, and now and then besides: a wake lost
+        // while the listening connection was down must not leave a chat waiting for the next move.
+        self.heartbeats_since_reload += 1;
+        self.reload_owned |= new != old || self.heartbeats_since_reload >= RELOAD_EVERY_HEARTBEATS;
+        if self.reload_owned {
+            self.heartbeats_since_reload = 0;
+        }
         self.owned = Some(new);
-        self.reload_owned = true;
     }
 
     /// Loads the pending chats from the store. Overdue ones fire at once, paced like any other. When the
