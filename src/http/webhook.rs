@@ -385,13 +385,11 @@ async fn decide_and_store(state: &AppState, message: IncomingMessage) -> Result<
     match state.queue.accept(receipt).await? {
         Accepted::Duplicate => Ok(Reply::Duplicate),
         Accepted::New { .. } => {
-            if let Some(cluster) = state
-                .cluster
-                .clone()
-                .filter(|_| !state.holdings.holds(&chat.session))
+            if let Some(cluster) = &state.cluster
+                && !state.holdings.holds(&chat.session)
             {
                 // Another replica sends this session: tell it now rather than at its next heartbeat.
-                let chat = chat.clone();
+                let (cluster, chat) = (cluster.clone(), chat.clone());
                 tokio::spawn(async move { cluster.announce(&chat, due).await });
             }
             state.scheduler.wake(chat, due);

@@ -279,7 +279,16 @@ impl Scheduler {
     /// store cannot answer (a database that is down at start), the scheduler tries again every second once
     /// it runs, so the service starts anyway and catches up when the store is back.
     pub async fn load(&mut self) -> Result<usize, StoreError> {
-        let result = self.delivery.store.chat_heads().await;
+        // With several replicas, only the chats of the sessions this one holds (none before its first
+        // heartbeat, so nothing is read at start-up for nothing).
+        let result = match &self.owned {
+            None => self.delivery.store.chat_heads().await,
+            Some(owned) if owned.is_empty() => Ok(Vec::new()),
+            Some(owned) => {
+                let sessions: Vec<SessionName> = owned.keys().cloned().collect();
+                self.delivery.store.chat_heads_of(&sessions).await
+            }
+        };
         self.load_again_at = match &result {
             Ok(_) => None,
             Err(_) => Some(add(self.delivery.clock.now(), STORE_RETRY)),

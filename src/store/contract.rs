@@ -33,6 +33,7 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@each $make;
             accepting_stores_once_and_answers_duplicate_after,
             a_chat_loads_in_due_order_and_heads_name_its_earliest,
+            heads_of_some_sessions_name_only_their_chats,
             outcomes_complete_retry_or_bury_in_one_call,
             replaying_the_dead_makes_them_due_now_untried,
             flushing_a_chat_makes_its_untried_read_on_reply_receipts_due,
@@ -463,4 +464,23 @@ pub async fn cancelled_receipts_are_gone_and_sent_ones_are_confirmed_once(store:
         !store.confirm_sent(&key_of("s", "D"), false).await.unwrap(),
         "purged"
     );
+}
+
+pub async fn heads_of_some_sessions_name_only_their_chats(store: &dyn Store) {
+    accept(store, receipt("1@c.us", "mine", t(10))).await;
+    let mut theirs = receipt("2@c.us", "theirs", t(20));
+    theirs.session = session("other");
+    accept(store, theirs).await;
+
+    let heads = store.chat_heads_of(&[session("s")]).await.unwrap();
+    let none = store.chat_heads_of(&[]).await.unwrap();
+
+    assert_eq!(
+        heads,
+        [ChatHead {
+            chat: key("1@c.us"),
+            due_at: t(10)
+        }]
+    );
+    assert!(none.is_empty());
 }

@@ -213,6 +213,12 @@ pub trait Queue: Send + Sync + 'static {
     async fn chat_receipts(&self, chat: &ChatKey) -> Result<Vec<Receipt>, StoreError>;
     /// For each chat with pending receipts, its earliest due time.
     async fn chat_heads(&self) -> Result<Vec<ChatHead>, StoreError>;
+    /// As [`Queue::chat_heads`], for the chats of these sessions only (what one replica of several sends).
+    async fn chat_heads_of(&self, sessions: &[SessionName]) -> Result<Vec<ChatHead>, StoreError> {
+        let mut heads = self.chat_heads().await?;
+        heads.retain(|h| sessions.contains(&h.chat.session));
+        Ok(heads)
+    }
     /// Records what became of sends, all in one commit. Ids no longer pending are skipped.
     async fn record(&self, outcomes: Vec<(ReceiptId, Outcome)>) -> Result<(), StoreError>;
     /// As [`Queue::record`], only while `session`'s lease is still held under `fence` (several replicas); an

@@ -196,6 +196,13 @@ fn dead_from_row(row: &Row) -> Result<DeadReceipt, StoreError> {
     })
 }
 
+fn head_from_row(row: &Row) -> Result<ChatHead, StoreError> {
+    Ok(ChatHead {
+        chat: chat_from_row(row)?,
+        due_at: from_millis(get(row, "due")?),
+    })
+}
+
 fn chat_from_row(row: &Row) -> Result<ChatKey, StoreError> {
     chat_key(get(row, "session")?, get(row, "chat")?)
 }
@@ -250,12 +257,17 @@ impl Queue for PostgresStore {
         self.query(
             "SELECT session, chat, MIN(due_at) AS due FROM pending GROUP BY session, chat",
             &[],
-            |row| {
-                Ok(ChatHead {
-                    chat: chat_from_row(row)?,
-                    due_at: from_millis(get(row, "due")?),
-                })
-            },
+            head_from_row,
+        )
+        .await
+    }
+
+    async fn chat_heads_of(&self, sessions: &[SessionName]) -> Result<Vec<ChatHead>, StoreError> {
+        let sessions: Vec<&str> = sessions.iter().map(SessionName::as_str).collect();
+        self.query(
+            "SELECT session, chat, MIN(due_at) AS due FROM pending WHERE session = ANY($1) GROUP BY session, chat",
+            &[&sessions],
+            head_from_row,
         )
         .await
     }
