@@ -259,42 +259,247 @@ struct Load {
     p50_ms: f64,
     p99_ms: f64,
     errors: usize,
+    requests: usize,
 }
 
+/// A unique WEBJS message event of about 1.1 KB, as WAHA posts them (with `_data`), for connection `conn`.
 fn event_body(conn: usize, seq: usize) -> String {
+    let chat = format!("4915{conn:03}{seq:07}@c.us");
+    let id = format!("false_{chat}_3EB0{conn:04}{seq:08}");
     format!(
-        r#"{{"id":"evt_{conn}_{seq}","timestamp":1764147600000,"event":"message","session":"default","me":{{"id":"4900000000@c.us","pushName":"bot"}},"payload":{{"id":"false_4915{conn:03}{seq:07}@c.us_3EB0{conn:04}{seq:08}","timestamp":1764147600,"from":"4915{conn:03}{seq:07}@c.us","fromMe":false,"to":"4900000000@c.us","body":"Hello, is this still available?","hasMedia":false,"ack":1,"_data":{{"notifyName":"Customer"}}}},"engine":"WEBJS","environment":{{"version":"2025.1","engine":"WEBJS","tier":"PLUS"}}}}"#
+        r#"{{"id":"evt_{conn}_{seq}","timestamp":1764147600000,"event":"message","session":"default","me":{{"id":"4900000000@c.us","pushName":"bot"}},"payload":{{"id":"{id}","timestamp":1764147600,"from":"{chat}","fromMe":false,"to":"4900000000@c.us","body":"Hello, is this still available?","hasMedia":false,"ack":1,"vCards":[],"_data":{{"id":{{"fromMe":false,"remote":"{chat}","id":"3EB0{conn:04}{seq:08}","_serialized":"{id}"}},"body":"Hello, is this still available?","type":"chat","t":1764147600,"notifyName":"Customer","from":"{chat}","to":"4900000000@c.us","self":"in","ack":1,"isNewMsg":true,"star":false,"recvFresh":true,"broadcast":false,"mentionedJidList":[],"isForwarded":false,"hasReaction":false,"isEphemeral":false,"links":[]}}}},"engine":"WEBJS","environment":{{"version":"2025.1","engine":"WEBJS","tier":"PLUS"}}}}"#
     )
 }
 
-/// `connections` keep-alive connections posting signed unique events for `warmup + measure`.
-async fn load(
-    url: String,
+fn sign(body: &str) -> String {
+    autoseen::webhook::signature::sign(
+        HMAC_KEY,
+        autoseen::webhook::Algorithm::Sha512,
+        body.as_bytes(),
+    )
+}
+
+/// A file of `n` unique signed webhooks for `bench/wrk/webhooks.lua`, one per line: `signature<TAB>body`.
+/// `stream` keeps the ids of two files apart.
+struct Requests {
+    path: PathBuf,
+    lines: usize,
+    _dir: tempfile::TempDir,
+}
+
+fn signed_requests(n: usize, stream: usize) -> anyhow::Result<Requests> {
+    use std::io::Write;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("requests.txt");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    for seq in 0..n {
+        let body = event_body(stream, seq);
+        writeln!(out, "{}\t{body}", sign(&body))?;
+    }
+    out.flush()?;
+    Ok(Requests {
+        path,
+        lines: n,
+        _dir: dir,
+    })
+}
+
+/// `wrk -t1 -c<connections>` against `addr` for `duration`: with `requests`, each request the next signed
+/// webhook of the file; without, one static body (wrk's own ceiling).
+async fn wrk(
+    addr: SocketAddr,
+    requests: Option<&Requests>,
     connections: usize,
-    warmup: Duration,
-    measure: Duration,
+    duration: Duration,
 ) -> anyhow::Result<Load> {
-    let start = Instant::now();
-    let (from, until) = (start + warmup, start + warmup + measure);
+    let mut command = Command::new("wrk");
+    command
+        .args(["-t1", &format!("-c{connections}")])
+        .arg(format!("-d{}s", duration.as_secs()))
+        .arg("-s")
+        .arg(repo("bench/wrk/webhooks.lua"))
+        .arg(format!("http://{addr}/webhook"))
+        .env("AUTOSEEN_BENCH_BODY", event_body(0, 0));
+    if let Some(r) = requests {
+        command.env("AUTOSEEN_BENCH_REQUESTS", &r.path);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await?
+        .context("cannot run wrk (bench/run installs it)")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("BENCH "))
+        .with_context(|| format!("no result from wrk: {stdout}"))?;
+    let v: Value = serde_json::from_str(json)?;
+    let field = |k: &str| v[k].as_f64().unwrap_or(0.0);
+    let requests_done = field("requests") as usize;
+    if let Some(r) = requests
+        && requests_done > r.lines
+    {
+        bail!(
+            "wrk sent {requests_done} requests but the file holds {}: repeats would be deduplicated",
+            r.lines
+        );
+    }
+    Ok(Load {
+        rps: field("requests") / (field("duration_us") / 1e6),
+        p50_ms: field("p50_us") / 1000.0,
+        p99_ms: field("p99_us") / 1000.0,
+        errors: field("errors") as usize,
+        requests: requests_done,
+    })
+}
+
+fn median_by(mut runs: Vec<Load>) -> Load {
+    runs.sort_by(|x, y| x.rps.total_cmp(&y.rps));
+    runs.swap_remove(runs.len() / 2)
+}
+
+async fn ingest(table: &mut Table, quick: bool) -> anyhow::Result<()> {
+    let duration = Duration::from_secs(if quick { 3 } else { 6 });
+    let connections = 64;
+    // Alternate the servers over several rounds and keep each one's median round, so a noisy neighbour on
+    // the machine hits all alike.
+    let rounds = if quick { 1 } else { 3 };
+    eprintln!("ingest: signing the requests ...");
+    let requests = signed_requests(if quick { 400_000 } else { 1_000_000 }, 0)?;
+    let (mut ceiling, mut bare, mut autoseen) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        eprintln!("ingest: round {round}/{rounds}: baseline, static then signed ...");
+        let baseline = spawn(Command::new(bin("baseline")))?;
+        ceiling.push(wrk(baseline.addr, None, connections, duration).await?);
+        bare.push(wrk(baseline.addr, Some(&requests), connections, duration).await?);
+        drop(baseline);
+        eprintln!("ingest: round {round}/{rounds}: autoseen ...");
+        let (_dir, app) = shipped_autoseen()?;
+        autoseen.push(wrk(app.addr, Some(&requests), connections, duration).await?);
+        drop(app);
+    }
+    let (ceiling, a, b) = (median_by(ceiling), median_by(bare), median_by(autoseen));
+    if a.errors + b.errors > 0 {
+        bail!(
+            "ingest: {} baseline and {} autoseen requests failed",
+            a.errors,
+            b.errors
+        );
+    }
+    let s = "ingest (wrk -t1 -c64, median of rounds)";
+    table.row(
+        s,
+        "wrk static request, bare axum req/s",
+        format!("{:.0}", ceiling.rps),
+        "",
+        None,
+    );
+    let generator = a.rps / ceiling.rps;
+    table.row(
+        s,
+        "bench generator (signed, unique) / wrk static",
+        format!("{generator:.2} ({:.0} req/s)", a.rps),
+        ">= 0.9",
+        Some(generator >= 0.9),
+    );
+    table.row(
+        s,
+        "autoseen req/s (durable, shipped rules)",
+        format!("{:.0} ({} requests)", b.rps, b.requests),
+        "",
+        None,
+    );
+    table.row(
+        s,
+        "autoseen p50 / p99, closed loop",
+        format!("{:.2} / {:.2} ms", b.p50_ms, b.p99_ms),
+        "as measured",
+        None,
+    );
+    let ratio = b.rps / a.rps;
+    table.row(
+        s,
+        "ratio autoseen / bare axum",
+        format!("{ratio:.2}"),
+        ">= 0.5",
+        Some(ratio >= 0.5),
+    );
+    latency(table, b.rps / 2.0, quick).await
+}
+
+/// Open-loop latency at `rate` (half autoseen's peak): a steady spell, then a flood that grows the pending
+/// receipts (1 h delay, one chat each) to a million, with the RSS at its end.
+async fn latency(table: &mut Table, rate: f64, quick: bool) -> anyhow::Result<()> {
+    let s = format!("latency, open loop at {rate:.0} req/s (half the peak)");
+    let steady = (rate * if quick { 3.0 } else { 10.0 }) as usize;
+    eprintln!("latency: {steady} webhooks at {rate:.0}/s ...");
+    let (_dir, app) = shipped_autoseen()?;
+    let l = open_loop(app.addr, rate, steady, 1).await?;
+    drop(app);
+    table.row(
+        &s,
+        &format!("steady p50 / p99 ({} failed)", l.errors),
+        format!("{:.2} / {:.2} ms", l.p50_ms, l.p99_ms),
+        "p99 <= 10 ms",
+        Some(l.p99_ms <= 10.0 && l.errors == 0),
+    );
+    let flood = if quick { 200_000 } else { 1_000_000 };
+    eprintln!("latency: a flood of {flood} webhooks at {rate:.0}/s ...");
+    let (_dir, app) = shipped_autoseen()?;
+    let l = open_loop(app.addr, rate, flood, 2).await?;
+    let rss = rss_mib(app.child.id());
+    drop(app);
+    table.row(
+        &s,
+        &format!(
+            "flood to {}k pending: p50 / p99 ({} failed)",
+            flood / 1000,
+            l.errors
+        ),
+        format!("{:.2} / {:.2} ms", l.p50_ms, l.p99_ms),
+        "p99 <= 25 ms",
+        Some(l.p99_ms <= 25.0 && l.errors == 0),
+    );
+    table.row(
+        &s,
+        &format!("RSS with {}k pending in as many chats", flood / 1000),
+        format!("{rss:.1} MiB"),
+        "<= 128 MiB",
+        Some(rss <= 128.0),
+    );
+    Ok(())
+}
+
+/// Posts `count` unique signed webhooks on a fixed schedule, `rate` per second, over 64 connections. Each
+/// latency runs from the request's scheduled moment, not from when a connection was free to send it, so a
+/// server that falls behind shows it (no coordinated omission). `stream` keeps ids apart between runs.
+async fn open_loop(
+    addr: SocketAddr,
+    rate: f64,
+    count: usize,
+    stream: usize,
+) -> anyhow::Result<Load> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let url = format!("http://{addr}/webhook");
+    let start = tokio::time::Instant::now() + Duration::from_millis(100);
+    let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
-    for conn in 0..connections {
-        let url = url.clone();
+    for _ in 0..64 {
+        let (url, next) = (url.clone(), next.clone());
         tasks.spawn(async move {
             let client = reqwest::Client::builder()
                 .pool_max_idle_per_host(1)
                 .build()
                 .unwrap();
             let (mut latencies, mut errors) = (Vec::new(), 0usize);
-            let mut seq = 0;
-            while Instant::now() < until {
-                let body = event_body(conn, seq);
-                seq += 1;
-                let signature = autoseen::webhook::signature::sign(
-                    HMAC_KEY,
-                    autoseen::webhook::Algorithm::Sha512,
-                    body.as_bytes(),
-                );
-                let sent = Instant::now();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    break;
+                }
+                let body = event_body(stream, i);
+                let signature = sign(&body);
+                let scheduled = start + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(scheduled).await;
                 let ok = client
                     .post(&url)
                     .header("content-type", "application/json")
@@ -303,11 +508,8 @@ async fn load(
                     .send()
                     .await
                     .is_ok_and(|r| r.status().is_success());
-                let done = Instant::now();
-                if sent >= from && done <= until {
-                    latencies.push(done - sent);
-                    errors += usize::from(!ok);
-                }
+                latencies.push(scheduled.elapsed());
+                errors += usize::from(!ok);
             }
             (latencies, errors)
         });
@@ -318,92 +520,16 @@ async fn load(
         all.extend(l);
         errors += e;
     }
+    let elapsed = start.elapsed();
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0;
     Ok(Load {
-        rps: all.len() as f64 / measure.as_secs_f64(),
+        rps: all.len() as f64 / elapsed.as_secs_f64(),
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
         errors,
+        requests: all.len(),
     })
-}
-
-async fn ingest(table: &mut Table, quick: bool) -> anyhow::Result<()> {
-    let (warmup, measure) = if quick {
-        (Duration::from_secs(1), Duration::from_secs(3))
-    } else {
-        (Duration::from_secs(3), Duration::from_secs(10))
-    };
-    let connections = 64;
-    // Alternate the two servers over several rounds and keep each one's median round, so a noisy
-    // neighbour on the machine hits both alike.
-    let rounds = if quick { 1 } else { 3 };
-    let (mut a_runs, mut b_runs) = (Vec::new(), Vec::new());
-    for round in 1..=rounds {
-        eprintln!("ingest: round {round}/{rounds}: baseline ...");
-        let baseline = spawn(Command::new(bin("baseline")))?;
-        a_runs.push(
-            load(
-                format!("http://{}/webhook", baseline.addr),
-                connections,
-                warmup,
-                measure,
-            )
-            .await?,
-        );
-        drop(baseline);
-
-        eprintln!("ingest: round {round}/{rounds}: autoseen ...");
-        let (_dir, app) = shipped_autoseen()?;
-        b_runs.push(
-            load(
-                format!("http://{}/webhook", app.addr),
-                connections,
-                warmup,
-                measure,
-            )
-            .await?,
-        );
-        drop(app);
-    }
-    let median = |mut runs: Vec<Load>| {
-        runs.sort_by(|x, y| x.rps.total_cmp(&y.rps));
-        runs.swap_remove(runs.len() / 2)
-    };
-    let (a, b) = (median(a_runs), median(b_runs));
-    if a.errors + b.errors > 0 {
-        bail!(
-            "ingest: {} baseline and {} autoseen requests failed",
-            a.errors,
-            b.errors
-        );
-    }
-    let ratio = b.rps / a.rps;
-    let s = "ingest (64 conns, median of rounds)";
-    table.row(s, "baseline axum req/s", format!("{:.0}", a.rps), "", None);
-    table.row(
-        s,
-        "baseline p50 / p99",
-        format!("{:.2} / {:.2} ms", a.p50_ms, a.p99_ms),
-        "",
-        None,
-    );
-    table.row(s, "autoseen req/s", format!("{:.0}", b.rps), "", None);
-    table.row(
-        s,
-        "autoseen p50 / p99",
-        format!("{:.2} / {:.2} ms", b.p50_ms, b.p99_ms),
-        "p99 <= 10 ms",
-        Some(b.p99_ms <= 10.0),
-    );
-    table.row(
-        s,
-        "ratio autoseen / baseline",
-        format!("{ratio:.2}"),
-        ">= 0.5",
-        Some(ratio >= 0.5),
-    );
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -688,7 +814,7 @@ async fn huge_body(addr: SocketAddr) -> anyhow::Result<usize> {
 // 6. PostgreSQL: the same ingest with the shared store, one replica and two, beside SQLite in this run.
 
 async fn postgres(table: &mut Table, quick: bool) -> anyhow::Result<()> {
-    let s = "postgres ingest (64 conns, median of rounds)";
+    let s = "postgres ingest (wrk -t1 -c64, median of rounds)";
     let server = std::env::var("AUTOSEEN_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let Ok((admin, connection)) = tokio_postgres::connect(&server, tokio_postgres::NoTls).await
@@ -697,22 +823,22 @@ async fn postgres(table: &mut Table, quick: bool) -> anyhow::Result<()> {
         return Ok(());
     };
     tokio::spawn(connection);
-    let (warmup, measure) = if quick {
-        (Duration::from_secs(1), Duration::from_secs(3))
-    } else {
-        (Duration::from_secs(3), Duration::from_secs(10))
-    };
+    let duration = Duration::from_secs(if quick { 3 } else { 6 });
     let rounds = if quick { 1 } else { 3 };
+    eprintln!("postgres: signing the requests ...");
+    let lines = if quick { 200_000 } else { 500_000 };
+    // Two replicas on the store that has the first file's ids get the other two.
+    let (first, second, third) = (
+        signed_requests(lines, 0)?,
+        signed_requests(lines / 2, 1)?,
+        signed_requests(lines / 2, 2)?,
+    );
     let (base, _) = server.rsplit_once('/').context("a database URL")?;
     let (mut sqlite, mut one, mut two) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         eprintln!("postgres: round {round}/{rounds}: autoseen on SQLite ...");
         let (_dir, app) = shipped_autoseen()?;
-        sqlite.push(
-            load(format!("http://{}/webhook", app.addr), 64, warmup, measure)
-                .await?
-                .rps,
-        );
+        sqlite.push(wrk(app.addr, Some(&first), 64, duration).await?.rps);
         drop(app);
 
         let name = format!("autoseen_bench_{}_{round}", std::process::id());
@@ -736,16 +862,12 @@ async fn postgres(table: &mut Table, quick: bool) -> anyhow::Result<()> {
         };
         eprintln!("postgres: round {round}/{rounds}: one replica ...");
         let a = replica()?;
-        one.push(
-            load(format!("http://{}/webhook", a.addr), 64, warmup, measure)
-                .await?
-                .rps,
-        );
+        one.push(wrk(a.addr, Some(&first), 64, duration).await?.rps);
         eprintln!("postgres: round {round}/{rounds}: two replicas ...");
         let b = replica()?;
         let (la, lb) = tokio::join!(
-            load(format!("http://{}/webhook", a.addr), 32, warmup, measure),
-            load(format!("http://{}/webhook", b.addr), 32, warmup, measure)
+            wrk(a.addr, Some(&third), 32, duration),
+            wrk(b.addr, Some(&second), 32, duration)
         );
         two.push(la?.rps + lb?.rps);
         drop((a, b));
