@@ -514,7 +514,8 @@ async fn max_age_falls_back_to_the_signed_message_timestamp_without_an_envelope_
 #[tokio::test]
 async fn a_waha_request_id_becomes_the_request_id() {
     let fake = FakeWasend::start().await;
-    let app = TestApp::spawn_process(&fake, Options::default()).await;
+    // Accepted webhooks have their line at debug.
+    let app = TestApp::spawn_process(&fake, Options::default().set("log.level", "debug")).await;
     let body = message("default", "491511110061@c.us", "m-request-id");
 
     let answer = app
@@ -534,6 +535,33 @@ async fn a_waha_request_id_becomes_the_request_id() {
         .await;
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["span"]["request_id"], "waha-6789abcd", "{line}");
+}
+
+#[tokio::test]
+async fn a_rejected_webhook_is_a_warning_with_its_request_id() {
+    let fake = FakeWasend::start().await;
+    let app = TestApp::spawn_process(&fake, Options::default()).await;
+    let body = message("default", "491511110062@c.us", "m-rejected");
+
+    let answer = app
+        .http
+        .post(app.url("/webhook"))
+        .header("content-type", "application/json")
+        .header("x-webhook-hmac", "00")
+        .header("x-webhook-request-id", "waha-rejected-1")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(answer.status(), 401);
+    let line = app.wait_for_log(|l| l.contains("webhook rejected")).await;
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (&v["level"], &v["request_id"]),
+        (&json!("WARN"), &json!("waha-rejected-1")),
+        "{line}"
+    );
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tracing::{Instrument, field::Empty, info, info_span, warn};
+use tracing::{Instrument, debug, debug_span, field::Empty, warn};
 
 use super::{ApiError, AppState};
 use crate::domain::{Ack, ChatKey, IncomingMessage, MessageKey};
@@ -68,14 +68,18 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request_id = headers
-        .get(super::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let span = info_span!(
+    // One line per accepted webhook is a debug line: at info it would cost about a quarter of the ingest
+    // rate (docs/performance.md). Rejections are warnings, with the request id.
+    let request_id = |headers: &HeaderMap| {
+        headers
+            .get(super::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let span = debug_span!(
         "webhook",
-        request_id,
+        request_id = tracing::enabled!(tracing::Level::DEBUG).then(|| request_id(&headers)),
         session = Empty,
         chat = Empty,
         message_id = Empty,
@@ -90,7 +94,7 @@ async fn receive(
                 let body = match &reply {
                     Reply::Scheduled { rule, due_in_ms } => {
                         tracing::Span::current().record("rule", &**rule);
-                        info!(status = "scheduled", due_in_ms, latency_ms, "webhook");
+                        debug!(status = "scheduled", due_in_ms, latency_ms, "webhook");
                         count_webhook("scheduled", "");
                         json!({"status": "scheduled", "rule": rule, "due_in_ms": due_in_ms})
                     }
@@ -98,18 +102,18 @@ async fn receive(
                         if let Some(rule) = rule {
                             tracing::Span::current().record("rule", &**rule);
                         }
-                        info!(status = "ignored", reason = %reason, latency_ms, "webhook");
+                        debug!(status = "ignored", reason = %reason, latency_ms, "webhook");
                         count_webhook("ignored", code);
                         json!({"status": "ignored", "reason": reason, "rule": rule})
                     }
                     Reply::Duplicate => {
-                        info!(status = "duplicate", latency_ms, "webhook");
+                        debug!(status = "duplicate", latency_ms, "webhook");
                         count_webhook("duplicate", "");
                         json!({"status": "duplicate"})
                     }
                     Reply::Held { rule, max_wait_ms } => {
                         tracing::Span::current().record("rule", &**rule);
-                        info!(status = "on_reply", max_wait_ms, latency_ms, "webhook");
+                        debug!(status = "on_reply", max_wait_ms, latency_ms, "webhook");
                         count_webhook("on_reply", "");
                         json!({"status": "on_reply", "rule": rule, "max_wait_ms": max_wait_ms})
                     }
@@ -117,7 +121,7 @@ async fn receive(
                         cancelled,
                         confirmed,
                     }) => {
-                        info!(status = "ack", cancelled, confirmed, latency_ms, "webhook");
+                        debug!(status = "ack", cancelled, confirmed, latency_ms, "webhook");
                         count_webhook("ack", "");
                         metrics::counter!(names::RECEIPTS_CONFIRMED).increment(*confirmed);
                         json!({"status": "ack", "cancelled": cancelled, "confirmed": confirmed})
@@ -126,7 +130,10 @@ async fn receive(
                 (StatusCode::OK, Json(body)).into_response()
             }
             Err(e) => {
-                warn!(status = e.status().as_u16(), error = e.code(), message = %e, latency_ms, "webhook rejected");
+                warn!(
+                    request_id = request_id(&headers), status = e.status().as_u16(), error = e.code(),
+                    message = %e, latency_ms, "webhook rejected"
+                );
                 count_webhook(e.code(), "");
                 e.into_response()
             }
