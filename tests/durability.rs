@@ -328,8 +328,10 @@ async fn a_burst_due_at_once_goes_out_no_faster_than_the_session_rate() {
 
     let took = flush_burst(&app, &fake, 155).await;
 
-    // 5 at once, then 150 at 100 per second: at least 1.5 s from the first call to the last.
-    assert!(took >= Duration::from_millis(1_490), "155 sent in {took:?}");
+    // 5 at once, then 150 at 100 per second: 1.5 s from the first token to the last. Measured at the API,
+    // the first call may arrive late by its connection's set-up on a busy machine (seen: 13 ms), so allow
+    // 50 ms; unpaced, all 155 arrive within about 50 ms.
+    assert!(took >= Duration::from_millis(1_450), "155 sent in {took:?}");
     assert_eq!(counts(&fake).len(), 155);
 }
 

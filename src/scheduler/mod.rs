@@ -1,9 +1,12 @@
 //! Pending receipts in time: one task holds a timer per chat, hands each chat's due receipts to the sender as
 //! a batch, paces each session, and records every outcome in the store.
 //!
-//! The timer structure is per chat, not per receipt: a `BTreeSet` of (due, chat), so a million pending receipts
-//! across ten thousand chats cost ten thousand entries, and the receipts themselves stay on disk until their
-//! chat fires. When it fires, every receipt of the chat whose window is open goes out together, like a person
+//! Only what falls due soon is in memory. The store is read in due order, a page at a time, up to
+//! [`LEAD`] ahead of now (and at most [`MAX_TIMERS`] chats' worth while a backlog drains); a receipt accepted
+//! due later is left to that reading, so a million receipts due in an hour cost no memory at all, and a
+//! restart reads one page, not every chat. The timer structure is per chat, not per receipt: a `BTreeSet` of
+//! (due, chat), and the receipts themselves stay on disk until their chat fires. Chats that fall due
+//! together are loaded in one round trip to the store. When a chat fires, every receipt of the chat whose window is open goes out together, like a person
 //! opening the chat; the rest wait for their own time. Pacing counts API calls: the sender says how many calls
 //! a batch takes, and a batch goes out with as many of its receipts as the session has tokens for. Sends run
 //! as tasks, bounded by `max_in_flight` calls; each task writes its outcomes (done, retry later, dead) to the
@@ -15,6 +18,7 @@ pub mod pacing;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 use jiff::Timestamp;
@@ -28,8 +32,8 @@ use pacing::{Bucket, backoff};
 use crate::domain::{ChatKey, MessageId, MessageKey, SessionName};
 use crate::metric_names as names;
 use crate::store::cluster::{Cluster, Fence, Lease, ReplicaId};
-use crate::store::{Outcome, Queue, Receipt, ReceiptId, StoreError};
-use crate::time::{Clock, add, millis_between};
+use crate::store::{DueCursor, Outcome, Queue, Receipt, ReceiptId, StoreError};
+use crate::time::{Clock, add, from_millis, millis_between};
 use crate::wasend::{SendError, SendResult, SendSeen};
 
 /// With several replicas, the pending chats of the sessions held are reloaded at least every this many
@@ -38,6 +42,15 @@ const RELOAD_EVERY_HEARTBEATS: u32 = 12;
 
 /// How long a chat waits before the store is asked again after a store error.
 const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// How far ahead of now the scheduler holds timers; the store is read again when half of it has passed.
+const LEAD: Duration = Duration::from_secs(10);
+/// Receipts read from the store in one query.
+const PAGE: usize = 4096;
+/// Chats with timers past which no more are read ahead (a backlog drains this many chats at a time).
+const MAX_TIMERS: usize = 50_000;
+/// Due chats loaded from the store in one round trip.
+const FIRE_BATCH: usize = 512;
 
 enum Command {
     /// A receipt of this chat is due at this time.
@@ -99,6 +112,9 @@ impl Delivered {
 #[derive(Clone)]
 pub struct SchedulerHandle {
     tx: mpsc::UnboundedSender<Command>,
+    /// Milliseconds since the epoch up to which the scheduler holds timers; a receipt due later is found by
+    /// its reading of the store, so its wake is not even sent.
+    held_until: Arc<AtomicI64>,
     /// Signalled when work arrives for a session this replica does not hold: perhaps nobody does yet.
     unheld: Arc<tokio::sync::Notify>,
 }
@@ -106,7 +122,9 @@ pub struct SchedulerHandle {
 impl SchedulerHandle {
     /// A receipt of `chat` was committed with this due time.
     pub fn wake(&self, chat: ChatKey, due: Timestamp) {
-        let _ = self.tx.send(Command::Wake(chat, due));
+        if due.as_millisecond() <= self.held_until.load(Ordering::SeqCst) {
+            let _ = self.tx.send(Command::Wake(chat, due));
+        }
     }
 
     /// From now on this replica sends exactly these sessions.
@@ -163,8 +181,14 @@ pub struct Scheduler {
     acks: Vec<AckRequest>,
     /// API calls in flight.
     sending: usize,
-    /// When loading the pending chats failed (the store was down at start), when to try again.
+    /// When reading the store failed (a database down at start), when to try again.
     load_again_at: Option<Timestamp>,
+    /// Timers are held for receipts due up to this moment (shared with the handle, which drops later wakes).
+    held_until: Arc<AtomicI64>,
+    /// Where the reading of the store in due order has got to; `None`: from the start.
+    cursor: Option<DueCursor>,
+    /// Whether every receipt due by `held_until` has been read (else the next page waits for room).
+    read_all: bool,
     /// With several replicas, the sessions this one holds and under which fence; `None`: every session.
     owned: Option<HashMap<SessionName, Fence>>,
     /// The lease holdings changed: reload the pending chats of the sessions held.
@@ -182,8 +206,10 @@ impl Scheduler {
     ) -> (Self, SchedulerHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
         let unheld = Arc::new(tokio::sync::Notify::new());
+        let held_until = Arc::new(AtomicI64::new(i64::MIN));
         let handle = SchedulerHandle {
             tx: tx.clone(),
+            held_until: held_until.clone(),
             unheld: unheld.clone(),
         };
         let scheduler = Self {
@@ -207,6 +233,9 @@ impl Scheduler {
             acks: Vec::new(),
             sending: 0,
             load_again_at: None,
+            held_until,
+            cursor: None,
+            read_all: false,
             owned: None,
             reload_owned: false,
             heartbeats_since_reload: 0,
@@ -275,33 +304,62 @@ impl Scheduler {
         self.owned = Some(new);
     }
 
-    /// Loads the pending chats from the store. Overdue ones fire at once, paced like any other. When the
-    /// store cannot answer (a database that is down at start), the scheduler tries again every second once
-    /// it runs, so the service starts anyway and catches up when the store is back.
+    /// Reads the store in due order up to [`LEAD`] ahead, page by page, while there is room for timers:
+    /// overdue receipts fire at once, paced like any other. Returns how many receipts it read. When the store
+    /// cannot answer (a database that is down at start), the scheduler tries again every second once it runs,
+    /// so the service starts anyway and catches up when the store is back.
+    ///
+    /// The moment timers are held up to is raised before the read: a receipt committed after it is due
+    /// either by then (its wake is kept) or later (a later read finds it), so none falls between the two.
     pub async fn load(&mut self) -> Result<usize, StoreError> {
-        // With several replicas, only the chats of the sessions this one holds (none before its first
-        // heartbeat, so nothing is read at start-up for nothing).
-        let result = match &self.owned {
-            None => self.delivery.store.chat_heads().await,
-            Some(owned) if owned.is_empty() => Ok(Vec::new()),
-            Some(owned) => {
-                let sessions: Vec<SessionName> = owned.keys().cloned().collect();
-                self.delivery.store.chat_heads_of(&sessions).await
+        let now = self.delivery.clock.now();
+        if self.owned.as_ref().is_some_and(HashMap::is_empty) {
+            // Several replicas, before the first heartbeat: nothing is sent, so nothing is read.
+            return Ok(0);
+        }
+        if self.read_all {
+            self.read_all = false;
+        }
+        let until = add(now, LEAD).as_millisecond();
+        self.held_until.fetch_max(until, Ordering::SeqCst);
+        let until = from_millis(self.held_until.load(Ordering::SeqCst));
+        let mut read = 0;
+        while self.timers.len() < MAX_TIMERS {
+            let page = self
+                .delivery
+                .store
+                .due_heads(self.cursor, until, PAGE)
+                .await;
+            self.load_again_at = page
+                .is_err()
+                .then(|| add(self.delivery.clock.now(), STORE_RETRY));
+            let page = page?;
+            read += page.len();
+            let full = page.len() == PAGE;
+            for head in page {
+                self.cursor = Some(head.at);
+                self.set_timer(head.chat, head.at.due_at);
             }
-        };
-        self.load_again_at = match &result {
-            Ok(_) => None,
-            Err(_) => Some(add(self.delivery.clock.now(), STORE_RETRY)),
-        };
-        let heads = result?;
-        let mut n = 0;
-        for head in heads {
-            if self.owns(&head.chat.session) {
-                self.set_timer(head.chat, head.due_at);
-                n += 1;
+            if !full {
+                self.read_all = true;
+                break;
             }
         }
-        Ok(n)
+        Ok(read)
+    }
+
+    /// Whether the store should be read now: half the lead has passed, or a backlog left receipts unread
+    /// and there is room for their timers again.
+    fn wants_reading(&self, now: Timestamp) -> bool {
+        if let Some(at) = self.load_again_at {
+            return at <= now;
+        }
+        let held = self.held_until.load(Ordering::SeqCst);
+        if self.read_all {
+            held <= add(now, LEAD / 2).as_millisecond()
+        } else {
+            self.timers.len() < MAX_TIMERS / 2
+        }
     }
 
     /// Runs until `shutdown` is cancelled and the sends in flight have finished.
@@ -316,15 +374,18 @@ impl Scheduler {
                 let _ = ack.reply.send(result);
             }
             if self.reload_owned && !stopping {
+                // Read the held sessions' receipts again from the start.
                 self.reload_owned = false;
-                if let Err(e) = self.load().await {
-                    warn!(error = %e, "cannot load the pending chats of the sessions held; trying again");
-                }
+                self.cursor = None;
+                self.read_all = false;
+                self.load_again_at = None;
             }
-            if self.load_again_at.is_some_and(|at| at <= now) && !stopping {
+            if !stopping && self.wants_reading(now) {
+                let retrying = self.load_again_at.is_some();
                 match self.load().await {
-                    Ok(chats) => info!(chats, "pending receipts loaded"),
-                    Err(e) => warn!(error = %e, "cannot load pending receipts yet; trying again"),
+                    Ok(read) if retrying => info!(read, "pending receipts read again"),
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "cannot read pending receipts; trying again"),
                 }
             }
             if !stopping {
@@ -339,7 +400,16 @@ impl Scheduler {
             } else {
                 self.timers.first().map(|t| t.0)
             };
-            let wake_at = min_opt(min_opt(next_timer, next_wake), self.load_again_at);
+            let next_read = if stopping {
+                None
+            } else if self.read_all {
+                // Half the lead from now, to the millisecond the held moment allows.
+                let held = from_millis(self.held_until.load(Ordering::SeqCst));
+                Some(held - jiff::SignedDuration::try_from(LEAD / 2).expect("small"))
+            } else {
+                self.load_again_at
+            };
+            let wake_at = min_opt(min_opt(next_timer, next_wake), next_read);
             tokio::select! {
                 cmd = self.rx.recv() => {
                     let Some(cmd) = cmd else { break };
@@ -390,6 +460,10 @@ impl Scheduler {
             self.unheld.notify_one();
             return;
         }
+        if due.as_millisecond() > self.held_until.load(Ordering::SeqCst) {
+            // Due after the held moment: the store is read for it when its time comes near.
+            return;
+        }
         match self.chat_due.get(&chat) {
             Some(&current) if current <= due => {}
             Some(&current) => {
@@ -412,52 +486,84 @@ impl Scheduler {
     async fn fire_due(&mut self, now: Timestamp) {
         let cap = self.ready_cap();
         // First the chats that waited for room, for sessions that have room again.
+        let mut due = Vec::new();
         let sessions: Vec<SessionName> = self.backlog.keys().cloned().collect();
         for session in sessions {
-            while self.ready.get(&session).map_or(0, VecDeque::len) < cap / 2 {
+            let room = cap / 2;
+            let mut taken = self.ready.get(&session).map_or(0, VecDeque::len);
+            while taken < room && due.len() < FIRE_BATCH {
                 let Some(chat) = self.backlog.get_mut(&session).and_then(VecDeque::pop_front)
                 else {
                     self.backlog.remove(&session);
                     break;
                 };
-                self.fire(chat, now).await;
+                due.push(chat);
+                // A chat's receipts are not counted before they are loaded: count at least one each.
+                taken += 1;
             }
         }
-        while let Some((due, _)) = self.timers.first() {
-            if *due > now {
-                break;
+        loop {
+            while due.len() < FIRE_BATCH {
+                let Some((at, _)) = self.timers.first() else {
+                    break;
+                };
+                if *at > now {
+                    break;
+                }
+                let (_, chat) = self.timers.pop_first().expect("just looked");
+                self.chat_due.remove(&chat);
+                let full = self
+                    .ready
+                    .get(&chat.session)
+                    .is_some_and(|q| q.len() >= cap);
+                if full || self.backlog.contains_key(&chat.session) {
+                    self.backlog
+                        .entry(chat.session.clone())
+                        .or_default()
+                        .push_back(chat);
+                    continue;
+                }
+                due.push(chat);
             }
-            let (_, chat) = self.timers.pop_first().expect("just looked");
-            self.chat_due.remove(&chat);
-            let full = self
-                .ready
-                .get(&chat.session)
-                .is_some_and(|q| q.len() >= cap);
-            if full || self.backlog.contains_key(&chat.session) {
-                self.backlog
-                    .entry(chat.session.clone())
-                    .or_default()
-                    .push_back(chat);
-                continue;
+            if due.is_empty() {
+                return;
             }
-            self.fire(chat, now).await;
+            let batch = std::mem::take(&mut due);
+            let more = batch.len() == FIRE_BATCH;
+            self.fire(batch, now).await;
+            if !more {
+                return;
+            }
         }
     }
 
-    /// Loads a due chat: every receipt whose window is open joins the batch; the rest get a new timer.
-    async fn fire(&mut self, chat: ChatKey, now: Timestamp) {
-        let receipts = match self.delivery.store.chat_receipts(&chat).await {
+    /// Loads due chats in one round trip: in each, every receipt whose window is open joins the send batch;
+    /// the rest get a new timer.
+    async fn fire(&mut self, chats: Vec<ChatKey>, now: Timestamp) {
+        let receipts = match self.delivery.store.chats_receipts(&chats).await {
             Ok(r) => r,
             Err(e) => {
-                error!(session = %chat.session, chat = %chat.chat, error = %e, "cannot load pending receipts");
-                self.set_timer(chat, add(now, STORE_RETRY));
+                error!(chats = chats.len(), error = %e, "cannot load pending receipts");
+                for chat in chats {
+                    self.set_timer(chat, add(now, STORE_RETRY));
+                }
                 return;
             }
         };
-        let waiting: Vec<Receipt> = receipts
-            .into_iter()
-            .filter(|r| !self.taken.contains(&r.id))
-            .collect();
+        let mut by_chat: HashMap<ChatKey, Vec<Receipt>> = HashMap::with_capacity(chats.len());
+        for r in receipts {
+            if !self.taken.contains(&r.id) {
+                by_chat.entry(r.chat_key()).or_default().push(r);
+            }
+        }
+        for chat in chats {
+            let waiting = by_chat.remove(&chat).unwrap_or_default();
+            self.fire_chat(chat, waiting, now).await;
+        }
+    }
+
+    /// One due chat's receipts, not yet taken, earliest due first.
+    async fn fire_chat(&mut self, chat: ChatKey, waiting: Vec<Receipt>, now: Timestamp) {
         let (expired, waiting): (Vec<Receipt>, Vec<Receipt>) = waiting
             .into_iter()
             .partition(|r| r.expires && r.due_at <= now);

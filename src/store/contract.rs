@@ -8,8 +8,8 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::{
-    Accepted, ChatHead, Flush, FlushScope, Flushed, NewReceipt, Outcome, PendingStats, Receipt,
-    ReceiptId, Store,
+    Accepted, Flush, FlushScope, Flushed, NewReceipt, Outcome, PendingStats, Receipt, ReceiptId,
+    Store,
 };
 use crate::domain::{BareMessageId, ChatId, ChatKey, MessageId, MessageKey, SessionName};
 use crate::time::from_millis;
@@ -32,8 +32,8 @@ macro_rules! store_contract_tests {
     ($make:expr) => {
         $crate::store_contract_tests!(@each $make;
             accepting_stores_once_and_answers_duplicate_after,
-            a_chat_loads_in_due_order_and_heads_name_its_earliest,
-            heads_of_some_sessions_name_only_their_chats,
+            a_chat_loads_in_due_order_and_several_chats_in_one_call,
+            due_heads_come_in_due_order_by_pages_up_to_a_moment,
             outcomes_complete_retry_or_bury_in_one_call,
             replaying_the_dead_makes_them_due_now_untried,
             flushing_a_chat_makes_its_untried_read_on_reply_receipts_due,
@@ -154,30 +154,50 @@ pub async fn accepting_stores_once_and_answers_duplicate_after(store: &dyn Store
     assert_eq!(store.list_pending(10).await.unwrap().len(), 2);
 }
 
-pub async fn a_chat_loads_in_due_order_and_heads_name_its_earliest(store: &dyn Store) {
+pub async fn a_chat_loads_in_due_order_and_several_chats_in_one_call(store: &dyn Store) {
     accept(store, receipt("1@c.us", "late", t(50))).await;
     accept(store, receipt("1@c.us", "early", t(40))).await;
     accept(store, receipt("2@c.us", "other", t(10))).await;
+    accept(store, receipt("3@c.us", "unasked", t(5))).await;
 
     let chat = store.chat_receipts(&key("1@c.us")).await.unwrap();
-    let mut heads = store.chat_heads().await.unwrap();
-    heads.sort_by_key(|h| h.due_at);
+    let both = store
+        .chats_receipts(&[key("2@c.us"), key("1@c.us")])
+        .await
+        .unwrap();
+    let mut both: Vec<String> = ids(&both).into_iter().map(String::from).collect();
+    both.sort();
 
     assert_eq!(ids(&chat), ["early", "late"]);
     assert_eq!(chat[0].attempts, 0);
     assert_eq!(chat[0].rule.as_ref(), "defaults");
-    assert_eq!(
-        heads,
-        [
-            ChatHead {
-                chat: key("2@c.us"),
-                due_at: t(10)
-            },
-            ChatHead {
-                chat: key("1@c.us"),
-                due_at: t(40)
-            }
-        ]
+    assert_eq!(both, ["early", "late", "other"]);
+}
+
+pub async fn due_heads_come_in_due_order_by_pages_up_to_a_moment(store: &dyn Store) {
+    accept(store, receipt("1@c.us", "b", t(20))).await;
+    accept(store, receipt("2@c.us", "a", t(10))).await;
+    accept(store, receipt("1@c.us", "c", t(20))).await;
+    accept(store, receipt("3@c.us", "later", t(90))).await;
+
+    let first = store.due_heads(None, t(50), 2).await.unwrap();
+    let rest = store.due_heads(Some(first[1].at), t(50), 2).await.unwrap();
+
+    let chats = |heads: &[crate::store::DueHead]| -> Vec<String> {
+        heads.iter().map(|h| h.chat.chat.to_string()).collect()
+    };
+    assert_eq!(chats(&first), ["2@c.us", "1@c.us"]);
+    assert_eq!((first[0].at.due_at, first[1].at.due_at), (t(10), t(20)));
+    // Same due time: the page ends between two receipts of it, and the next page takes up the other.
+    assert_eq!(chats(&rest), ["1@c.us"]);
+    assert_eq!(rest[0].at.due_at, t(20));
+    assert!(rest[0].at.id > first[1].at.id);
+    assert!(
+        store
+            .due_heads(Some(rest[0].at), t(50), 2)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 
@@ -464,23 +484,4 @@ pub async fn cancelled_receipts_are_gone_and_sent_ones_are_confirmed_once(store:
         !store.confirm_sent(&key_of("s", "D"), false).await.unwrap(),
         "purged"
     );
-}
-
-pub async fn heads_of_some_sessions_name_only_their_chats(store: &dyn Store) {
-    accept(store, receipt("1@c.us", "mine", t(10))).await;
-    let mut theirs = receipt("2@c.us", "theirs", t(20));
-    theirs.session = session("other");
-    accept(store, theirs).await;
-
-    let heads = store.chat_heads_of(&[session("s")]).await.unwrap();
-    let none = store.chat_heads_of(&[]).await.unwrap();
-
-    assert_eq!(
-        heads,
-        [ChatHead {
-            chat: key("1@c.us"),
-            due_at: t(10)
-        }]
-    );
-    assert!(none.is_empty());
 }

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use super::{
-    Accepted, ChatHead, DeadReceipt, Flush, FlushScope, Flushed, NewReceipt, Operator, Outcome,
-    PendingStats, Queue, Receipt, ReceiptId, StoreError,
+    Accepted, DeadReceipt, DueCursor, DueHead, Flush, FlushScope, Flushed, NewReceipt, Operator,
+    Outcome, PendingStats, Queue, Receipt, ReceiptId, StoreError,
 };
 use crate::domain::{BareMessageId, ChatId, ChatKey, MessageId, MessageKey, SessionName};
 
@@ -109,17 +109,28 @@ impl Queue for MemoryStore {
         }))
     }
 
-    async fn chat_heads(&self) -> Result<Vec<ChatHead>, StoreError> {
+    async fn due_heads(
+        &self,
+        after: Option<DueCursor>,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueHead>, StoreError> {
         Ok(self.with(|s| {
-            let mut heads: HashMap<ChatKey, Timestamp> = HashMap::new();
-            for (r, _) in s.pending.values() {
-                let due = heads.entry(r.chat_key()).or_insert(r.due_at);
-                *due = (*due).min(r.due_at);
-            }
+            let mut heads: Vec<DueHead> = s
+                .pending
+                .values()
+                .map(|(r, _)| DueHead {
+                    chat: r.chat_key(),
+                    at: DueCursor {
+                        due_at: r.due_at,
+                        id: r.id,
+                    },
+                })
+                .filter(|h| after.is_none_or(|a| h.at > a) && h.at.due_at <= until)
+                .collect();
+            heads.sort_by_key(|h| h.at);
+            heads.truncate(limit);
             heads
-                .into_iter()
-                .map(|(chat, due_at)| ChatHead { chat, due_at })
-                .collect()
         }))
     }
 

@@ -133,11 +133,18 @@ pub enum Accepted {
     Duplicate,
 }
 
-/// A chat with pending receipts and its earliest due time: what the scheduler loads at start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatHead {
-    pub chat: ChatKey,
+/// A pending receipt's place in due order: its due time, then its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DueCursor {
     pub due_at: Timestamp,
+    pub id: ReceiptId,
+}
+
+/// A pending receipt as the scheduler's horizon sees it: its chat and its place in due order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueHead {
+    pub chat: ChatKey,
+    pub at: DueCursor,
 }
 
 /// What became of one send, to be recorded.
@@ -209,16 +216,25 @@ pub enum StoreError {
 pub trait Queue: Send + Sync + 'static {
     /// Remembers the message id and stores the receipt, unless the id was accepted before.
     async fn accept(&self, receipt: NewReceipt) -> Result<Accepted, StoreError>;
-    /// Every pending receipt of one chat, earliest due first: what the scheduler loads when the chat is due.
+    /// Every pending receipt of one chat, earliest due first.
     async fn chat_receipts(&self, chat: &ChatKey) -> Result<Vec<Receipt>, StoreError>;
-    /// For each chat with pending receipts, its earliest due time.
-    async fn chat_heads(&self) -> Result<Vec<ChatHead>, StoreError>;
-    /// As [`Queue::chat_heads`], for the chats of these sessions only (what one replica of several sends).
-    async fn chat_heads_of(&self, sessions: &[SessionName]) -> Result<Vec<ChatHead>, StoreError> {
-        let mut heads = self.chat_heads().await?;
-        heads.retain(|h| sessions.contains(&h.chat.session));
-        Ok(heads)
+    /// Every pending receipt of these chats, each chat's earliest due first: what the scheduler loads when
+    /// chats fall due, in one round trip however many fell due together.
+    async fn chats_receipts(&self, chats: &[ChatKey]) -> Result<Vec<Receipt>, StoreError> {
+        let mut all = Vec::new();
+        for chat in chats {
+            all.extend(self.chat_receipts(chat).await?);
+        }
+        Ok(all)
     }
+    /// Pending receipts in due order, after `after` (from the first when `None`) and due by `until`, at most
+    /// `limit`: what the scheduler holds timers for. A chat with several such receipts comes several times.
+    async fn due_heads(
+        &self,
+        after: Option<DueCursor>,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueHead>, StoreError>;
     /// Records what became of sends, all in one commit. Ids no longer pending are skipped.
     async fn record(&self, outcomes: Vec<(ReceiptId, Outcome)>) -> Result<(), StoreError>;
     /// As [`Queue::record`], only while `session`'s lease is still held under `fence` (several replicas); an

@@ -22,8 +22,8 @@ use tokio_postgres::{NoTls, Row};
 
 use super::cluster::{Cluster, Fence, FenceToken, Lease, ReplicaId};
 use super::{
-    Accepted, ChatHead, DeadReceipt, Flush, FlushScope, Flushed, NewReceipt, Operator, Outcome,
-    PendingStats, Queue, Receipt, ReceiptId, StoreError,
+    Accepted, DeadReceipt, DueCursor, DueHead, Flush, FlushScope, Flushed, NewReceipt, Operator,
+    Outcome, PendingStats, Queue, Receipt, ReceiptId, StoreError,
 };
 use crate::domain::{ChatId, ChatKey, MessageId, MessageKey, SessionName};
 use crate::settings::StoreUrl;
@@ -196,10 +196,13 @@ fn dead_from_row(row: &Row) -> Result<DeadReceipt, StoreError> {
     })
 }
 
-fn head_from_row(row: &Row) -> Result<ChatHead, StoreError> {
-    Ok(ChatHead {
+fn head_from_row(row: &Row) -> Result<DueHead, StoreError> {
+    Ok(DueHead {
         chat: chat_from_row(row)?,
-        due_at: from_millis(get(row, "due")?),
+        at: DueCursor {
+            due_at: from_millis(get(row, "due_at")?),
+            id: ReceiptId::from_row(get(row, "id")?),
+        },
     })
 }
 
@@ -253,20 +256,30 @@ impl Queue for PostgresStore {
         .await
     }
 
-    async fn chat_heads(&self) -> Result<Vec<ChatHead>, StoreError> {
+    async fn chats_receipts(&self, chats: &[ChatKey]) -> Result<Vec<Receipt>, StoreError> {
+        let sessions: Vec<&str> = chats.iter().map(|c| c.session.as_str()).collect();
+        let ids: Vec<&str> = chats.iter().map(|c| c.chat.as_str()).collect();
         self.query(
-            "SELECT session, chat, MIN(due_at) AS due FROM pending GROUP BY session, chat",
-            &[],
-            head_from_row,
+            "SELECT p.* FROM unnest($1::text[], $2::text[]) AS c (session, chat)
+             JOIN pending AS p ON p.session = c.session AND p.chat = c.chat
+             ORDER BY p.session, p.chat, p.due_at, p.id",
+            &[&sessions, &ids],
+            receipt_from_row,
         )
         .await
     }
 
-    async fn chat_heads_of(&self, sessions: &[SessionName]) -> Result<Vec<ChatHead>, StoreError> {
-        let sessions: Vec<&str> = sessions.iter().map(SessionName::as_str).collect();
+    async fn due_heads(
+        &self,
+        after: Option<DueCursor>,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueHead>, StoreError> {
+        let (due, id) = after.map_or((i64::MIN, i64::MIN), |a| (ms(a.due_at), a.id.to_row()));
         self.query(
-            "SELECT session, chat, MIN(due_at) AS due FROM pending WHERE session = ANY($1) GROUP BY session, chat",
-            &[&sessions],
+            "SELECT id, session, chat, due_at FROM pending
+             WHERE (due_at, id) > ($1, $2) AND due_at <= $3 ORDER BY due_at, id LIMIT $4",
+            &[&due, &id, &ms(until), &(limit as i64)],
             head_from_row,
         )
         .await

@@ -74,6 +74,10 @@ CREATE TABLE leases (
     paused_until BIGINT NOT NULL DEFAULT 0
 );
 ",
+    "
+-- The scheduler holds timers only for what falls due soon, and reads the rest in due order as time passes.
+CREATE INDEX pending_by_due ON pending (due_at, id);
+",
 ];
 
 /// Any number, the same in every replica: the advisory lock migrations take.

@@ -16,8 +16,8 @@ pub use engine::SqliteOptions;
 use engine::{Engine, unavailable};
 
 use super::{
-    Accepted, ChatHead, DeadReceipt, Flush, FlushScope, Flushed, NewReceipt, Operator, Outcome,
-    PendingStats, Queue, Receipt, ReceiptId, StoreError,
+    Accepted, DeadReceipt, DueCursor, DueHead, Flush, FlushScope, Flushed, NewReceipt, Operator,
+    Outcome, PendingStats, Queue, Receipt, ReceiptId, StoreError,
 };
 use crate::domain::{ChatId, ChatKey, MessageId, MessageKey, SessionName};
 use crate::time::from_millis;
@@ -138,12 +138,15 @@ fn dead_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<DeadReceipt
     }))
 }
 
-fn head_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ChatHead, StoreError>> {
-    let (session, chat, due): (String, String, i64) =
-        (row.get("session")?, row.get("chat")?, row.get("due")?);
-    Ok(chat_key(&session, &chat).map(|chat| ChatHead {
+fn head_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<DueHead, StoreError>> {
+    let (id, session, chat, due): (i64, String, String, i64) =
+        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+    Ok(chat_key(&session, &chat).map(|chat| DueHead {
         chat,
-        due_at: from_millis(due),
+        at: DueCursor {
+            due_at: from_millis(due),
+            id: ReceiptId::from_row(id),
+        },
     }))
 }
 
@@ -231,10 +234,35 @@ impl Queue for SqliteStore {
             .await
     }
 
-    async fn chat_heads(&self) -> Result<Vec<ChatHead>, StoreError> {
+    async fn chats_receipts(&self, chats: &[ChatKey]) -> Result<Vec<Receipt>, StoreError> {
+        let chats = chats.to_vec();
+        self.engine
+            .call(false, move |c| {
+                let mut all = Vec::new();
+                for chat in chats {
+                    all.extend(query(
+                        c,
+                        "SELECT * FROM pending WHERE session = ?1 AND chat = ?2 ORDER BY due_at, id",
+                        params![chat.session.as_str(), chat.chat.as_str()],
+                        receipt_from_row,
+                    )?);
+                }
+                Ok(all)
+            })
+            .await
+    }
+
+    async fn due_heads(
+        &self,
+        after: Option<DueCursor>,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueHead>, StoreError> {
+        let (due, id) = after.map_or((i64::MIN, i64::MIN), |a| (ms(a.due_at), a.id.to_row()));
         self.read(
-            "SELECT session, chat, MIN(due_at) AS due FROM pending GROUP BY session, chat",
-            [],
+            "SELECT id, session, chat, due_at FROM pending INDEXED BY pending_by_due
+             WHERE (due_at, id) > (?1, ?2) AND due_at <= ?3 ORDER BY due_at, id LIMIT ?4",
+            (due, id, ms(until), limit as i64),
             head_from_row,
         )
         .await
@@ -490,7 +518,8 @@ mod tests {
             store.accept(receipt("1@c.us", "m1", t(50))).await.unwrap();
         }
         let store = SqliteStore::open(&settings(dir.path())).unwrap();
-        assert_eq!(store.chat_heads().await.unwrap().len(), 1);
+        let heads = store.due_heads(None, t(1_000_000), 10).await.unwrap();
+        assert_eq!(heads.len(), 1);
         assert_eq!(
             store.accept(receipt("1@c.us", "m1", t(99))).await.unwrap(),
             Accepted::Duplicate

@@ -8,6 +8,7 @@
 //! Version 1 is the schema the first release created without a version; it is written with `IF NOT EXISTS`
 //! so that such a file is adopted as it is. Version 2 adds LID phone numbers, bare message ids (receipts
 //! accepted before it have none, so acks do not find them), held `on_reply` receipts and the sent table.
+//! Version 3 indexes pending receipts by due time (with the rowid: the order the scheduler reads them in).
 
 use rusqlite::Connection;
 
@@ -64,6 +65,9 @@ CREATE TABLE sent (
     PRIMARY KEY (session, bare_id)
 ) WITHOUT ROWID;
 CREATE INDEX sent_by_age ON sent (sent_at);
+", "
+-- The scheduler holds timers only for what falls due soon, and reads the rest in due order as time passes.
+CREATE INDEX pending_by_due ON pending (due_at);
 "];
 
 /// The schema version this build writes.
