@@ -2,8 +2,9 @@
 //! this machine, beside a baseline where one exists, so the ratios carry over between machines even where the
 //! absolute numbers do not. Run it through `bench/run`, which builds everything in release mode first.
 //!
-//! Scenarios: `ingest` (signed webhooks vs a bare axum server), `restart` (start-to-ready and RSS with a
-//! million pending receipts), `dispatch` (100k receipts falling due within 10 s, and the same all overdue),
+//! Scenarios: `ingest` (signed webhooks vs a bare axum server, driven by wrk; then open-loop latency at half
+//! the peak and through a flood to a million pending), `restart` (start-to-ready and RSS with a million
+//! pending receipts in ten thousand chats, then in a million), `dispatch` (100k receipts falling due within 10 s, and the same all overdue),
 //! `abuse` (memory under a flood of refused requests and a huge body: the figures the test suite must not
 //! assert), `postgres` (ingest with the store in PostgreSQL, one replica then two, beside SQLite).
 
@@ -31,6 +32,13 @@ fn main() -> anyhow::Result<()> {
     println!("machine: {}", machine());
     if wants("ingest") {
         runtime.block_on(ingest(&mut table, quick))?;
+    } else if which.iter().any(|a| a == "latency") {
+        // The latency part alone, at a given rate (for profiling): AUTOSEEN_BENCH_RATE, else 8000/s.
+        let rate = std::env::var("AUTOSEEN_BENCH_RATE")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(8000.0);
+        runtime.block_on(latency(&mut table, rate, quick))?;
     }
     if wants("restart") {
         runtime.block_on(restart(&mut table, quick))?;
@@ -593,37 +601,40 @@ async fn wait_ready(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
 
 async fn restart(table: &mut Table, quick: bool) -> anyhow::Result<()> {
     let n = if quick { 100_000 } else { 1_000_000 };
-    let dir = tempfile::tempdir()?;
-    let store = dir.path().join("data/autoseen.db");
-    eprintln!("restart: seeding {n} pending receipts ...");
-    let day_later = now_ms() + 86_400_000;
-    seed(&store, n, 10_000, |i| day_later + i as i64)?;
-    let config = dir.path().join("config");
-    autoseen_config(&config, "http://127.0.0.1:9", &store, "", None)?;
+    // Ten thousand busy chats, then the worst case: one receipt in each of as many chats.
+    for chats in [10_000, n] {
+        let dir = tempfile::tempdir()?;
+        let store = dir.path().join("data/autoseen.db");
+        eprintln!("restart: seeding {n} pending receipts in {chats} chats ...");
+        let day_later = now_ms() + 86_400_000;
+        seed(&store, n, chats, |i| day_later + i as i64)?;
+        let config = dir.path().join("config");
+        autoseen_config(&config, "http://127.0.0.1:9", &store, "", None)?;
 
-    eprintln!("restart: starting autoseen ...");
-    let started = Instant::now();
-    let app = spawn(autoseen(&config))?;
-    wait_ready(app.addr, Duration::from_secs(60)).await?;
-    let ready = started.elapsed();
-    let rss = rss_mib(app.child.id());
-    drop(app);
+        eprintln!("restart: starting autoseen ...");
+        let started = Instant::now();
+        let app = spawn(autoseen(&config))?;
+        wait_ready(app.addr, Duration::from_secs(60)).await?;
+        let ready = started.elapsed();
+        let rss = rss_mib(app.child.id());
+        drop(app);
 
-    let s = format!("restart ({}k pending, 10k chats)", n / 1000);
-    table.row(
-        &s,
-        "start to ready",
-        format!("{:.2} s", ready.as_secs_f64()),
-        "<= 2 s",
-        Some(ready <= Duration::from_secs(2)),
-    );
-    table.row(
-        &s,
-        "RSS when ready",
-        format!("{rss:.1} MiB"),
-        "<= 256 MiB",
-        Some(rss <= 256.0),
-    );
+        let s = format!("restart ({}k pending, {}k chats)", n / 1000, chats / 1000);
+        table.row(
+            &s,
+            "start to ready",
+            format!("{:.2} s", ready.as_secs_f64()),
+            "<= 1 s",
+            Some(ready <= Duration::from_secs(1)),
+        );
+        table.row(
+            &s,
+            "RSS when ready",
+            format!("{rss:.1} MiB"),
+            "<= 128 MiB",
+            Some(rss <= 128.0),
+        );
+    }
     Ok(())
 }
 
@@ -723,8 +734,8 @@ async fn dispatch(table: &mut Table, quick: bool) -> anyhow::Result<()> {
         &s,
         "peak sent/s",
         format!("{rate:.0}"),
-        ">= 10000",
-        Some(rate >= 10_000.0),
+        ">= 25000",
+        Some(rate >= 25_000.0),
     );
     Ok(())
 }
