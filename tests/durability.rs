@@ -284,8 +284,8 @@ async fn a_reply_of_ours_marks_the_chat_seen_at_once() {
 }
 
 /// Accepts `n` receipts in one chat with a long delay, then flushes them all at once with a reply of ours;
-/// returns how long the API took to see them all.
-async fn flush_burst(app: &TestApp, fake: &FakeWasend, n: usize) -> Duration {
+/// returns the moments the API saw them, in order.
+async fn flush_burst(app: &TestApp, fake: &FakeWasend, n: usize) -> Vec<std::time::Instant> {
     let chat = "491510000042@c.us";
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
@@ -309,9 +309,9 @@ async fn flush_burst(app: &TestApp, fake: &FakeWasend, n: usize) -> Duration {
     app.send(&reply_of_ours("default", chat, "true_flush"))
         .await;
     let calls = fake.wait_for_calls(n, Duration::from_secs(30)).await;
-    let first = calls.iter().map(|c| c.at).min().unwrap();
-    let last = calls.iter().map(|c| c.at).max().unwrap();
-    last - first
+    let mut at: Vec<_> = calls.iter().map(|c| c.at).collect();
+    at.sort();
+    at
 }
 
 #[tokio::test]
@@ -326,12 +326,16 @@ async fn a_burst_due_at_once_goes_out_no_faster_than_the_session_rate() {
     )
     .await;
 
-    let took = flush_burst(&app, &fake, 155).await;
+    let at = flush_burst(&app, &fake, 155).await;
 
-    // 5 at once, then 150 at 100 per second: 1.5 s from the first token to the last. Measured at the API,
-    // the first call may arrive late by its connection's set-up on a busy machine (seen: 13 ms), so allow
-    // 50 ms; unpaced, all 155 arrive within about 50 ms.
-    assert!(took >= Duration::from_millis(1_450), "155 sent in {took:?}");
+    // 5 at once, then 100 per second: within any half second the API sees at most the burst and 50 more
+    // (one more for where the window falls). A window, not first-to-last, so that one call arriving late on a
+    // busy machine does not decide it; unpaced, all 155 arrive within about 50 ms.
+    let most = (0..at.len())
+        .map(|i| at[i..].iter().take_while(|t| **t - at[i] < Duration::from_millis(500)).count())
+        .max()
+        .unwrap();
+    assert!(most <= 5 + 50 + 1, "{most} calls within half a second");
     assert_eq!(counts(&fake).len(), 155);
 }
 

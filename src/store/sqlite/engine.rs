@@ -5,7 +5,10 @@
 //! all the writes in a single transaction (each under its own savepoint, so one failing write does not undo
 //! the others) and commits once: many webhooks share one commit. Answers go out after the commit, so
 //! "accepted" always means "on disk". WAL checkpoints, which copy the log into the database and sync it, run
-//! on their own connection and thread, so they never hold up a commit. The engine knows nothing of receipts:
+//! on their own connection and thread, so they never hold up a commit; when the WAL has grown long under
+//! steady writes, the writer itself checkpoints the little the checkpoint thread has not yet copied, between
+//! two groups, so that SQLite starts the WAL over (no blocking `RESTART` checkpoint, which stalled commits
+//! for up to a quarter of a second). The engine knows nothing of receipts:
 //! the queries in the parent module are closures it runs.
 
 use std::path::PathBuf;
@@ -25,7 +28,7 @@ use crate::store::StoreError;
 const MAX_BATCH: usize = 1024;
 /// How often the checkpoint thread copies the WAL into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-/// WAL length (pages) past which the checkpoint thread restarts the WAL.
+/// WAL length (pages) past which the writer is asked to let the WAL start over.
 const WAL_RESTART_FRAMES: i64 = 65_536;
 
 type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -73,21 +76,23 @@ impl Engine {
         let failed = last_commit_failed.clone();
         std::thread::Builder::new()
             .name("autoseen-store-read".into())
-            .spawn(move || run(reader, read_rx, &failed))
+            .spawn(move || run(reader, read_rx, &failed, None))
             .context("cannot start the store reader thread")?;
         let (writes, rx) = mpsc::unbounded_channel();
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let failed = last_commit_failed.clone();
+        let wal_long = Arc::new(AtomicBool::new(false));
+        let long = wal_long.clone();
         std::thread::Builder::new()
             .name("autoseen-store".into())
             .spawn(move || {
-                run(conn, rx, &failed);
+                run(conn, rx, &failed, Some(&long));
                 drop(stop);
             })
             .context("cannot start the store thread")?;
         std::thread::Builder::new()
             .name("autoseen-checkpoint".into())
-            .spawn(move || checkpoint(checkpointer, stopped))
+            .spawn(move || checkpoint(checkpointer, stopped, &wal_long))
             .context("cannot start the checkpoint thread")?;
         Ok(Self {
             writes,
@@ -155,10 +160,10 @@ fn open_connection(options: &SqliteOptions) -> rusqlite::Result<Connection> {
 }
 
 /// Copies the WAL into the database every [`CHECKPOINT_EVERY`] without blocking the writer. Under steady
-/// writes such a checkpoint never quite catches up, so the WAL would only grow; past [`WAL_RESTART_FRAMES`] a
-/// RESTART checkpoint briefly holds the writer back so the WAL starts over. Once more, truncating the WAL,
-/// when the store thread has ended.
-fn checkpoint(conn: Connection, stopped: std::sync::mpsc::Receiver<()>) {
+/// writes such a checkpoint never quite catches up (the writer appends while it copies), and SQLite starts
+/// the WAL over only once everything in it is copied; past [`WAL_RESTART_FRAMES`] it sets `wal_long`, and the
+/// writer copies the rest between two groups. Once more, truncating the WAL, when the store thread has ended.
+fn checkpoint(conn: Connection, stopped: std::sync::mpsc::Receiver<()>, wal_long: &AtomicBool) {
     use std::sync::mpsc::RecvTimeoutError;
     let run = |mode: &str| -> rusqlite::Result<i64> {
         conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
@@ -168,13 +173,10 @@ fn checkpoint(conn: Connection, stopped: std::sync::mpsc::Receiver<()>) {
     loop {
         match stopped.recv_timeout(CHECKPOINT_EVERY) {
             Err(RecvTimeoutError::Timeout) => {
-                let result = run("PASSIVE").and_then(|frames| {
-                    if frames > WAL_RESTART_FRAMES {
-                        run("RESTART")
-                    } else {
-                        Ok(frames)
-                    }
-                });
+                let result = run("PASSIVE");
+                if let Ok(frames) = result {
+                    wal_long.store(frames > WAL_RESTART_FRAMES, Ordering::Relaxed);
+                }
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "WAL checkpoint failed; will try again");
                 }
@@ -191,8 +193,14 @@ pub fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// A thread of the engine: takes every waiting job, runs reads, then commits all writes at once.
-fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, last_commit_failed: &AtomicBool) {
+/// A thread of the engine: takes every waiting job, runs reads, then commits all writes at once. The writer
+/// gets `wal_long`: when set, it checkpoints after a group (see [`checkpoint`]).
+fn run(
+    conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    last_commit_failed: &AtomicBool,
+    wal_long: Option<&AtomicBool>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
         let (writes, reads): (Vec<Job>, Vec<Job>) = batch.drain(..).partition(|j| j.write);
@@ -240,6 +248,13 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, last_commit_faile
         metrics::histogram!(names::STORE_COMMIT_WRITES).record(writes_in_batch as f64);
         for finish in finishers {
             finish(committed.clone());
+        }
+        if wal_long.is_some_and(|long| long.swap(false, Ordering::Relaxed)) {
+            // No other writer can append meanwhile, so this copies what is left and the next write
+            // transaction starts the WAL over. Answers went out first: nobody waits on it but the next group.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "WAL checkpoint by the writer failed; will try again");
+            }
         }
     }
 }
