@@ -332,7 +332,12 @@ async fn a_burst_due_at_once_goes_out_no_faster_than_the_session_rate() {
     // (one more for where the window falls). A window, not first-to-last, so that one call arriving late on a
     // busy machine does not decide it; unpaced, all 155 arrive within about 50 ms.
     let most = (0..at.len())
-        .map(|i| at[i..].iter().take_while(|t| **t - at[i] < Duration::from_millis(500)).count())
+        .map(|i| {
+            at[i..]
+                .iter()
+                .take_while(|t| **t - at[i] < Duration::from_millis(500))
+                .count()
+        })
         .max()
         .unwrap();
     assert!(most <= 5 + 50 + 1, "{most} calls within half a second");

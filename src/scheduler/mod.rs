@@ -32,7 +32,7 @@ use pacing::{Bucket, backoff};
 use crate::domain::{ChatKey, MessageId, MessageKey, SessionName};
 use crate::metric_names as names;
 use crate::store::cluster::{Cluster, Fence, Lease, ReplicaId};
-use crate::store::{DueCursor, Outcome, Queue, Receipt, ReceiptId, StoreError};
+use crate::store::{DueCursor, DueQuery, Outcome, Queue, Receipt, ReceiptId, StoreError};
 use crate::time::{Clock, add, from_millis, millis_between};
 use crate::wasend::{SendError, SendResult, SendSeen};
 
@@ -325,11 +325,12 @@ impl Scheduler {
         let until = from_millis(self.held_until.load(Ordering::SeqCst));
         let mut read = 0;
         while self.timers.len() < MAX_TIMERS {
-            let page = self
-                .delivery
-                .store
-                .due_heads(self.cursor, until, PAGE)
-                .await;
+            let query = DueQuery {
+                after: self.cursor,
+                until,
+                limit: PAGE,
+            };
+            let page = self.delivery.store.due_heads(query).await;
             self.load_again_at = page
                 .is_err()
                 .then(|| add(self.delivery.clock.now(), STORE_RETRY));

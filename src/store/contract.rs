@@ -180,8 +180,13 @@ pub async fn due_heads_come_in_due_order_by_pages_up_to_a_moment(store: &dyn Sto
     accept(store, receipt("1@c.us", "c", t(20))).await;
     accept(store, receipt("3@c.us", "later", t(90))).await;
 
-    let first = store.due_heads(None, t(50), 2).await.unwrap();
-    let rest = store.due_heads(Some(first[1].at), t(50), 2).await.unwrap();
+    let page = |after| crate::store::DueQuery {
+        after,
+        until: t(50),
+        limit: 2,
+    };
+    let first = store.due_heads(page(None)).await.unwrap();
+    let rest = store.due_heads(page(Some(first[1].at))).await.unwrap();
 
     let chats = |heads: &[crate::store::DueHead]| -> Vec<String> {
         heads.iter().map(|h| h.chat.chat.to_string()).collect()
@@ -192,13 +197,8 @@ pub async fn due_heads_come_in_due_order_by_pages_up_to_a_moment(store: &dyn Sto
     assert_eq!(chats(&rest), ["1@c.us"]);
     assert_eq!(rest[0].at.due_at, t(20));
     assert!(rest[0].at.id > first[1].at.id);
-    assert!(
-        store
-            .due_heads(Some(rest[0].at), t(50), 2)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let past_the_last = store.due_heads(page(Some(rest[0].at))).await.unwrap();
+    assert!(past_the_last.is_empty());
 }
 
 pub async fn outcomes_complete_retry_or_bury_in_one_call(store: &dyn Store) {

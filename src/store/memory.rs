@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use super::{
-    Accepted, DeadReceipt, DueCursor, DueHead, Flush, FlushScope, Flushed, NewReceipt, Operator,
-    Outcome, PendingStats, Queue, Receipt, ReceiptId, StoreError,
+    Accepted, DeadReceipt, DueCursor, DueHead, DueQuery, Flush, FlushScope, Flushed, NewReceipt,
+    Operator, Outcome, PendingStats, Queue, Receipt, ReceiptId, StoreError,
 };
 use crate::domain::{BareMessageId, ChatId, ChatKey, MessageId, MessageKey, SessionName};
 
@@ -109,12 +109,7 @@ impl Queue for MemoryStore {
         }))
     }
 
-    async fn due_heads(
-        &self,
-        after: Option<DueCursor>,
-        until: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<DueHead>, StoreError> {
+    async fn due_heads(&self, q: DueQuery) -> Result<Vec<DueHead>, StoreError> {
         Ok(self.with(|s| {
             let mut heads: Vec<DueHead> = s
                 .pending
@@ -126,10 +121,10 @@ impl Queue for MemoryStore {
                         id: r.id,
                     },
                 })
-                .filter(|h| after.is_none_or(|a| h.at > a) && h.at.due_at <= until)
+                .filter(|h| q.after.is_none_or(|a| h.at > a) && h.at.due_at <= q.until)
                 .collect();
             heads.sort_by_key(|h| h.at);
-            heads.truncate(limit);
+            heads.truncate(q.limit);
             heads
         }))
     }

@@ -140,6 +140,23 @@ pub struct DueCursor {
     pub id: ReceiptId,
 }
 
+/// Pending receipts in due order after `after` (from the first when `None`), due by `until`, at most `limit`.
+#[derive(Debug, Clone, Copy)]
+pub struct DueQuery {
+    pub after: Option<DueCursor>,
+    pub until: Timestamp,
+    pub limit: usize,
+}
+
+impl DueQuery {
+    /// `after` as a backend writes it (milliseconds, row id), the smallest pair when reading from the first.
+    pub(in crate::store) fn after_row(&self) -> (i64, i64) {
+        self.after.map_or((i64::MIN, i64::MIN), |a| {
+            (a.due_at.as_millisecond(), a.id.to_row())
+        })
+    }
+}
+
 /// A pending receipt as the scheduler's horizon sees it: its chat and its place in due order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueHead {
@@ -227,14 +244,9 @@ pub trait Queue: Send + Sync + 'static {
         }
         Ok(all)
     }
-    /// Pending receipts in due order, after `after` (from the first when `None`) and due by `until`, at most
-    /// `limit`: what the scheduler holds timers for. A chat with several such receipts comes several times.
-    async fn due_heads(
-        &self,
-        after: Option<DueCursor>,
-        until: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<DueHead>, StoreError>;
+    /// Pending receipts in due order as `q` asks: what the scheduler holds timers for. A chat with several
+    /// such receipts comes several times.
+    async fn due_heads(&self, q: DueQuery) -> Result<Vec<DueHead>, StoreError>;
     /// Records what became of sends, all in one commit. Ids no longer pending are skipped.
     async fn record(&self, outcomes: Vec<(ReceiptId, Outcome)>) -> Result<(), StoreError>;
     /// As [`Queue::record`], only while `session`'s lease is still held under `fence` (several replicas); an

@@ -22,8 +22,8 @@ use tokio_postgres::{NoTls, Row};
 
 use super::cluster::{Cluster, Fence, FenceToken, Lease, ReplicaId};
 use super::{
-    Accepted, DeadReceipt, DueCursor, DueHead, Flush, FlushScope, Flushed, NewReceipt, Operator,
-    Outcome, PendingStats, Queue, Receipt, ReceiptId, StoreError,
+    Accepted, DeadReceipt, DueCursor, DueHead, DueQuery, Flush, FlushScope, Flushed, NewReceipt,
+    Operator, Outcome, PendingStats, Queue, Receipt, ReceiptId, StoreError,
 };
 use crate::domain::{ChatId, ChatKey, MessageId, MessageKey, SessionName};
 use crate::settings::StoreUrl;
@@ -269,17 +269,12 @@ impl Queue for PostgresStore {
         .await
     }
 
-    async fn due_heads(
-        &self,
-        after: Option<DueCursor>,
-        until: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<DueHead>, StoreError> {
-        let (due, id) = after.map_or((i64::MIN, i64::MIN), |a| (ms(a.due_at), a.id.to_row()));
+    async fn due_heads(&self, q: DueQuery) -> Result<Vec<DueHead>, StoreError> {
+        let (due, id) = q.after_row();
         self.query(
             "SELECT id, session, chat, due_at FROM pending
              WHERE (due_at, id) > ($1, $2) AND due_at <= $3 ORDER BY due_at, id LIMIT $4",
-            &[&due, &id, &ms(until), &(limit as i64)],
+            &[&due, &id, &ms(q.until), &(q.limit as i64)],
             head_from_row,
         )
         .await

@@ -16,8 +16,8 @@ pub use engine::SqliteOptions;
 use engine::{Engine, unavailable};
 
 use super::{
-    Accepted, DeadReceipt, DueCursor, DueHead, Flush, FlushScope, Flushed, NewReceipt, Operator,
-    Outcome, PendingStats, Queue, Receipt, ReceiptId, StoreError,
+    Accepted, DeadReceipt, DueCursor, DueHead, DueQuery, Flush, FlushScope, Flushed, NewReceipt,
+    Operator, Outcome, PendingStats, Queue, Receipt, ReceiptId, StoreError,
 };
 use crate::domain::{ChatId, ChatKey, MessageId, MessageKey, SessionName};
 use crate::time::from_millis;
@@ -252,17 +252,12 @@ impl Queue for SqliteStore {
             .await
     }
 
-    async fn due_heads(
-        &self,
-        after: Option<DueCursor>,
-        until: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<DueHead>, StoreError> {
-        let (due, id) = after.map_or((i64::MIN, i64::MIN), |a| (ms(a.due_at), a.id.to_row()));
+    async fn due_heads(&self, q: DueQuery) -> Result<Vec<DueHead>, StoreError> {
+        let (due, id) = q.after_row();
         self.read(
             "SELECT id, session, chat, due_at FROM pending INDEXED BY pending_by_due
              WHERE (due_at, id) > (?1, ?2) AND due_at <= ?3 ORDER BY due_at, id LIMIT ?4",
-            (due, id, ms(until), limit as i64),
+            (due, id, ms(q.until), q.limit as i64),
             head_from_row,
         )
         .await
@@ -518,7 +513,12 @@ mod tests {
             store.accept(receipt("1@c.us", "m1", t(50))).await.unwrap();
         }
         let store = SqliteStore::open(&settings(dir.path())).unwrap();
-        let heads = store.due_heads(None, t(1_000_000), 10).await.unwrap();
+        let q = DueQuery {
+            after: None,
+            until: t(1_000_000),
+            limit: 10,
+        };
+        let heads = store.due_heads(q).await.unwrap();
         assert_eq!(heads.len(), 1);
         assert_eq!(
             store.accept(receipt("1@c.us", "m1", t(99))).await.unwrap(),
