@@ -71,7 +71,7 @@ impl Application {
         }
         let live = LiveRules::new(rules);
         let state = Arc::new(AppState {
-            hmac_keys: crate::webhook::signature::Keys::new(&settings.webhook.all_hmac_keys()),
+            hmac_keys: settings.webhook.all_hmac_keys(),
             settings: settings.clone(),
             reloader: Reloader::new(config_dir, live.clone()),
             rules: live,

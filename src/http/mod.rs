@@ -48,7 +48,7 @@ pub struct AppState {
     /// With several replicas: how to tell the holder of a session about work accepted here.
     pub cluster: Option<Arc<dyn Cluster>>,
     pub clock: Clock,
-    pub hmac_keys: crate::webhook::signature::Keys,
+    pub hmac_keys: Vec<Secret>,
     /// The Prometheus recorder, when this process installed one.
     pub metrics: Option<MetricsState>,
 }

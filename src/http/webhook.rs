@@ -299,10 +299,7 @@ fn verify_signature(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resul
             single(HMAC_ALGORITHM_HEADER).map_err(|_| "several algorithm headers".to_string())?;
         let algorithm = Algorithm::from_header(algorithm).map_err(|e| e.to_string())?;
         let signature = single(HMAC_HEADER).map_err(|_| "several signature headers".to_string())?;
-        state
-            .hmac_keys
-            .verify(algorithm, signature, body)
-            .map_err(|e| e.to_string())
+        webhook::verify(&state.hmac_keys, algorithm, signature, body).map_err(|e| e.to_string())
     })();
     result.map_err(|reason| {
         tracing::debug!(%reason, "signature refused");

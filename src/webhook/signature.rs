@@ -49,71 +49,29 @@ pub fn verify(
     signature_hex: Option<&str>,
     body: &[u8],
 ) -> Result<(), SignatureError> {
-    Keys::new(keys).verify(algorithm, signature_hex, body)
-}
-
-/// The HMAC keys, each already keyed for both algorithms: a check clones the keyed state instead of hashing
-/// the key again for every webhook.
-#[derive(Clone)]
-pub struct Keys {
-    sha256: Vec<Hmac<Sha256>>,
-    sha512: Vec<Hmac<Sha512>>,
-}
-
-impl Keys {
-    pub fn new(keys: &[Secret]) -> Self {
-        fn keyed<M: Mac + KeyInit>(key: &Secret) -> M {
-            <M as KeyInit>::new_from_slice(key.expose().as_bytes())
-                .expect("HMAC takes keys of any length")
-        }
-        Self {
-            sha256: keys.iter().map(keyed).collect(),
-            sha512: keys.iter().map(keyed).collect(),
-        }
-    }
-
-    /// No key: signatures are not checked.
-    pub fn is_empty(&self) -> bool {
-        self.sha512.is_empty()
-    }
-
-    /// Checks `signature_hex` against the HMAC of `body` under any of the keys.
-    pub fn verify(
-        &self,
-        algorithm: Algorithm,
-        signature_hex: Option<&str>,
-        body: &[u8],
-    ) -> Result<(), SignatureError> {
-        let hex_text = signature_hex.map(str::trim).filter(|s| !s.is_empty());
-        let signature = hex::decode(hex_text.ok_or(SignatureError::Missing)?)
-            .map_err(|_| SignatureError::NotHex)?;
-        // Every key is tried, so the time taken does not say which key matched.
-        let matched = match algorithm {
-            Algorithm::Sha256 => check(&self.sha256, body, &signature),
-            Algorithm::Sha512 => check(&self.sha512, body, &signature),
-        };
-        if matched {
-            Ok(())
-        } else {
-            Err(SignatureError::Mismatch)
-        }
-    }
-}
-
-impl std::fmt::Debug for Keys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Keys(*** x{})", self.sha512.len())
-    }
-}
-
-fn check<M: Mac + Clone>(keyed: &[M], body: &[u8], signature: &[u8]) -> bool {
+    let hex_text = signature_hex.map(str::trim).filter(|s| !s.is_empty());
+    let signature = hex::decode(hex_text.ok_or(SignatureError::Missing)?)
+        .map_err(|_| SignatureError::NotHex)?;
     let mut matched = false;
-    for mac in keyed {
-        let mut mac = mac.clone();
-        mac.update(body);
-        matched |= mac.verify_slice(signature).is_ok();
+    // Every key is tried, so the time taken does not say which key matched.
+    for key in keys {
+        matched |= match algorithm {
+            Algorithm::Sha256 => check::<Hmac<Sha256>>(key, body, &signature),
+            Algorithm::Sha512 => check::<Hmac<Sha512>>(key, body, &signature),
+        };
     }
-    matched
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+fn check<M: Mac + KeyInit>(key: &Secret, body: &[u8], signature: &[u8]) -> bool {
+    let mut mac = <M as KeyInit>::new_from_slice(key.expose().as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(body);
+    mac.verify_slice(signature).is_ok()
 }
 
 /// Lower-case hex HMAC of `body`: what a sender puts in `X-Webhook-Hmac`. Used by tests and `bench/`.
