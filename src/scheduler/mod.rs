@@ -6,8 +6,8 @@
 //! due later is left to that reading, so a million receipts due in an hour cost no memory at all, and a
 //! restart reads one page, not every chat. The timer structure is per chat, not per receipt: a `BTreeSet` of
 //! (due, chat), and the receipts themselves stay on disk until their chat fires. Chats that fall due
-//! together are loaded in one round trip to the store. When a chat fires, every receipt of the chat whose window is open goes out together, like a person
-//! opening the chat; the rest wait for their own time. Pacing counts API calls: the sender says how many calls
+//! together are loaded in one round trip to the store. When a chat fires, every receipt of the chat whose
+//! window is open goes out together, like a person opening the chat; the rest wait for their own time. Pacing counts API calls: the sender says how many calls
 //! a batch takes, and a batch goes out with as many of its receipts as the session has tokens for. Sends run
 //! as tasks, bounded by `max_in_flight` calls; each task writes its outcomes (done, retry later, dead) to the
 //! store in one commit before reporting back, so nothing is lost if the process dies mid-way.
@@ -313,15 +313,14 @@ impl Scheduler {
     /// either by then (its wake is kept) or later (a later read finds it), so none falls between the two.
     pub async fn load(&mut self) -> Result<usize, StoreError> {
         let now = self.delivery.clock.now();
-        if self.owned.as_ref().is_some_and(HashMap::is_empty) {
-            // Several replicas, before the first heartbeat: nothing is sent, so nothing is read.
-            return Ok(0);
-        }
-        if self.read_all {
-            self.read_all = false;
-        }
         let until = add(now, LEAD).as_millisecond();
         self.held_until.fetch_max(until, Ordering::SeqCst);
+        if self.owned.as_ref().is_some_and(HashMap::is_empty) {
+            // Several replicas, holding nothing yet: nothing is read. Wakes come through all the same, so work
+            // for a session nobody holds brings the heartbeat forward.
+            return Ok(0);
+        }
+        self.read_all = false;
         let until = from_millis(self.held_until.load(Ordering::SeqCst));
         let mut read = 0;
         while self.timers.len() < MAX_TIMERS {
