@@ -318,6 +318,7 @@ impl Scheduler {
         if self.owned.as_ref().is_some_and(HashMap::is_empty) {
             // Several replicas, holding nothing yet: nothing is read. Wakes come through all the same, so work
             // for a session nobody holds brings the heartbeat forward.
+            self.read_all = true;
             return Ok(0);
         }
         self.read_all = false;
@@ -348,18 +349,18 @@ impl Scheduler {
         Ok(read)
     }
 
-    /// Whether the store should be read now: half the lead has passed, or a backlog left receipts unread
-    /// and there is room for their timers again.
-    fn wants_reading(&self, now: Timestamp) -> bool {
-        if let Some(at) = self.load_again_at {
-            return at <= now;
+    /// When the store is to be read next: a second after a failed read; half the lead before the held
+    /// moment once all of it is read; at once while a backlog left receipts unread and there is room for their
+    /// timers (else when the timers drain).
+    fn next_read(&self, now: Timestamp) -> Option<Timestamp> {
+        if self.load_again_at.is_some() {
+            return self.load_again_at;
         }
-        let held = self.held_until.load(Ordering::SeqCst);
         if self.read_all {
-            held <= add(now, LEAD / 2).as_millisecond()
-        } else {
-            self.timers.len() < MAX_TIMERS / 2
+            let held = from_millis(self.held_until.load(Ordering::SeqCst));
+            return Some(held - jiff::SignedDuration::try_from(LEAD / 2).expect("small"));
         }
+        (self.timers.len() < MAX_TIMERS / 2).then_some(now)
     }
 
     /// Runs until `shutdown` is cancelled and the sends in flight have finished.
@@ -380,7 +381,7 @@ impl Scheduler {
                 self.read_all = false;
                 self.load_again_at = None;
             }
-            if !stopping && self.wants_reading(now) {
+            if !stopping && self.next_read(now).is_some_and(|at| at <= now) {
                 let retrying = self.load_again_at.is_some();
                 match self.load().await {
                     Ok(read) if retrying => info!(read, "pending receipts read again"),
@@ -400,15 +401,7 @@ impl Scheduler {
             } else {
                 self.timers.first().map(|t| t.0)
             };
-            let next_read = if stopping {
-                None
-            } else if self.read_all {
-                // Half the lead from now, to the millisecond the held moment allows.
-                let held = from_millis(self.held_until.load(Ordering::SeqCst));
-                Some(held - jiff::SignedDuration::try_from(LEAD / 2).expect("small"))
-            } else {
-                self.load_again_at
-            };
+            let next_read = if stopping { None } else { self.next_read(now) };
             let wake_at = min_opt(min_opt(next_timer, next_wake), next_read);
             tokio::select! {
                 cmd = self.rx.recv() => {

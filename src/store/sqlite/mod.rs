@@ -221,17 +221,7 @@ impl Queue for SqliteStore {
     }
 
     async fn chat_receipts(&self, chat: &ChatKey) -> Result<Vec<Receipt>, StoreError> {
-        let chat = chat.clone();
-        self.engine
-            .call(false, move |c| {
-                query(
-                    c,
-                    "SELECT * FROM pending WHERE session = ?1 AND chat = ?2 ORDER BY due_at, id",
-                    params![chat.session.as_str(), chat.chat.as_str()],
-                    receipt_from_row,
-                )
-            })
-            .await
+        self.chats_receipts(std::slice::from_ref(chat)).await
     }
 
     async fn chats_receipts(&self, chats: &[ChatKey]) -> Result<Vec<Receipt>, StoreError> {
