@@ -66,7 +66,7 @@ async fn replay(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
     let now = state.clock.now();
-    let chats = state.operator.replay_dead(now).await?;
+    let chats = state.operator.replay_dead(now, None).await?;
     let n = chats.len();
     for chat in chats {
         state.scheduler.wake(chat, now);

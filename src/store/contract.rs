@@ -8,8 +8,8 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::{
-    Accepted, Flush, FlushScope, Flushed, NewReceipt, Outcome, PendingStats, Receipt, ReceiptId,
-    Store,
+    Accepted, Flush, FlushScope, Flushed, NewReceipt, Outcome, PendingQuery, PendingStats, Receipt,
+    ReceiptId, Store,
 };
 use crate::domain::{BareMessageId, ChatId, ChatKey, MessageId, MessageKey, SessionName};
 use crate::time::from_millis;
@@ -36,6 +36,8 @@ macro_rules! store_contract_tests {
             due_heads_come_in_due_order_by_pages_up_to_a_moment,
             outcomes_complete_retry_or_bury_in_one_call,
             replaying_the_dead_makes_them_due_now_untried,
+            one_dead_receipt_replays_alone,
+            pending_is_found_by_session_and_by_either_form_of_its_chat,
             flushing_a_chat_makes_its_untried_read_on_reply_receipts_due,
             a_lid_chat_is_found_by_its_phone_number_and_the_bot_flushes_everything_held,
             an_ack_finds_its_message_and_those_before_it_in_its_chat,
@@ -260,7 +262,7 @@ pub async fn replaying_the_dead_makes_them_due_now_untried(store: &dyn Store) {
     let b = accept(store, receipt("2@c.us", "b", t(5))).await;
     bury(store, &[(a, 10), (b, 20)]).await;
 
-    let mut chats = store.replay_dead(t(300)).await.unwrap();
+    let mut chats = store.replay_dead(t(300), None).await.unwrap();
     chats.sort();
 
     assert_eq!(chats, [key("1@c.us"), key("2@c.us")]);
@@ -276,6 +278,61 @@ pub async fn replaying_the_dead_makes_them_due_now_untried(store: &dyn Store) {
         store.accept(receipt("1@c.us", "a", t(5))).await.unwrap(),
         Accepted::Duplicate
     );
+}
+
+pub async fn one_dead_receipt_replays_alone(store: &dyn Store) {
+    let a = accept(store, receipt("1@c.us", "a", t(5))).await;
+    let b = accept(store, receipt("2@c.us", "b", t(5))).await;
+    bury(store, &[(a, 10), (b, 20)]).await;
+
+    let chats = store.replay_dead(t(300), Some(b)).await.unwrap();
+    let again = store.replay_dead(t(400), Some(b)).await.unwrap();
+
+    assert_eq!(chats, [key("2@c.us")]);
+    assert!(again.is_empty(), "replayed once: {again:?}");
+    let dead = store.list_dead(10).await.unwrap();
+    assert_eq!(dead.iter().map(|d| d.id).collect::<Vec<_>>(), [a]);
+    assert_eq!(ids(&store.list_pending(10).await.unwrap()), ["b"]);
+}
+
+pub async fn pending_is_found_by_session_and_by_either_form_of_its_chat(store: &dyn Store) {
+    let mut lid = receipt("777@lid", "l", t(30));
+    lid.chat_phone = Some(chat("491511234567@c.us"));
+    let mut other_session = receipt("1@c.us", "o", t(10));
+    other_session.session = session("t");
+    for r in [receipt("1@c.us", "a", t(20)), lid, other_session] {
+        accept(store, r).await;
+    }
+    let find = |session: Option<&str>, form: Option<&str>| PendingQuery {
+        session: session.map(self::session),
+        chat: form.map(self::chat),
+        limit: 10,
+    };
+
+    let all = store.find_pending(find(None, None)).await.unwrap();
+    let of_s = store.find_pending(find(Some("s"), None)).await.unwrap();
+    let by_id = store
+        .find_pending(find(None, Some("1@c.us")))
+        .await
+        .unwrap();
+    let by_phone = store
+        .find_pending(find(Some("s"), Some("491511234567@c.us")))
+        .await
+        .unwrap();
+    let by_lid = store
+        .find_pending(find(None, Some("777@lid")))
+        .await
+        .unwrap();
+    let none = store
+        .find_pending(find(Some("t"), Some("777@lid")))
+        .await
+        .unwrap();
+
+    assert_eq!(ids(&all), ["o", "a", "l"]);
+    assert_eq!(ids(&of_s), ["a", "l"]);
+    assert_eq!(ids(&by_id), ["o", "a"]);
+    assert_eq!((ids(&by_phone), ids(&by_lid)), (vec!["l"], vec!["l"]));
+    assert!(none.is_empty(), "{none:?}");
 }
 
 pub async fn flushing_a_chat_makes_its_untried_read_on_reply_receipts_due(store: &dyn Store) {

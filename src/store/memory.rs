@@ -10,7 +10,7 @@ use jiff::Timestamp;
 
 use super::{
     Accepted, DeadReceipt, DueCursor, DueHead, DueQuery, Flush, FlushScope, Flushed, NewReceipt,
-    Operator, Outcome, PendingStats, Queue, Receipt, ReceiptId, StoreError,
+    Operator, Outcome, PendingQuery, PendingStats, Queue, Receipt, ReceiptId, StoreError,
 };
 use crate::domain::{BareMessageId, ChatId, ChatKey, MessageId, MessageKey, SessionName};
 
@@ -257,11 +257,22 @@ impl Queue for MemoryStore {
 
 #[async_trait]
 impl Operator for MemoryStore {
-    async fn list_pending(&self, limit: usize) -> Result<Vec<Receipt>, StoreError> {
+    async fn find_pending(&self, q: PendingQuery) -> Result<Vec<Receipt>, StoreError> {
         Ok(self.with(|s| {
-            let mut v: Vec<Receipt> = s.pending.values().map(|(r, _)| r.clone()).collect();
+            let mut v: Vec<Receipt> = s
+                .pending
+                .values()
+                .map(|(r, _)| r)
+                .filter(|r| q.session.as_ref().is_none_or(|s| *s == r.session))
+                .filter(|r| {
+                    q.chat
+                        .as_ref()
+                        .is_none_or(|c| *c == r.chat || r.chat_phone.as_ref() == Some(c))
+                })
+                .cloned()
+                .collect();
             v.sort_by_key(|r| (r.due_at, r.id));
-            v.truncate(limit);
+            v.truncate(q.limit);
             v
         }))
     }
@@ -275,10 +286,18 @@ impl Operator for MemoryStore {
         }))
     }
 
-    async fn replay_dead(&self, now: Timestamp) -> Result<Vec<ChatKey>, StoreError> {
+    async fn replay_dead(
+        &self,
+        now: Timestamp,
+        only: Option<ReceiptId>,
+    ) -> Result<Vec<ChatKey>, StoreError> {
         self.write(|s| {
             let mut chats = Vec::new();
-            for (d, read_on_reply, chat_phone) in std::mem::take(&mut s.dead) {
+            let (replayed, kept) = std::mem::take(&mut s.dead)
+                .into_iter()
+                .partition(|(d, _, _)| only.is_none_or(|id| d.id == id));
+            s.dead = kept;
+            for (d, read_on_reply, chat_phone) in replayed {
                 let chat = ChatKey {
                     session: d.session.clone(),
                     chat: d.chat.clone(),

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use purge::spawn_purge;
 pub use readiness::Readiness;
@@ -36,7 +36,7 @@ use crate::time::serialize_rfc3339;
 use cluster::Fence;
 
 /// A stored receipt's identity, given by the store when it accepts the receipt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ReceiptId(i64);
 
@@ -210,6 +210,15 @@ pub struct Flushed {
     pub receipts: u64,
 }
 
+/// Which pending receipts an operator asks for: all, or those of one session and one chat (a chat matches
+/// by its id or by the phone number a LID chat was filed with), earliest due first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PendingQuery {
+    pub session: Option<SessionName>,
+    pub chat: Option<ChatId>,
+    pub limit: usize,
+}
+
 /// One session's pending receipts, for the metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingStats {
@@ -278,11 +287,24 @@ pub trait Queue: Send + Sync + 'static {
 #[async_trait]
 pub trait Operator: Send + Sync + 'static {
     /// Up to `limit` pending receipts, earliest due first.
-    async fn list_pending(&self, limit: usize) -> Result<Vec<Receipt>, StoreError>;
+    async fn list_pending(&self, limit: usize) -> Result<Vec<Receipt>, StoreError> {
+        self.find_pending(PendingQuery {
+            limit,
+            ..PendingQuery::default()
+        })
+        .await
+    }
+    /// The pending receipts `q` asks for, earliest due first.
+    async fn find_pending(&self, q: PendingQuery) -> Result<Vec<Receipt>, StoreError>;
     /// Up to `limit` dead receipts, newest first.
     async fn list_dead(&self, limit: usize) -> Result<Vec<DeadReceipt>, StoreError>;
-    /// Moves every dead receipt back to pending, due at `now` with no attempts; returns the chats affected.
-    async fn replay_dead(&self, now: Timestamp) -> Result<Vec<ChatKey>, StoreError>;
+    /// Moves every dead receipt (or only the one `only` names) back to pending, due at `now` with no
+    /// attempts; returns the chats affected (none when `only` names no dead receipt).
+    async fn replay_dead(
+        &self,
+        now: Timestamp,
+        only: Option<ReceiptId>,
+    ) -> Result<Vec<ChatKey>, StoreError>;
     /// Per session: how many receipts are pending, and when the oldest was accepted.
     async fn pending_stats(&self) -> Result<Vec<PendingStats>, StoreError>;
     /// Whether the store can commit now, without writing a row when all is well (see [`Readiness`]).

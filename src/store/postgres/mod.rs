@@ -23,7 +23,7 @@ use tokio_postgres::{NoTls, Row};
 use super::cluster::{Cluster, Fence, FenceToken, Lease, ReplicaId};
 use super::{
     Accepted, DeadReceipt, DueCursor, DueHead, DueQuery, Flush, FlushScope, Flushed, NewReceipt,
-    Operator, Outcome, PendingStats, Queue, Receipt, ReceiptId, StoreError,
+    Operator, Outcome, PendingQuery, PendingStats, Queue, Receipt, ReceiptId, StoreError,
 };
 use crate::domain::{ChatId, ChatKey, MessageId, MessageKey, SessionName};
 use crate::settings::StoreUrl;
@@ -450,9 +450,14 @@ impl Queue for PostgresStore {
 
 #[async_trait]
 impl Operator for PostgresStore {
-    async fn list_pending(&self, limit: usize) -> Result<Vec<Receipt>, StoreError> {
-        let sql = "SELECT * FROM pending ORDER BY due_at, id LIMIT $1";
-        self.query(sql, &[&(limit as i64)], receipt_from_row).await
+    async fn find_pending(&self, q: PendingQuery) -> Result<Vec<Receipt>, StoreError> {
+        let sql = "SELECT * FROM pending
+                   WHERE ($1::text IS NULL OR session = $1) AND ($2::text IS NULL OR chat = $2 OR chat_phone = $2)
+                   ORDER BY due_at, id LIMIT $3";
+        let session = q.session.as_ref().map(SessionName::as_str);
+        let chat = q.chat.as_ref().map(ChatId::as_str);
+        self.query(sql, &[&session, &chat, &(q.limit as i64)], receipt_from_row)
+            .await
     }
 
     async fn list_dead(&self, limit: usize) -> Result<Vec<DeadReceipt>, StoreError> {
@@ -460,18 +465,23 @@ impl Operator for PostgresStore {
         self.query(sql, &[&(limit as i64)], dead_from_row).await
     }
 
-    async fn replay_dead(&self, now: Timestamp) -> Result<Vec<ChatKey>, StoreError> {
+    async fn replay_dead(
+        &self,
+        now: Timestamp,
+        only: Option<ReceiptId>,
+    ) -> Result<Vec<ChatKey>, StoreError> {
+        let only = only.map(ReceiptId::to_row);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(unavailable)?;
         let rows = tx
             .query(
-                "WITH gone AS (DELETE FROM dead RETURNING *)
+                "WITH gone AS (DELETE FROM dead WHERE $2::bigint IS NULL OR id = $2 RETURNING *)
                  INSERT INTO pending (session, chat, chat_phone, message_id, bare_id, rule, due_at, not_before,
                                       read_on_reply, accepted_at)
                  SELECT session, chat, chat_phone, message_id, message_id, rule, $1, $1, read_on_reply, $1
                  FROM gone
                  RETURNING session, chat, pg_notify('autoseen_wake', session || chr(9) || chat || chr(9) || $1::bigint::text)",
-                &[&ms(now)],
+                &[&ms(now), &only],
             )
             .await
             .map_err(unavailable)?;

@@ -17,7 +17,7 @@ use engine::{Engine, unavailable};
 
 use super::{
     Accepted, DeadReceipt, DueCursor, DueHead, DueQuery, Flush, FlushScope, Flushed, NewReceipt,
-    Operator, Outcome, PendingStats, Queue, Receipt, ReceiptId, StoreError,
+    Operator, Outcome, PendingQuery, PendingStats, Queue, Receipt, ReceiptId, StoreError,
 };
 use crate::domain::{ChatId, ChatKey, MessageId, MessageKey, SessionName};
 use crate::time::from_millis;
@@ -401,9 +401,16 @@ impl Queue for SqliteStore {
 
 #[async_trait]
 impl Operator for SqliteStore {
-    async fn list_pending(&self, limit: usize) -> Result<Vec<Receipt>, StoreError> {
-        let sql = "SELECT * FROM pending ORDER BY due_at, id LIMIT ?1";
-        self.read(sql, [limit as i64], receipt_from_row).await
+    async fn find_pending(&self, q: PendingQuery) -> Result<Vec<Receipt>, StoreError> {
+        let sql = "SELECT * FROM pending
+                   WHERE (?1 IS NULL OR session = ?1) AND (?2 IS NULL OR chat = ?2 OR chat_phone = ?2)
+                   ORDER BY due_at, id LIMIT ?3";
+        let params = (
+            q.session.map(|s| s.as_str().to_owned()),
+            q.chat.map(|c| c.as_str().to_owned()),
+            q.limit as i64,
+        );
+        self.read(sql, params, receipt_from_row).await
     }
 
     async fn list_dead(&self, limit: usize) -> Result<Vec<DeadReceipt>, StoreError> {
@@ -411,21 +418,32 @@ impl Operator for SqliteStore {
         self.read(sql, [limit as i64], dead_from_row).await
     }
 
-    async fn replay_dead(&self, now: Timestamp) -> Result<Vec<ChatKey>, StoreError> {
+    async fn replay_dead(
+        &self,
+        now: Timestamp,
+        only: Option<ReceiptId>,
+    ) -> Result<Vec<ChatKey>, StoreError> {
+        let only = only.map(ReceiptId::to_row);
         self.engine
             .call(true, move |c| {
-                let chats = query(c, "SELECT DISTINCT session, chat FROM dead", [], |row| {
-                    let (session, chat): (String, String) = (row.get(0)?, row.get(1)?);
-                    Ok(chat_key(&session, &chat))
-                })?;
+                let chats = query(
+                    c,
+                    "SELECT DISTINCT session, chat FROM dead WHERE ?1 IS NULL OR id = ?1",
+                    [only],
+                    |row| {
+                        let (session, chat): (String, String) = (row.get(0)?, row.get(1)?);
+                        Ok(chat_key(&session, &chat))
+                    },
+                )?;
                 exec(
                     c,
                     "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply, accepted_at,
                                           chat_phone, bare_id)
-                     SELECT session, chat, message_id, rule, ?1, ?1, read_on_reply, ?1, chat_phone, NULL FROM dead",
-                    [ms(now)],
+                     SELECT session, chat, message_id, rule, ?1, ?1, read_on_reply, ?1, chat_phone, NULL FROM dead
+                     WHERE ?2 IS NULL OR id = ?2",
+                    (ms(now), only),
                 )?;
-                exec(c, "DELETE FROM dead", [])?;
+                exec(c, "DELETE FROM dead WHERE ?1 IS NULL OR id = ?1", [only])?;
                 Ok(chats)
             })
             .await
