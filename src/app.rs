@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::activity::Activity;
 use crate::http::server::{Limits, serve};
 use crate::http::{AppState, MetricsState, metrics_router, router};
 use crate::rules::{LiveRules, Reloader, Rules};
@@ -56,8 +57,10 @@ impl Application {
         } = store::open(&settings.store, clock, background.clone())?;
         let client =
             Arc::new(WasendClient::new(&settings.wasend).context("cannot build the HTTP client")?);
-        let (mut scheduler, handle) =
+        let activity = Activity::default();
+        let (scheduler, handle) =
             Scheduler::new(queue.clone(), client, clock, settings.delivery.clone());
+        let mut scheduler = scheduler.with_activity(activity.clone());
         let replica = cluster.map(|c| Replica::new(c, settings.store.lease_ttl, clock));
         if let Some(r) = &replica {
             scheduler = scheduler.with_cluster(r.cluster(), r.id());
@@ -83,6 +86,7 @@ impl Application {
             cluster: replica.as_ref().map(Replica::cluster),
             clock,
             metrics,
+            activity,
         });
         let addr = settings.listen_addr();
         let listener = TcpListener::bind(addr)

@@ -6,14 +6,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use jiff::Timestamp;
-use serde_json::json;
 
 use crate::app::{Application, shutdown_signal};
-use crate::domain::{Ack, IncomingMessage};
-use crate::rules::{self, Decision};
-use crate::settings::{Flavor, Settings};
-use crate::time::add;
-use crate::webhook::{self, Event};
+use crate::explain;
+use crate::rules;
+use crate::settings::Settings;
+use crate::webhook;
 
 #[derive(Parser)]
 #[command(
@@ -162,11 +160,7 @@ fn explain(dir: &Path, event: &Path, at: Option<&str>) -> ExitCode {
         return print_problems([format!("{}: cannot read it ({e})", event.display())]);
     }
     let out = match webhook::parse(&body) {
-        Ok(Event::Message(m)) => explain_message(&settings, &rules, &m, now),
-        Ok(Event::Ack(ack)) => explain_ack(&ack),
-        Ok(Event::Other { event: kind }) => {
-            json!({"decision": "ignore", "rule": null, "reason": format!("event `{kind}` is not a message")})
-        }
+        Ok(e) => explain::event(&settings, &rules, &e, now),
         Err(e) => return print_problems([format!("{}: {e}", event.display())]),
     };
     println!(
@@ -174,80 +168,6 @@ fn explain(dir: &Path, event: &Path, at: Option<&str>) -> ExitCode {
         serde_json::to_string_pretty(&out).expect("JSON values serialize")
     );
     ExitCode::SUCCESS
-}
-
-/// What the service would do with a message: the chat it files it under, the decision and why.
-fn explain_message(
-    settings: &Settings,
-    rules: &rules::Rules,
-    m: &IncomingMessage,
-    now: Timestamp,
-) -> serde_json::Value {
-    let mut out = match rules.decide(m, now) {
-        Decision::Ignore { rule, reason } => {
-            json!({"decision": "ignore", "rule": rule, "reason": reason.as_str()})
-        }
-        Decision::Seen {
-            rule,
-            not_before,
-            delay,
-            ..
-        } => json!({
-            "decision": "seen",
-            "rule": rule,
-            "reason": if not_before == now { "matched" } else { "matched; waits for the next window" },
-            "delay": delay.to_string(),
-            "earliest": add(not_before, delay.min).to_string(),
-            "latest": add(not_before, delay.max).to_string(),
-        }),
-        Decision::OnReply { rule, max_wait } => {
-            let (reason, latest) = match max_wait {
-                Some(w) => (
-                    "held until a reply of ours in the chat or the bot endpoint; sent anyway at `latest`",
-                    Some(add(now, w).to_string()),
-                ),
-                None => (
-                    "held until a reply of ours in the chat or the bot endpoint; dropped unsent when store.dedup_window ends",
-                    None,
-                ),
-            };
-            json!({"decision": "on_reply", "rule": rule, "reason": reason, "latest": latest})
-        }
-    };
-    out["chat"] = json!(m.chat);
-    out["chat_phone"] = json!(m.chat_phone);
-    out["sender"] = json!(m.sender);
-    out["sender_phone"] = json!(m.sender_phone);
-    let mut notes = Vec::new();
-    if m.lid_without_phone() {
-        notes.push("the chat or sender is a LID that came without its phone number: phone-number rules (`chats`, `senders`) cannot match it; rules naming the LID can");
-    }
-    let flavor = settings
-        .wasend
-        .sessions
-        .get(m.session.as_str())
-        .and_then(|o| o.flavor)
-        .unwrap_or(settings.wasend.flavor);
-    if flavor == Flavor::Waha && m.engine.as_deref() == Some("WEBJS") {
-        notes.push("WAHA's WEBJS engine ignores `messageIds`: its sendSeen marks the whole chat read, not just this message");
-    }
-    out["notes"] = json!(notes);
-    out
-}
-
-/// What the service would do with an ack.
-fn explain_ack(ack: &Ack) -> serde_json::Value {
-    let (decision, reason) = if ack.from_me {
-        ("ignore", "ack_of_own_message")
-    } else if !ack.level.is_read() {
-        ("ignore", "ack_not_read")
-    } else {
-        (
-            "ack",
-            "this account read the message: waiting receipts of its chat up to it are cancelled, a sent one is confirmed",
-        )
-    };
-    json!({"decision": decision, "rule": null, "reason": reason, "chat": ack.chat, "message": ack.bare})
 }
 
 fn probe(url: &str) -> ExitCode {

@@ -4,12 +4,16 @@
 //! `webhook` into `domain` types, decided by `rules`, made durable by `store`, timed and paced by `scheduler`,
 //! and finally sent by `wasend`.
 
+/// What this replica did lately (decisions, sends, pauses), for the console; never message text.
+pub mod activity;
 /// Start-up: builds state, binds the listener, runs the server and the scheduler, shuts down gracefully.
 pub mod app;
 /// Command line: `serve`, `check`, `explain`.
 pub mod cli;
 /// Parsed types used past the webhook edge: sessions, chats, message ids, incoming messages.
 pub mod domain;
+/// `explain`: what the service would do with an event, for the command line and the console.
+pub mod explain;
 /// The axum router: webhook, health and admin routes, and how errors become responses.
 pub mod http;
 /// Every exported metric's name and meaning, in one place.

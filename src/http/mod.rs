@@ -23,6 +23,7 @@ use tower_http::request_id::{
     MakeRequestId, MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 
+use crate::activity::Activity;
 use crate::rules::{LiveRules, Reloader};
 use crate::scheduler::SchedulerHandle;
 use crate::scheduler::leases::Holdings;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub hmac_keys: Vec<Secret>,
     /// The Prometheus recorder, when this process installed one.
     pub metrics: Option<MetricsState>,
+    /// What this replica decided and sent lately, for the console.
+    pub activity: Activity,
 }
 
 /// The header carrying each request's id, in answers and on the request (where the webhook span reads it).

@@ -16,6 +16,7 @@ use serde_json::json;
 use tracing::{Instrument, debug, debug_span, field::Empty, warn};
 
 use super::{ApiError, AppState};
+use crate::activity::Happening;
 use crate::domain::{Ack, ChatKey, IncomingMessage, MessageKey};
 use crate::metric_names as names;
 use crate::rules::Decision;
@@ -213,7 +214,23 @@ async fn handle_ack(state: &AppState, ack: Ack) -> Result<Reply, ApiError> {
         session: ack.session,
         bare: ack.bare,
     };
-    Ok(Reply::Ack(state.scheduler.ack(message).await?))
+    let result = state.scheduler.ack(message.clone()).await?;
+    let happening = |what| Happening {
+        at: state.clock.now(),
+        session: message.session.clone(),
+        chat: Some(ack.chat.clone()),
+        message_id: None,
+        what,
+        rule: None,
+        detail: Some(format!("ack of {}", message.bare)),
+    };
+    for _ in 0..result.confirmed {
+        state.activity.record(happening("confirmed"));
+    }
+    if result.cancelled > 0 && state.activity.watched() {
+        state.activity.record(happening("cancelled"));
+    }
+    Ok(Reply::Ack(result))
 }
 
 /// Refuses an event whose envelope `timestamp` is missing or further than `max_age` from now: a replay.
@@ -355,8 +372,22 @@ async fn decide_and_store(state: &AppState, message: IncomingMessage) -> Result<
             expires: held == Some(true),
             accepted_at: now,
         };
+    let feed = |what: &'static str, rule: Option<Arc<str>>, detail: Option<&str>| {
+        if state.activity.watched() {
+            state.activity.record(Happening {
+                at: now,
+                session: message.session.clone(),
+                chat: Some(message.chat.clone()),
+                message_id: Some(message.id.clone()),
+                what,
+                rule,
+                detail: detail.map(str::to_owned),
+            });
+        }
+    };
     let (receipt, reply) = match decision {
         Decision::Ignore { rule, reason } => {
+            feed("ignored", rule.clone(), Some(reason.as_str()));
             return Ok(Reply::Ignored {
                 code: reason.as_str(),
                 reason: reason.as_str().into(),
@@ -389,9 +420,18 @@ async fn decide_and_store(state: &AppState, message: IncomingMessage) -> Result<
         }
     };
     let due = receipt.due_at;
+    let rule = receipt.rule.clone();
     match state.queue.accept(receipt).await? {
-        Accepted::Duplicate => Ok(Reply::Duplicate),
+        Accepted::Duplicate => {
+            feed("duplicate", Some(rule), None);
+            Ok(Reply::Duplicate)
+        }
         Accepted::New { .. } => {
+            let what = match reply {
+                Reply::Held { .. } => "on_reply",
+                _ => "scheduled",
+            };
+            feed(what, Some(rule), None);
             if let Some(cluster) = &state.cluster
                 && !state.holdings.holds(&chat.session)
             {

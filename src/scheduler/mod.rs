@@ -29,6 +29,7 @@ use tracing::{error, info, warn};
 pub use config::DeliverySettings;
 use pacing::{Bucket, backoff};
 
+use crate::activity::{Activity, Happening};
 use crate::domain::{ChatKey, MessageId, MessageKey, SessionName};
 use crate::metric_names as names;
 use crate::store::cluster::{Cluster, Fence, Lease, ReplicaId};
@@ -98,6 +99,16 @@ enum Delivered {
 }
 
 impl Delivered {
+    /// The word the console's activity feed uses.
+    fn name(self) -> &'static str {
+        match self {
+            Delivered::Sent => "sent",
+            Delivered::Retry => "retry",
+            Delivered::Paused => "paused",
+            Delivered::Dead => "dead",
+        }
+    }
+
     fn counter(self) -> &'static str {
         match self {
             Delivered::Sent => names::RECEIPTS_SENT,
@@ -157,6 +168,8 @@ struct Delivery {
     settings: DeliverySettings,
     /// With several replicas: the shared store, where pauses are kept for the next owner.
     cluster: Option<(Arc<dyn Cluster>, ReplicaId)>,
+    /// What this replica sent, for the console.
+    activity: Activity,
 }
 
 pub struct Scheduler {
@@ -219,6 +232,7 @@ impl Scheduler {
                 clock,
                 settings,
                 cluster: None,
+                activity: Activity::default(),
             }),
             tx,
             rx,
@@ -251,6 +265,14 @@ impl Scheduler {
             .expect("not shared before running")
             .cluster = Some((cluster, replica));
         self.owned = Some(HashMap::new());
+        self
+    }
+
+    /// Reports every send's outcome and every pause to `activity`.
+    pub fn with_activity(mut self, activity: Activity) -> Self {
+        Arc::get_mut(&mut self.delivery)
+            .expect("not shared before running")
+            .activity = activity;
         self
     }
 
@@ -750,7 +772,11 @@ async fn deliver(
             wake_at = min_opt(wake_at, Some(*at));
         }
         pause_until = pause_until.max(pause);
-        delivered.push((r, kind, status));
+        let detail = match &outcome {
+            Outcome::Retry { error, .. } | Outcome::Dead { error, .. } => Some(error.clone()),
+            Outcome::Sent { .. } => None,
+        };
+        delivered.push((r, kind, status, detail));
         outcomes.push((r.id, outcome));
     }
     metrics::histogram!(names::SEND_SEEN_DURATION).record(started.elapsed().as_secs_f64());
@@ -764,8 +790,20 @@ async fn deliver(
             warn!(session = %session, error = %e, "cannot share the session's pause with other replicas");
         }
     }
-    for (r, kind, status) in delivered {
+    if let Some(until) = pause_until {
+        d.activity.pause(&session, until);
+    }
+    for (r, kind, status, detail) in delivered {
         metrics::counter!(kind.counter(), "session" => r.session.to_string()).increment(1);
+        d.activity.record(Happening {
+            at: now,
+            session: r.session.clone(),
+            chat: Some(r.chat.clone()),
+            message_id: Some(r.message_id.clone()),
+            what: kind.name(),
+            rule: Some(r.rule.clone()),
+            detail,
+        });
         if kind == Delivered::Sent {
             info!(
                 session = %r.session, chat = %r.chat, message_id = %r.message_id, rule = %r.rule,
