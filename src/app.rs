@@ -87,6 +87,8 @@ impl Application {
             clock,
             metrics,
             activity,
+            console: Default::default(),
+            openapi: Arc::new(crate::http::openapi_document()),
         });
         let addr = settings.listen_addr();
         let listener = TcpListener::bind(addr)

@@ -3,22 +3,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, AppState, bearer};
-
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/pending", get(pending))
-        .route("/dead", get(dead))
-        .route("/dead/replay", post(replay))
-        .route("/reload", post(reload))
-}
+use super::error::Query;
+use super::{ApiError, AppState, ErrorBody, bearer};
+use crate::domain::{ChatId, SessionName};
+use crate::rules::normalize_chat_pattern;
+use crate::store::{DeadReceipt, PendingQuery, Receipt, ReceiptId};
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     bearer(
@@ -28,58 +23,173 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     )
 }
 
-#[derive(Deserialize)]
-struct Limit {
+/// Which pending receipts to list.
+#[derive(Deserialize, IntoParams)]
+pub struct PendingParams {
+    /// At most this many (100 unless asked, never more than 10,000).
+    #[param(minimum = 0)]
+    limit: Option<usize>,
+    /// Only this session's.
+    session: Option<String>,
+    /// Only this chat's: an id (`…@c.us`, `…@g.us`, `…@lid`) or a phone number (a LID chat filed with it
+    /// matches too).
+    chat: Option<String>,
+}
+
+/// How many dead receipts to list.
+#[derive(Deserialize, IntoParams)]
+pub struct Limit {
+    /// At most this many (100 unless asked, never more than 10,000).
+    #[param(minimum = 0)]
     limit: Option<usize>,
 }
 
-impl Limit {
-    /// 100 unless asked, never more than 10,000.
-    fn get(&self) -> usize {
-        self.limit.unwrap_or(100).min(10_000)
-    }
+/// 100 unless asked, never more than 10,000.
+fn limit(asked: Option<usize>) -> usize {
+    asked.unwrap_or(100).min(10_000)
 }
 
-async fn pending(
+#[derive(Serialize, ToSchema)]
+pub struct PendingList {
+    /// Earliest due first.
+    pending: Vec<Receipt>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeadList {
+    /// Newest first.
+    dead: Vec<DeadReceipt>,
+}
+
+/// Pending receipts, earliest due first.
+#[utoipa::path(get, path = "/admin/pending", tag = "admin", params(PendingParams),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The pending receipts asked for", body = PendingList),
+        (status = 400, description = "A filter is not a session or a chat", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "Admin endpoints are off (no `admin.token`)", body = ErrorBody),
+        (status = 503, description = "The store cannot answer now", body = ErrorBody),
+    ))]
+pub async fn pending(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<PendingParams>,
+) -> Result<Json<PendingList>, ApiError> {
+    authorize(&state, &headers)?;
+    let session = q
+        .session
+        .map(|s| {
+            SessionName::parse(&s).map_err(|e| ApiError::bad_request(format!("session `{s}` {e}")))
+        })
+        .transpose()?;
+    let chat = q
+        .chat
+        .map(|c| {
+            normalize_chat_pattern(&c)
+                .and_then(|c| ChatId::parse(&c).map_err(|e| format!("chat {e}")))
+                .map_err(ApiError::bad_request)
+        })
+        .transpose()?;
+    let query = PendingQuery {
+        session,
+        chat,
+        limit: limit(q.limit),
+    };
+    let pending = state.operator.find_pending(query).await?;
+    Ok(Json(PendingList { pending }))
+}
+
+/// Dead receipts (given up on), newest first.
+#[utoipa::path(get, path = "/admin/dead", tag = "admin", params(Limit),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The dead receipts", body = DeadList),
+        (status = 400, description = "`limit` is not a number", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "Admin endpoints are off (no `admin.token`)", body = ErrorBody),
+        (status = 503, description = "The store cannot answer now", body = ErrorBody),
+    ))]
+pub async fn dead(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(q): Query<Limit>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeadList>, ApiError> {
     authorize(&state, &headers)?;
-    let rows = state.operator.list_pending(q.get()).await?;
-    Ok(Json(json!({ "pending": rows })))
+    let dead = state.operator.list_dead(limit(q.limit)).await?;
+    Ok(Json(DeadList { dead }))
 }
 
-async fn dead(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Query(q): Query<Limit>,
-) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
-    let rows = state.operator.list_dead(q.get()).await?;
-    Ok(Json(json!({ "dead": rows })))
+/// Which dead receipt to replay.
+#[derive(Deserialize, IntoParams)]
+pub struct ReplayParams {
+    /// Only this dead receipt; every one when absent.
+    #[param(value_type = Option<i64>)]
+    id: Option<ReceiptId>,
 }
 
-async fn replay(
+#[derive(Serialize, ToSchema)]
+pub struct Replayed {
+    /// Always `replayed`.
+    status: &'static str,
+    /// Chats with receipts due again now.
+    chats: usize,
+}
+
+/// Moves dead receipts back to pending, due now with no attempts.
+#[utoipa::path(post, path = "/admin/dead/replay", tag = "admin", params(ReplayParams),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Replayed", body = Replayed),
+        (status = 400, description = "`id` is not a number", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "Admin endpoints are off (no `admin.token`)", body = ErrorBody),
+        (status = 503, description = "The store cannot commit now", body = ErrorBody),
+    ))]
+pub async fn replay(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+    Query(q): Query<ReplayParams>,
+) -> Result<Json<Replayed>, ApiError> {
     authorize(&state, &headers)?;
     let now = state.clock.now();
-    let chats = state.operator.replay_dead(now, None).await?;
+    let chats = state.operator.replay_dead(now, q.id).await?;
     let n = chats.len();
     for chat in chats {
         state.scheduler.wake(chat, now);
     }
     tracing::info!(chats = n, "dead receipts replayed");
-    Ok(Json(json!({ "status": "replayed", "chats": n })))
+    Ok(Json(Replayed {
+        status: "replayed",
+        chats: n,
+    }))
 }
 
-async fn reload(
+#[derive(Serialize, ToSchema)]
+pub struct Reloaded {
+    /// Always `reloaded`.
+    status: &'static str,
+    /// The number of rules now in force.
+    rules: usize,
+}
+
+/// Reads the rule files again and swaps them in; on any problem the running rules stay.
+#[utoipa::path(post, path = "/admin/reload", tag = "admin",
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The new rules are in force", body = Reloaded),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "Admin endpoints are off (no `admin.token`)", body = ErrorBody),
+        (status = 422, description = "The rule files were refused; every problem with file and line", body = ErrorBody),
+    ))]
+pub async fn reload(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Reloaded>, ApiError> {
     authorize(&state, &headers)?;
-    let n = state.reloader.reload("admin").await?;
-    Ok(Json(json!({ "status": "reloaded", "rules": n })))
+    let rules = state.reloader.reload("admin").await?;
+    Ok(Json(Reloaded {
+        status: "reloaded",
+        rules,
+    }))
 }

@@ -8,20 +8,44 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::{ApiError, AppState, bearer};
+use super::error::Path;
+use super::{ApiError, AppState, ErrorBody, bearer};
 use crate::domain::{ChatId, SessionName};
 use crate::rules::normalize_chat_pattern;
 use crate::store::{Flush, FlushScope};
 
+#[derive(Serialize, ToSchema)]
+pub struct Flushed {
+    /// Always `flushed`.
+    status: &'static str,
+    /// Receipts made due now.
+    receipts: u64,
+}
+
+/// The bot handled this chat: every pending receipt of it is due now.
+#[utoipa::path(post, path = "/chats/{session}/{chat}/read", tag = "bot",
+    params(
+        ("session" = String, Path, description = "The session, as Wasend names it"),
+        ("chat" = String, Path, description = "A chat id or a phone number, percent-encoded"),
+    ),
+    security(("bot" = [])),
+    responses(
+        (status = 200, description = "The chat's receipts are due now", body = Flushed),
+        (status = 400, description = "The session or the chat is not one", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "The bot endpoint is off (no `bot.token`)", body = ErrorBody),
+        (status = 503, description = "The store cannot commit now", body = ErrorBody),
+    ))]
 pub async fn read(
     State(state): State<Arc<AppState>>,
-    Path((session, chat)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+    Path((session, chat)): Path<(String, String)>,
+) -> Result<Json<Flushed>, ApiError> {
     bearer(
         &headers,
         state.settings.bot.token.as_ref(),
@@ -44,7 +68,8 @@ pub async fn read(
         state.scheduler.wake(chat, now);
     }
     tracing::info!(session = %session, receipts = flushed.receipts, "chat flushed by the bot");
-    Ok(Json(
-        json!({"status": "flushed", "receipts": flushed.receipts}),
-    ))
+    Ok(Json(Flushed {
+        status: "flushed",
+        receipts: flushed.receipts,
+    }))
 }

@@ -4,9 +4,13 @@
 //! alike). Handlers return `Result<_, ApiError>` and use `?` on store and rule errors.
 
 use axum::Json;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use utoipa::ToSchema;
 
 use crate::rules::RulesError;
 use crate::store::StoreError;
@@ -22,6 +26,9 @@ pub enum ApiError {
     /// A route that is switched off by the settings.
     #[error("{0}")]
     NotFound(&'static str),
+    /// Signed in, but the request lacks what proves it came from our own page (the console's CSRF token).
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// The request itself is wrong; `code` is stable for machines, `message` says what to fix.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
@@ -56,6 +63,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -70,6 +78,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::BadRequest { code, .. } => code,
             ApiError::Timeout => "request_timeout",
             ApiError::TooLarge { .. } => "payload_too_large",
@@ -80,12 +89,61 @@ impl ApiError {
     }
 }
 
+/// `axum::extract::Query`, refusing with our JSON error answer instead of axum's plain text.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// `axum::extract::Path`, refusing with our JSON error answer instead of axum's plain text.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// Every error answer's body.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub status: ErrorStatus,
+    /// A stable code: `unauthorized`, `not_found`, `forbidden`, `bad_request`, `request_timeout`,
+    /// `payload_too_large`, `unsupported_media_type`, `store_unavailable`, `invalid_rules`.
+    pub error: &'static str,
+    /// What is wrong and what to do, in a sentence.
+    pub message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorStatus {
+    Error,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Store(e) = &self {
             tracing::error!(error = %e, "store refused; answering 503 so the client retries");
         }
-        let body = json!({"status": "error", "error": self.code(), "message": self.to_string()});
+        let body = ErrorBody {
+            status: ErrorStatus::Error,
+            error: self.code(),
+            message: self.to_string(),
+        };
         let mut response = (self.status(), Json(body)).into_response();
         if matches!(self, ApiError::Store(_)) {
             response.headers_mut().insert(

@@ -5,23 +5,54 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// The answer of `/healthz`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    status: &'static str,
 }
 
-pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+/// The answer of `/readyz`.
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Readiness {
+    /// Settings and rules are loaded and the store commits.
+    Ready { rules: usize },
+    /// The store cannot commit; `reason` says why.
+    Unavailable { reason: String },
+}
+
+/// Liveness: the process serves.
+#[utoipa::path(get, path = "/healthz", tag = "probes",
+    responses((status = 200, description = "The process serves", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: the rules are loaded and the store commits.
+#[utoipa::path(get, path = "/readyz", tag = "probes",
+    responses(
+        (status = 200, description = "Ready to accept webhooks", body = Readiness),
+        (status = 503, description = "The store cannot commit now", body = Readiness),
+    ))]
+pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Readiness>) {
     match state.readiness.check().await {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({"status": "ready", "rules": state.rules.get().len()})),
+            Json(Readiness::Ready {
+                rules: state.rules.get().len(),
+            }),
         ),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "reason": e.to_string()})),
+            Json(Readiness::Unavailable {
+                reason: e.to_string(),
+            }),
         ),
     }
 }

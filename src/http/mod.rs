@@ -1,24 +1,27 @@
 //! The HTTP surface: the axum router, the state its handlers share, and how errors become JSON answers.
 //!
 //! One file per route group: `webhook` (the edge Wasend calls), `bot` (the bot flushes a chat), `health`
-//! (probes), `admin` (operator endpoints behind a bearer token), `metrics`; `error` turns every failure into its one JSON answer.
+//! (probes), `admin` (operator endpoints behind a bearer token), `console` (the operator's pages at `/ui`),
+//! `metrics`; `openapi` describes them all; `error` turns every failure into its one JSON answer.
 
 mod admin;
 mod bot;
+pub mod console;
 mod error;
 mod health;
 mod metrics;
+pub mod openapi;
 pub mod server;
 mod webhook;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 pub use metrics::MetricsState;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::http::HeaderName;
-use axum::routing::{get, post};
+use axum::routing::get;
 use tower_http::request_id::{
     MakeRequestId, MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -54,6 +57,10 @@ pub struct AppState {
     pub metrics: Option<MetricsState>,
     /// What this replica decided and sent lately, for the console.
     pub activity: Activity,
+    /// Who is signed in to the console.
+    pub console: console::session::Sessions,
+    /// The OpenAPI document, as served.
+    pub openapi: Arc<serde_json::Value>,
 }
 
 /// The header carrying each request's id, in answers and on the request (where the webhook span reads it).
@@ -75,20 +82,30 @@ impl MakeRequestId for MakeId {
     }
 }
 
-/// The main router; `/metrics` is on it unless `metrics.listen` puts it on a port of its own.
+/// Every route, before it gets its state: the documented API, the console's pages, and `/metrics` unless
+/// `metrics.listen` puts it on a port of its own.
+pub fn routes(metrics_here: bool) -> Router<Arc<AppState>> {
+    let (api, _) = openapi::documented().split_for_parts();
+    let router = api.merge(console::pages_router());
+    let router = if metrics_here {
+        router.route("/metrics", get(metrics::metrics))
+    } else {
+        router
+    };
+    // Every answer says: no framing, nothing loaded from elsewhere (it matters for the console's pages).
+    console::security_headers(router)
+}
+
+/// The OpenAPI document of [`routes`].
+pub fn openapi_document() -> serde_json::Value {
+    let (_, api) = openapi::documented().split_for_parts();
+    serde_json::to_value(openapi::document(api)).expect("the document serializes")
+}
+
+/// The main router, with its state and request ids.
 pub fn router(state: Arc<AppState>) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
-    let mut router = Router::new();
-    if state.settings.metrics.listen.is_none() {
-        router = router.route("/metrics", get(metrics::metrics));
-    }
-    router
-        .route("/webhook", post(webhook::open))
-        .route("/webhook/{token}", post(webhook::with_token))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/chats/{session}/{chat}/read", post(bot::read))
-        .nest("/admin", admin::router())
+    routes(state.settings.metrics.listen.is_none())
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeId::default()))

@@ -9,13 +9,15 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use tracing::{Instrument, debug, debug_span, field::Empty, warn};
+use utoipa::ToSchema;
 
-use super::{ApiError, AppState};
+use super::error::Path;
+use super::{ApiError, AppState, ErrorBody};
 use crate::activity::Happening;
 use crate::domain::{Ack, ChatKey, IncomingMessage, MessageKey};
 use crate::metric_names as names;
@@ -28,10 +30,74 @@ use crate::webhook::{self, Algorithm, Event};
 const HMAC_HEADER: &str = "x-webhook-hmac";
 const HMAC_ALGORITHM_HEADER: &str = "x-webhook-hmac-algorithm";
 
+/// What the webhook answers when it took the event: what became of it.
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum WebhookAnswer {
+    /// A receipt is stored and will be sent in `due_in_ms`.
+    Scheduled {
+        #[schema(value_type = String)]
+        rule: Arc<str>,
+        due_in_ms: i64,
+    },
+    /// Not marked: `reason` says why (`event …`, `from_me`, a rule's ignore, a closed window).
+    Ignored {
+        reason: String,
+        #[schema(value_type = Option<String>)]
+        rule: Option<Arc<str>>,
+    },
+    /// This message id was accepted before; nothing changed.
+    Duplicate,
+    /// Kept until a reply of ours in the chat (or the bot endpoint); sent anyway after `max_wait_ms` if set.
+    OnReply {
+        #[schema(value_type = String)]
+        rule: Arc<str>,
+        max_wait_ms: Option<u64>,
+    },
+    /// An ack: receipts it cancelled (the chat was read elsewhere) and sent ones it confirmed.
+    Ack { cancelled: u64, confirmed: u64 },
+}
+
+/// The webhook body, as WAHA posts it: read raw for its signature, then parsed as this.
+pub type WebhookBody = webhook::WireEvent;
+
+/// Receives a WAHA event (no path token configured).
+#[utoipa::path(post, path = "/webhook", tag = "webhook",
+    request_body(content = WebhookBody, content_type = "application/json"),
+    params(
+        ("x-webhook-hmac" = Option<String>, Header, description = "Hex HMAC of the raw body, required when `webhook.hmac_key` is set"),
+        ("x-webhook-hmac-algorithm" = Option<String>, Header, description = "`sha512` (WAHA's) or `sha256`"),
+    ),
+    responses(
+        (status = 200, description = "Taken: what became of the event", body = WebhookAnswer),
+        (status = 400, description = "Not an event autoseen can act on; the message names the field", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token or signature", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
+        (status = 413, description = "The body is larger than `server.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "The store cannot commit now: retry", body = ErrorBody),
+    ))]
 pub async fn open(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     receive(state, None, headers, body).await
 }
 
+/// Receives a WAHA event, with the path token `webhook.token`.
+#[utoipa::path(post, path = "/webhook/{token}", tag = "webhook",
+    request_body(content = WebhookBody, content_type = "application/json"),
+    params(
+        ("token" = String, Path, description = "The value of `webhook.token`"),
+        ("x-webhook-hmac" = Option<String>, Header, description = "Hex HMAC of the raw body, required when `webhook.hmac_key` is set"),
+        ("x-webhook-hmac-algorithm" = Option<String>, Header, description = "`sha512` (WAHA's) or `sha256`"),
+    ),
+    responses(
+        (status = 200, description = "Taken: what became of the event", body = WebhookAnswer),
+        (status = 400, description = "Not an event autoseen can act on; the message names the field", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token or signature", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
+        (status = 413, description = "The body is larger than `server.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "The store cannot commit now: retry", body = ErrorBody),
+    ))]
 pub async fn with_token(
     State(state): State<Arc<AppState>>,
     Path(token): Path<String>,
@@ -97,7 +163,7 @@ async fn receive(
                         tracing::Span::current().record("rule", &**rule);
                         debug!(status = "scheduled", due_in_ms, latency_ms, "webhook");
                         count_webhook("scheduled", "");
-                        json!({"status": "scheduled", "rule": rule, "due_in_ms": due_in_ms})
+                        WebhookAnswer::Scheduled { rule: rule.clone(), due_in_ms: *due_in_ms }
                     }
                     Reply::Ignored { code, reason, rule } => {
                         if let Some(rule) = rule {
@@ -105,18 +171,18 @@ async fn receive(
                         }
                         debug!(status = "ignored", reason = %reason, latency_ms, "webhook");
                         count_webhook("ignored", code);
-                        json!({"status": "ignored", "reason": reason, "rule": rule})
+                        WebhookAnswer::Ignored { reason: reason.clone(), rule: rule.clone() }
                     }
                     Reply::Duplicate => {
                         debug!(status = "duplicate", latency_ms, "webhook");
                         count_webhook("duplicate", "");
-                        json!({"status": "duplicate"})
+                        WebhookAnswer::Duplicate
                     }
                     Reply::Held { rule, max_wait_ms } => {
                         tracing::Span::current().record("rule", &**rule);
                         debug!(status = "on_reply", max_wait_ms, latency_ms, "webhook");
                         count_webhook("on_reply", "");
-                        json!({"status": "on_reply", "rule": rule, "max_wait_ms": max_wait_ms})
+                        WebhookAnswer::OnReply { rule: rule.clone(), max_wait_ms: *max_wait_ms }
                     }
                     Reply::Ack(AckResult {
                         cancelled,
@@ -125,7 +191,7 @@ async fn receive(
                         debug!(status = "ack", cancelled, confirmed, latency_ms, "webhook");
                         count_webhook("ack", "");
                         metrics::counter!(names::RECEIPTS_CONFIRMED).increment(*confirmed);
-                        json!({"status": "ack", "cancelled": cancelled, "confirmed": confirmed})
+                        WebhookAnswer::Ack { cancelled: *cancelled, confirmed: *confirmed }
                     }
                 };
                 (StatusCode::OK, Json(body)).into_response()

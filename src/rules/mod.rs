@@ -219,6 +219,16 @@ impl Rules {
         self.rules.is_empty()
     }
 
+    /// The `[[rules]]` in the order they are tried.
+    pub fn iter(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter()
+    }
+
+    /// What applies when no rule matches.
+    pub fn defaults(&self) -> &Outcome {
+        &self.defaults
+    }
+
     /// The rules as one TOML file (phone numbers written as chat ids); compiling it gives the same rules.
     pub fn to_toml(&self) -> String {
         toml::to_string(&self.source).expect("rule sources serialize")

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::file::RuleError;
 use super::file::{RULES_DIR, RULES_FILE};
 use super::{LiveRules, RulesError, compile, read_sources};
 use crate::metric_names as names;
@@ -22,6 +23,14 @@ const RELOAD_SETTLE: Duration = Duration::from_millis(200);
 
 type Sources = Vec<(PathBuf, String)>;
 
+/// The last reload that did something: when, what asked for it, and the rule count or every problem.
+#[derive(Debug, Clone)]
+pub struct ReloadReport {
+    pub at: jiff::Timestamp,
+    pub trigger: String,
+    pub result: Result<usize, Vec<RuleError>>,
+}
+
 /// Reloads the rules of one config folder into the live rule set. Cheap to clone.
 #[derive(Clone)]
 pub struct Reloader {
@@ -29,6 +38,7 @@ pub struct Reloader {
     live: LiveRules,
     /// The text of the files the running rules were compiled from, so events that change nothing are skipped.
     last: Arc<Mutex<Sources>>,
+    report: Arc<Mutex<Option<ReloadReport>>>,
 }
 
 impl Reloader {
@@ -39,7 +49,16 @@ impl Reloader {
             dir,
             live,
             last: Arc::new(Mutex::new(last)),
+            report: Arc::default(),
         }
+    }
+
+    /// The last reload that swapped rules in or was refused; `None` while the rules loaded at start run.
+    pub fn last_report(&self) -> Option<ReloadReport> {
+        self.report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Reads and compiles the rule files now and swaps them in; answers the number of rules or every problem.
@@ -69,6 +88,18 @@ impl Reloader {
             *last = sources;
             Ok(Some(n))
         });
+        let report = |result| {
+            *self.report.lock().unwrap_or_else(|e| e.into_inner()) = Some(ReloadReport {
+                at: jiff::Timestamp::now(),
+                trigger: trigger.to_owned(),
+                result,
+            });
+        };
+        match &result {
+            Ok(None) => {}
+            Ok(Some(n)) => report(Ok(*n)),
+            Err(e) => report(Err(e.0.clone())),
+        }
         match &result {
             Ok(None) => {}
             Ok(Some(n)) => {
@@ -167,6 +198,14 @@ mod tests {
 
         assert!(err.to_string().contains(RULES_FILE), "{err}");
         assert_eq!(reloader.live.get().len(), 1);
+        let report = reloader
+            .last_report()
+            .expect("a report of the refused reload");
+        let problems = report.result.expect_err("the refusal is reported");
+        assert_eq!(
+            (problems[0].line, report.trigger.as_str()),
+            (Some(2), "test")
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 pub use purge::spawn_purge;
 pub use readiness::Readiness;
@@ -36,7 +37,9 @@ use crate::time::serialize_rfc3339;
 use cluster::Fence;
 
 /// A stored receipt's identity, given by the store when it accepts the receipt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(transparent)]
 pub struct ReceiptId(i64);
 
@@ -81,17 +84,20 @@ pub struct NewReceipt {
 }
 
 /// A pending receipt as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Receipt {
     pub id: ReceiptId,
     pub session: SessionName,
     pub chat: ChatId,
     pub chat_phone: Option<ChatId>,
     pub message_id: MessageId,
+    #[schema(value_type = String)]
     pub rule: Arc<str>,
     #[serde(serialize_with = "serialize_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub due_at: Timestamp,
     #[serde(serialize_with = "serialize_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub not_before: Timestamp,
     pub read_on_reply: bool,
     pub on_reply: bool,
@@ -110,16 +116,18 @@ impl Receipt {
 }
 
 /// A receipt that was given up on, with why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct DeadReceipt {
     pub id: ReceiptId,
     pub session: SessionName,
     pub chat: ChatId,
     pub message_id: MessageId,
+    #[schema(value_type = String)]
     pub rule: Arc<str>,
     pub attempts: u32,
     pub last_error: String,
     #[serde(serialize_with = "serialize_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub died_at: Timestamp,
 }
 

@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use crate::domain::{Ack, AckLevel, ChatId, IdError, IncomingMessage, MessageId, SessionName};
 use crate::time::from_millis;
@@ -48,19 +49,30 @@ impl ParseError {
     }
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
+/// A WAHA webhook event as it arrives (the fields autoseen reads; any others are ignored). The payload
+/// is read as a message for `message`, `message.any`, `message.ack` and `message.ack.group`, and not at all
+/// for other events.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = WebhookEvent)]
+pub struct Envelope<'a> {
+    /// `message`, `message.any`, `message.ack`, `message.ack.group`, or any other (ignored).
     event: Option<String>,
     /// When the event was made, in ms (WAHA 2025.3 and later).
     timestamp: Option<f64>,
     session: Option<String>,
+    /// `WEBJS`, `NOWEB` or `GOWS`.
     engine: Option<String>,
     #[serde(borrow)]
+    #[schema(value_type = Option<WireMessage>)]
     payload: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct WireMessage {
+/// The schema of a webhook body (the wire types above).
+pub type WireEvent = Envelope<'static>;
+
+/// A message or an ack, as the payload of an event.
+#[derive(Deserialize, ToSchema)]
+pub struct WireMessage {
     id: Option<String>,
     /// When the message was sent, in seconds.
     timestamp: Option<f64>,
@@ -78,8 +90,7 @@ struct WireMessage {
 }
 
 /// The few engine-specific fields read: where NOWEB and GOWS put the phone number beside a LID.
-#[derive(Deserialize, Default)]
-#[serde(default)]
+#[derive(Deserialize, Default, ToSchema)]
 struct EngineData {
     /// NOWEB (Baileys): the message key.
     key: Option<NowebKey>,
@@ -88,7 +99,7 @@ struct EngineData {
     info: Option<GowsInfo>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct NowebKey {
     #[serde(rename = "remoteJidAlt")]
     remote_jid_alt: Option<String>,
@@ -96,7 +107,7 @@ struct NowebKey {
     participant_alt: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct GowsInfo {
     #[serde(rename = "SenderAlt")]
     sender_alt: Option<String>,

@@ -6,5 +6,5 @@
 pub mod event;
 pub mod signature;
 
-pub use event::{Event, ParseError, parse};
+pub use event::{Event, ParseError, WireEvent, parse};
 pub use signature::{Algorithm, SignatureError, verify};

@@ -1,0 +1,468 @@
+//! The operator console at `/ui`: server-rendered pages over the same store, scheduler and rules the API
+//! uses, present only when `admin.token` is set (404 otherwise, like `/admin/*`).
+//!
+//! Signing in posts the admin token and gets a session cookie (`session`); every form that changes
+//! something carries the session's CSRF token, and a request without it is refused (403). Pages are plain
+//! HTML from `pages`; the stylesheet and the live page's script are compiled into the binary (no CDN, works
+//! offline). Figures read from the store are the cluster's; figures this process keeps in memory (sends,
+//! failures, confirmations, pauses, the live feed) are labelled "this replica". No page and no event ever
+//! holds a message's text: explain uses the text to decide and then drops it.
+
+mod pages;
+pub mod session;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum_extra::extract::CookieJar;
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiError, AppState};
+use crate::domain::{ChatId, ChatType, IncomingMessage, MessageId, SessionName};
+use crate::rules::normalize_chat_pattern;
+use crate::store::{Flush, FlushScope, PendingQuery, ReceiptId};
+use crate::webhook;
+use session::SignedIn;
+
+/// Rows a listing page shows at most.
+const PAGE_ROWS: usize = 200;
+const CSS: &str = include_str!("assets/console.css");
+const JS: &str = include_str!("assets/console.js");
+/// Pages load nothing from anywhere else and run no inline script.
+const CSP: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+
+/// The console's routes: pages (GET, not in the OpenAPI document) and the actions they post (documented in
+/// `openapi`, via the handlers' `#[utoipa::path]`).
+pub fn pages_router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/ui", get(overview))
+        .route("/ui/pending", get(pending))
+        .route("/ui/dead", get(dead))
+        .route("/ui/rules", get(rules))
+        .route("/ui/explain", get(explain_form))
+        .route("/ui/live", get(live))
+        .route("/ui/live/events", get(live_events))
+        .route("/ui/assets/console.css", get(css))
+        .route("/ui/assets/console.js", get(js))
+}
+
+/// Headers for the console's answers (and harmless on the API's): no framing, no caching, nothing loaded from
+/// elsewhere.
+pub fn security_headers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+}
+
+/// A request of a signed-in operator. Without `admin.token` the console does not exist (404); without a
+/// valid session the answer is the sign-in form (401).
+pub struct Signed(SignedIn);
+
+impl FromRequestParts<Arc<AppState>> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        console_on(state).map_err(IntoResponse::into_response)?;
+        let jar = CookieJar::from_headers(&parts.headers);
+        match state.console.find(&jar) {
+            Some(s) => Ok(Signed(s)),
+            None => Err(sign_in_page(None)),
+        }
+    }
+}
+
+fn console_on(state: &AppState) -> Result<(), ApiError> {
+    match state.settings.admin.token {
+        Some(_) => Ok(()),
+        None => Err(ApiError::NotFound(
+            "the console is off; set admin.token to turn it on",
+        )),
+    }
+}
+
+fn sign_in_page(problem: Option<&str>) -> Response {
+    (StatusCode::UNAUTHORIZED, pages::sign_in(problem)).into_response()
+}
+
+/// Checks the CSRF token a form posted.
+fn check_csrf(op: &Signed, given: Option<&str>) -> Result<(), ApiError> {
+    if op.0.csrf_matches(given) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "the form's CSRF token is missing or stale; reload the page and try again",
+        ))
+    }
+}
+
+async fn css() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS)
+}
+
+async fn js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        JS,
+    )
+}
+
+/// The sign-in form: the admin token, posted once; nothing else.
+#[derive(Deserialize, ToSchema)]
+pub struct SignIn {
+    /// The value of `admin.token`.
+    token: Option<String>,
+}
+
+/// Signs in with the admin token: on success a session cookie and a redirect to the overview.
+#[utoipa::path(post, path = "/ui/login", tag = "console",
+    request_body(content = SignIn, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in: the session cookie is set; on to the overview"),
+        (status = 401, description = "Wrong token: the sign-in form again", content_type = "text/html", body = String),
+        (status = 404, description = "The console is off (no `admin.token`)", body = super::openapi::ErrorBody),
+    ))]
+pub async fn sign_in(
+    State(state): State<Arc<AppState>>,
+    jar: CookieJar,
+    axum::Form(form): axum::Form<SignIn>,
+) -> Result<Response, ApiError> {
+    console_on(&state)?;
+    let expected = state.settings.admin.token.as_ref().expect("checked above");
+    if !form.token.as_deref().is_some_and(|t| expected.matches(t)) {
+        tracing::warn!("console sign-in refused: wrong admin token");
+        return Ok(sign_in_page(Some("That is not the admin token.")));
+    }
+    tracing::info!("console signed in");
+    Ok((jar.add(state.console.start()), Redirect::to("/ui")).into_response())
+}
+
+/// What every console action posts: the session's CSRF token.
+#[derive(Deserialize, ToSchema)]
+pub struct Csrf {
+    /// The session's CSRF token, from the page's form.
+    csrf: Option<String>,
+}
+
+/// Signs out: the session ends here and the cookie is cleared.
+#[utoipa::path(post, path = "/ui/logout", tag = "console",
+    request_body(content = Csrf, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed out; on to the sign-in form"),
+        (status = 401, description = "Not signed in: the sign-in form", content_type = "text/html", body = String),
+        (status = 403, description = "No valid CSRF token", body = super::openapi::ErrorBody),
+        (status = 404, description = "The console is off (no `admin.token`)", body = super::openapi::ErrorBody),
+    ))]
+pub async fn sign_out(
+    State(state): State<Arc<AppState>>,
+    op: Signed,
+    jar: CookieJar,
+    axum::Form(form): axum::Form<Csrf>,
+) -> Result<Response, ApiError> {
+    check_csrf(&op, form.csrf.as_deref())?;
+    Ok((jar.add(state.console.end(&op.0)), Redirect::to("/ui")).into_response())
+}
+
+async fn overview(State(state): State<Arc<AppState>>, op: Signed) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let pending = state.operator.pending_stats().await?;
+    let activity = state.activity.summary(now);
+    Ok(pages::overview(&op.0.csrf, now, &pending, &activity).into_response())
+}
+
+/// Which receipts the pending page lists; a notice after an action.
+#[derive(Deserialize, Default)]
+struct PendingFilter {
+    session: Option<String>,
+    chat: Option<String>,
+    notice: Option<String>,
+}
+
+fn parse_session(raw: &str) -> Result<SessionName, String> {
+    SessionName::parse(raw.trim()).map_err(|e| format!("session `{raw}` {e}"))
+}
+
+fn parse_chat(raw: &str) -> Result<ChatId, String> {
+    normalize_chat_pattern(raw).and_then(|c| ChatId::parse(&c).map_err(|e| format!("chat {e}")))
+}
+
+/// An empty form field is no filter.
+fn filled(field: &Option<String>) -> Option<&str> {
+    field.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+async fn pending(
+    State(state): State<Arc<AppState>>,
+    op: Signed,
+    Query(f): Query<PendingFilter>,
+) -> Result<Response, ApiError> {
+    let session = filled(&f.session).map(parse_session).transpose();
+    let chat = filled(&f.chat).map(parse_chat).transpose();
+    let (rows, problem) = match (session, chat) {
+        (Ok(session), Ok(chat)) => {
+            let q = PendingQuery {
+                session,
+                chat,
+                limit: PAGE_ROWS,
+            };
+            (state.operator.find_pending(q).await?, None)
+        }
+        (Err(e), _) | (_, Err(e)) => (Vec::new(), Some(e)),
+    };
+    let filter = (filled(&f.session), filled(&f.chat));
+    let notice = problem.as_deref().or(f.notice.as_deref());
+    let now = state.clock.now();
+    Ok(pages::pending(&op.0.csrf, now, filter, &rows, notice).into_response())
+}
+
+/// "Send now" for one chat.
+#[derive(Deserialize, ToSchema)]
+pub struct SendNow {
+    csrf: Option<String>,
+    /// The session, as Wasend names it.
+    session: Option<String>,
+    /// The chat: an id (`…@c.us`, `…@g.us`, `…@lid`) or a phone number.
+    chat: Option<String>,
+}
+
+/// Makes every pending receipt of one chat due now (as the bot endpoint does); back to the pending page.
+#[utoipa::path(post, path = "/ui/pending/send", tag = "console",
+    request_body(content = SendNow, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done or refused; the pending page says which"),
+        (status = 401, description = "Not signed in: the sign-in form", content_type = "text/html", body = String),
+        (status = 403, description = "No valid CSRF token", body = super::openapi::ErrorBody),
+        (status = 404, description = "The console is off (no `admin.token`)", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store cannot commit now", body = super::openapi::ErrorBody),
+    ))]
+pub async fn send_now(
+    State(state): State<Arc<AppState>>,
+    op: Signed,
+    axum::Form(form): axum::Form<SendNow>,
+) -> Result<Response, ApiError> {
+    check_csrf(&op, form.csrf.as_deref())?;
+    let session = parse_session(form.session.as_deref().unwrap_or_default());
+    let chat = parse_chat(form.chat.as_deref().unwrap_or_default());
+    let notice = match (session, chat) {
+        (Ok(session), Ok(chat)) => {
+            let now = state.clock.now();
+            let flush = Flush {
+                session: session.clone(),
+                forms: vec![chat],
+                scope: FlushScope::All,
+                at: now,
+            };
+            let flushed = state.queue.flush_chat(flush).await?;
+            for chat in flushed.chats {
+                state.scheduler.wake(chat, now);
+            }
+            tracing::info!(session = %session, receipts = flushed.receipts, "chat sent now from the console");
+            format!("{} receipt(s) due now", flushed.receipts)
+        }
+        (Err(e), _) | (_, Err(e)) => e,
+    };
+    Ok(redirect_with_notice("/ui/pending", &notice))
+}
+
+fn redirect_with_notice(to: &str, notice: &str) -> Response {
+    #[derive(Serialize)]
+    struct Notice<'a> {
+        notice: &'a str,
+    }
+    let query = serde_urlencoded::to_string(Notice { notice }).unwrap_or_default();
+    Redirect::to(&format!("{to}?{query}")).into_response()
+}
+
+#[derive(Deserialize, Default)]
+struct NoticeQuery {
+    notice: Option<String>,
+}
+
+async fn dead(
+    State(state): State<Arc<AppState>>,
+    op: Signed,
+    Query(q): Query<NoticeQuery>,
+) -> Result<Response, ApiError> {
+    let rows = state.operator.list_dead(PAGE_ROWS).await?;
+    Ok(pages::dead(&op.0.csrf, &rows, q.notice.as_deref()).into_response())
+}
+
+/// Replays one dead receipt (`id`) or all of them (no `id`).
+#[derive(Deserialize, ToSchema, IntoParams)]
+pub struct Replay {
+    csrf: Option<String>,
+    /// The dead receipt to replay; all of them when absent.
+    #[schema(value_type = Option<i64>)]
+    id: Option<ReceiptId>,
+}
+
+/// Moves dead receipts back to pending, due now; back to the dead-letter page.
+#[utoipa::path(post, path = "/ui/dead/replay", tag = "console",
+    request_body(content = Replay, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Replayed; the dead-letter page says how many chats"),
+        (status = 401, description = "Not signed in: the sign-in form", content_type = "text/html", body = String),
+        (status = 403, description = "No valid CSRF token", body = super::openapi::ErrorBody),
+        (status = 404, description = "The console is off (no `admin.token`)", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store cannot commit now", body = super::openapi::ErrorBody),
+    ))]
+pub async fn replay(
+    State(state): State<Arc<AppState>>,
+    op: Signed,
+    axum::Form(form): axum::Form<Replay>,
+) -> Result<Response, ApiError> {
+    check_csrf(&op, form.csrf.as_deref())?;
+    let now = state.clock.now();
+    let chats = state.operator.replay_dead(now, form.id).await?;
+    let n = chats.len();
+    for chat in chats {
+        state.scheduler.wake(chat, now);
+    }
+    tracing::info!(chats = n, "dead receipts replayed from the console");
+    Ok(redirect_with_notice(
+        "/ui/dead",
+        &format!("replayed: {n} chat(s) due now"),
+    ))
+}
+
+async fn rules(State(state): State<Arc<AppState>>, op: Signed) -> Response {
+    let rules = state.rules.get();
+    let report = state.reloader.last_report();
+    pages::rules(&op.0.csrf, &rules, report.as_ref()).into_response()
+}
+
+async fn explain_form(op: Signed) -> Response {
+    pages::explain(&op.0.csrf, None).into_response()
+}
+
+/// An event to explain: a pasted webhook body, or a message described by its fields.
+#[derive(Deserialize, ToSchema)]
+pub struct Explain {
+    csrf: Option<String>,
+    /// A webhook body (JSON) as Wasend would post it; when given, the fields below are not used.
+    body: Option<String>,
+    session: Option<String>,
+    /// A chat id or a phone number.
+    chat: Option<String>,
+    /// `direct`, `group`, `channel`, `status`, `broadcast`: the server part added to a bare number.
+    chat_type: Option<String>,
+    /// Used to decide (`text` rules); never shown, logged or streamed.
+    text: Option<String>,
+}
+
+/// Explains what the service would do with an event now, with the code `autoseen explain` runs.
+#[utoipa::path(post, path = "/ui/explain", tag = "console",
+    request_body(content = Explain, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The explain page with the decision, the rule, the reason and when", content_type = "text/html", body = String),
+        (status = 401, description = "Not signed in: the sign-in form", content_type = "text/html", body = String),
+        (status = 403, description = "No valid CSRF token", body = super::openapi::ErrorBody),
+        (status = 404, description = "The console is off (no `admin.token`)", body = super::openapi::ErrorBody),
+    ))]
+pub async fn explain(
+    State(state): State<Arc<AppState>>,
+    op: Signed,
+    axum::Form(form): axum::Form<Explain>,
+) -> Result<Response, ApiError> {
+    check_csrf(&op, form.csrf.as_deref())?;
+    let now = state.clock.now();
+    let answer = event_of(&form)
+        .map(|event| crate::explain::event(&state.settings, &state.rules.get(), &event, now));
+    Ok(pages::explain(&op.0.csrf, Some(&answer)).into_response())
+}
+
+/// The event a form describes; the text goes into it to decide and goes nowhere else.
+fn event_of(form: &Explain) -> Result<webhook::Event, String> {
+    if let Some(body) = filled(&form.body) {
+        return webhook::parse(body.as_bytes()).map_err(|e| e.to_string());
+    }
+    let session = parse_session(filled(&form.session).unwrap_or("default"))?;
+    let raw_chat = filled(&form.chat)
+        .ok_or("give a chat (an id or a phone number), or paste a webhook body")?;
+    let chat_type = filled(&form.chat_type).unwrap_or("direct");
+    // An id says its type itself; a bare number gets the server part of the type picked.
+    let chat = match chat_type {
+        _ if raw_chat.contains('@') => parse_chat(raw_chat)?,
+        "direct" => parse_chat(raw_chat)?,
+        "status" => ChatId::parse("status@broadcast").map_err(|e| e.to_string())?,
+        "group" | "channel" | "broadcast" => {
+            let server = match chat_type {
+                "group" => "g.us",
+                "channel" => "newsletter",
+                _ => "broadcast",
+            };
+            ChatId::parse(&format!("{raw_chat}@{server}")).map_err(|e| format!("chat {e}"))?
+        }
+        other => {
+            let known = ChatType::ALL.map(ChatType::as_str).join(", ");
+            return Err(format!("chat type `{other}` is not one of {known}"));
+        }
+    };
+    let id = MessageId::parse(&format!("false_{}_EXPLAIN", chat.as_str()))
+        .map_err(|e| format!("chat {e}"))?;
+    Ok(webhook::Event::Message(IncomingMessage {
+        session,
+        sender: chat.clone(),
+        chat,
+        chat_phone: None,
+        id,
+        sender_phone: None,
+        from_me: false,
+        text: form.text.clone(),
+        has_media: false,
+        sent_at: None,
+        engine: None,
+    }))
+}
+
+async fn live(op: Signed) -> Response {
+    pages::live(&op.0.csrf).into_response()
+}
+
+/// Decisions and sends as they happen, as server-sent events (`happening`, JSON of
+/// [`crate::activity::Happening`]); never message text.
+async fn live_events(
+    State(state): State<Arc<AppState>>,
+    _op: Signed,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let feed = state.activity.watch();
+    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+        let event = match feed.recv().await {
+            Ok(h) => SseEvent::default()
+                .event("happening")
+                .json_data(&h)
+                .unwrap_or_else(|_| SseEvent::default().comment("unserializable")),
+            Err(RecvError::Lagged(n)) => SseEvent::default().event("missed").data(n.to_string()),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok(event), feed))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
