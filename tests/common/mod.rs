@@ -255,6 +255,8 @@ pub struct Options {
     pub rules: String,
     pub env: Vec<(String, String)>,
     pub hmac: bool,
+    /// Whether `admin.token` is set (the admin endpoints and the console are on).
+    pub admin: bool,
     /// Where the rules really live when `rules.toml` is a link to a file outside the config folder.
     pub rules_outside: Option<PathBuf>,
 }
@@ -265,6 +267,7 @@ impl Default for Options {
             rules: BASE_RULES.into(),
             env: vec![],
             hmac: true,
+            admin: true,
             rules_outside: None,
         }
     }
@@ -292,6 +295,11 @@ impl Options {
 
     pub fn without_hmac(mut self) -> Self {
         self.hmac = false;
+        self
+    }
+
+    pub fn without_admin(mut self) -> Self {
+        self.admin = false;
         self
     }
 }
@@ -390,11 +398,14 @@ max_attempts = 5
 
 [store]
 url = "sqlite:{store}"
-
-[admin]
-token = "{ADMIN_TOKEN}"
+{admin}
 "#,
-        store = dir.path().join("data/autoseen.db").display()
+        store = dir.path().join("data/autoseen.db").display(),
+        admin = if options.admin {
+            format!("[admin]\ntoken = \"{ADMIN_TOKEN}\"")
+        } else {
+            String::new()
+        }
     );
     std::fs::write(dir.path().join("config/autoseen.toml"), settings).unwrap();
     dir
