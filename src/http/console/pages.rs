@@ -69,7 +69,7 @@ fn time(t: Timestamp) -> String {
 /// How long ago (or from now) `t` is, for people.
 fn relative(t: Timestamp, now: Timestamp) -> String {
     let secs = (t.as_millisecond() - now.as_millisecond()) / 1000;
-    let (n, ago) = (secs.unsigned_abs(), secs < 0);
+    let (n, ago) = (secs.unsigned_abs(), secs <= 0);
     let amount = match n {
         0..60 => format!("{n} s"),
         60..3600 => format!("{} min", n / 60),
@@ -317,9 +317,9 @@ pub fn explain(csrf: &str, answer: Option<&Result<serde_json::Value, String>>) -
                         dl {
                             @if let Some(obj) = value.as_object() {
                                 @for (key, v) in obj {
-                                    @if key != "decision" && !v.is_null() {
+                                    @if let Some(shown) = shown(key, v) {
                                         dt { (key) }
-                                        dd { (v.as_str().map_or_else(|| v.to_string(), str::to_owned)) }
+                                        dd { (shown) }
                                     }
                                 }
                             }
@@ -350,6 +350,22 @@ pub fn explain(csrf: &str, answer: Option<&Result<serde_json::Value, String>>) -
             }
         },
     )
+}
+
+/// How one field of explain's answer reads on the page; `None` for the decision (the heading) and for
+/// nothing to say.
+fn shown(key: &str, v: &serde_json::Value) -> Option<String> {
+    match v {
+        _ if key == "decision" => None,
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(items) if items.is_empty() => None,
+        serde_json::Value::Array(items) => {
+            let items: Vec<String> = items.iter().filter_map(|i| shown("", i)).collect();
+            Some(items.join("; "))
+        }
+        other => Some(other.to_string()),
+    }
 }
 
 pub fn live(csrf: &str) -> Markup {
