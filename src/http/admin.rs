@@ -25,6 +25,8 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Which pending receipts to list.
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PendingParams {
     /// At most this many (100 unless asked, never more than 10,000).
     #[param(minimum = 0)]
@@ -38,6 +40,8 @@ pub struct PendingParams {
 
 /// How many dead receipts to list.
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Limit {
     /// At most this many (100 unless asked, never more than 10,000).
     #[param(minimum = 0)]
@@ -122,6 +126,8 @@ pub async fn dead(
 
 /// Which dead receipt to replay.
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReplayParams {
     /// Only this dead receipt; every one when absent.
     #[param(value_type = Option<i64>)]

@@ -4,7 +4,12 @@
 //! and ignored. The payload is kept raw until the event type says it is a message, so unknown events with any
 //! payload shape are never a parse error.
 
-use serde::Deserialize;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
@@ -53,7 +58,20 @@ impl ParseError {
 /// is read as a message for `message`, `message.any`, `message.ack` and `message.ack.group`, and not at all
 /// for other events.
 #[derive(Deserialize, ToSchema)]
-#[schema(as = WebhookEvent)]
+#[schema(as = WebhookEvent, example = json!({
+    "event": "message",
+    "session": "default",
+    "timestamp": 1_764_000_000_000i64,
+    "engine": "WEBJS",
+    "payload": {
+        "id": "false_491511234567@c.us_3EB0C0FFEE",
+        "timestamp": 1_764_000_000,
+        "from": "491511234567@c.us",
+        "fromMe": false,
+        "body": "Hello",
+        "hasMedia": false
+    }
+}))]
 pub struct Envelope<'a> {
     /// `message`, `message.any`, `message.ack`, `message.ack.group`, or any other (ignored).
     event: Option<String>,
@@ -85,7 +103,7 @@ pub struct WireMessage {
     #[serde(rename = "hasMedia", default)]
     has_media: bool,
     ack: Option<i64>,
-    #[serde(rename = "_data", default)]
+    #[serde(rename = "_data", default, deserialize_with = "object")]
     data: EngineData,
 }
 
@@ -93,9 +111,10 @@ pub struct WireMessage {
 #[derive(Deserialize, Default, ToSchema)]
 struct EngineData {
     /// NOWEB (Baileys): the message key.
+    #[serde(default, deserialize_with = "optional_object")]
     key: Option<NowebKey>,
     /// GOWS (whatsmeow): the message info.
-    #[serde(rename = "Info")]
+    #[serde(rename = "Info", default, deserialize_with = "optional_object")]
     info: Option<GowsInfo>,
 }
 
@@ -115,6 +134,50 @@ struct GowsInfo {
     recipient_alt: Option<String>,
 }
 
+/// Reads a `T` from a JSON object only. Serde's derive would also take an array of the fields in order,
+/// which no WAHA event sends and the documented schema does not allow.
+fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    struct Only<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Only<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(Only(PhantomData))
+}
+
+/// [`object`], or `null`.
+fn optional_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    struct Maybe<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Maybe<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object or null")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            object(d).map(Some)
+        }
+    }
+    d.deserialize_option(Maybe(PhantomData))
+}
+
+/// A whole JSON text that is one object.
+fn from_object<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, serde_json::Error> {
+    let mut d = serde_json::Deserializer::from_slice(json);
+    let value = object(&mut d)?;
+    d.end()?;
+    Ok(value)
+}
+
 fn invalid(field: &'static str) -> impl Fn(IdError) -> ParseError {
     move |problem| ParseError::Invalid { field, problem }
 }
@@ -126,7 +189,7 @@ fn alternative(raw: Option<&String>) -> Option<ChatId> {
 /// Parses a webhook body. Messages and acks need `session` and `payload.id`; the chat comes from the id
 /// when it has WAHA's shape, else from `payload.from` (or `payload.to` for our own messages).
 pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
-    let envelope: Envelope<'_> = serde_json::from_slice(body)?;
+    let envelope: Envelope<'_> = from_object(body)?;
     let event = envelope.event.clone().ok_or(ParseError::Missing("event"))?;
     let is_ack = match event.as_str() {
         "message" | "message.any" => false,
@@ -139,7 +202,7 @@ pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
         .ok_or(ParseError::Missing("session"))?;
     let session = SessionName::parse(session).map_err(invalid("session"))?;
     let payload = envelope.payload.ok_or(ParseError::Missing("payload"))?;
-    let wire: WireMessage = serde_json::from_str(payload.get())?;
+    let wire: WireMessage = from_object(payload.get().as_bytes())?;
     let id = wire
         .id
         .as_deref()
@@ -280,6 +343,24 @@ mod tests {
         };
         assert!(m.from_me);
         assert_eq!(m.chat.as_str(), "49151@c.us");
+    }
+
+    #[test]
+    fn an_event_or_a_payload_that_is_an_array_is_refused_though_serde_could_read_it() {
+        let array_body = r#"["message", 1764000000000, "default"]"#;
+        let array_payload =
+            r#"{"event":"message","session":"default","payload":["false_1@c.us_A"]}"#;
+        let array_data = r#"{"event":"message","session":"default","payload":{"id":"false_1@c.us_A","from":"1@c.us","_data":[null,null]}}"#;
+
+        for body in [array_body, array_payload, array_data] {
+            let err = parse(body.as_bytes()).expect_err(body);
+            assert!(
+                err.to_string().contains("expected an object"),
+                "{body}: {err}"
+            );
+        }
+        let null_key = r#"{"event":"message","session":"default","payload":{"id":"false_1@c.us_A","from":"1@c.us","_data":{"key":null,"Info":null}}}"#;
+        assert!(matches!(parse(null_key.as_bytes()), Ok(Event::Message(_))));
     }
 
     #[test]
