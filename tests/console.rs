@@ -147,15 +147,24 @@ async fn the_session_cookie_is_http_only_and_same_site_strict() {
     let fake = FakeWasend::start().await;
     let app = TestApp::spawn(&fake, Options::default()).await;
 
-    let r = Browser::new(&app)
-        .post("/ui/login", &[("token", ADMIN_TOKEN)])
-        .await;
+    let b = Browser::new(&app);
+    let r = b.post("/ui/login", &[("token", ADMIN_TOKEN)]).await;
+    let behind_tls = b
+        .request(reqwest::Method::POST, "/ui/login")
+        .header("x-forwarded-proto", "https")
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(r.headers()[LOCATION], "/ui");
     let cookie = r.headers()[SET_COOKIE].to_str().unwrap();
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
     assert!(!cookie.contains(ADMIN_TOKEN), "{cookie}");
+    let secure = behind_tls.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(secure.contains("Secure"), "{secure}");
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -151,6 +151,7 @@ pub struct SignIn {
     ))]
 pub async fn sign_in(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     jar: CookieJar,
     axum::Form(form): axum::Form<SignIn>,
 ) -> Result<Response, ApiError> {
@@ -161,7 +162,12 @@ pub async fn sign_in(
         return Ok(sign_in_page(Some("That is not the admin token.")));
     }
     tracing::info!("console signed in");
-    Ok((jar.add(state.console.start()), Redirect::to("/ui")).into_response())
+    // Behind a TLS proxy the cookie is `Secure`; on plain HTTP (localhost, a port-forward) it cannot be.
+    let https = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
+    let cookie = state.console.start(https);
+    Ok((jar.add(cookie), Redirect::to("/ui")).into_response())
 }
 
 /// What every console action posts: the session's CSRF token.

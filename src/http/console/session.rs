@@ -39,8 +39,8 @@ fn random_token() -> String {
 }
 
 impl Sessions {
-    /// Starts a session; answers the cookie that names it.
-    pub fn start(&self) -> Cookie<'static> {
+    /// Starts a session; answers the cookie that names it (`Secure` when the browser came over HTTPS).
+    pub fn start(&self, secure: bool) -> Cookie<'static> {
         let id = random_token();
         let now = Instant::now();
         let mut by_id = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
@@ -62,6 +62,7 @@ impl Sessions {
             .path("/ui")
             .http_only(true)
             .same_site(SameSite::Strict)
+            .secure(secure)
             .max_age(LIFETIME.try_into().expect("12 hours fit"))
             .build()
     }
@@ -101,7 +102,7 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_cookie_until_it_ends() {
         let sessions = Sessions::default();
-        let cookie = sessions.start();
+        let cookie = sessions.start(false);
         let jar = CookieJar::new().add(cookie.clone());
 
         let signed_in = sessions.find(&jar).expect("signed in");
