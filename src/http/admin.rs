@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::Query;
+use super::openapi::AdminRefusals;
 use super::{ApiError, AppState, ErrorBody, bearer};
 use crate::domain::{ChatId, SessionName};
 use crate::rules::normalize_chat_pattern;
@@ -71,9 +72,7 @@ pub struct DeadList {
     responses(
         (status = 200, description = "The pending receipts asked for", body = PendingList),
         (status = 400, description = "A filter is not a session or a chat", body = ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 404, description = "Admin endpoints are off (no `admin.token`)", body = ErrorBody),
-        (status = 503, description = "The store cannot answer now", body = ErrorBody),
+        AdminRefusals,
     ))]
 pub async fn pending(
     State(state): State<Arc<AppState>>,
@@ -110,9 +109,7 @@ pub async fn pending(
     responses(
         (status = 200, description = "The dead receipts", body = DeadList),
         (status = 400, description = "`limit` is not a number", body = ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 404, description = "Admin endpoints are off (no `admin.token`)", body = ErrorBody),
-        (status = 503, description = "The store cannot answer now", body = ErrorBody),
+        AdminRefusals,
     ))]
 pub async fn dead(
     State(state): State<Arc<AppState>>,
@@ -148,9 +145,7 @@ pub struct Replayed {
     responses(
         (status = 200, description = "Replayed", body = Replayed),
         (status = 400, description = "`id` is not a number", body = ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 404, description = "Admin endpoints are off (no `admin.token`)", body = ErrorBody),
-        (status = 503, description = "The store cannot commit now", body = ErrorBody),
+        AdminRefusals,
     ))]
 pub async fn replay(
     State(state): State<Arc<AppState>>,
@@ -158,16 +153,10 @@ pub async fn replay(
     Query(q): Query<ReplayParams>,
 ) -> Result<Json<Replayed>, ApiError> {
     authorize(&state, &headers)?;
-    let now = state.clock.now();
-    let chats = state.operator.replay_dead(now, q.id).await?;
-    let n = chats.len();
-    for chat in chats {
-        state.scheduler.wake(chat, now);
-    }
-    tracing::info!(chats = n, "dead receipts replayed");
+    let chats = super::replay_now(&state, q.id, "the admin endpoint").await?;
     Ok(Json(Replayed {
         status: "replayed",
-        chats: n,
+        chats,
     }))
 }
 
@@ -184,9 +173,8 @@ pub struct Reloaded {
     security(("admin" = [])),
     responses(
         (status = 200, description = "The new rules are in force", body = Reloaded),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 404, description = "Admin endpoints are off (no `admin.token`)", body = ErrorBody),
         (status = 422, description = "The rule files were refused; every problem with file and line", body = ErrorBody),
+        AdminRefusals,
     ))]
 pub async fn reload(
     State(state): State<Arc<AppState>>,

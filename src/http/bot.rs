@@ -17,7 +17,6 @@ use super::error::Path;
 use super::{ApiError, AppState, ErrorBody, bearer};
 use crate::domain::{ChatId, SessionName};
 use crate::rules::normalize_chat_pattern;
-use crate::store::{Flush, FlushScope};
 
 #[derive(Serialize, ToSchema)]
 pub struct Flushed {
@@ -56,20 +55,9 @@ pub async fn read(
     let chat = normalize_chat_pattern(&chat)
         .map_err(ApiError::bad_request)
         .and_then(|c| ChatId::parse(&c).map_err(|e| ApiError::bad_request(format!("chat {e}"))))?;
-    let now = state.clock.now();
-    let flush = Flush {
-        session: session.clone(),
-        forms: vec![chat],
-        scope: FlushScope::All,
-        at: now,
-    };
-    let flushed = state.queue.flush_chat(flush).await?;
-    for chat in flushed.chats {
-        state.scheduler.wake(chat, now);
-    }
-    tracing::info!(session = %session, receipts = flushed.receipts, "chat flushed by the bot");
+    let receipts = super::flush_now(&state, session, chat, "the bot").await?;
     Ok(Json(Flushed {
         status: "flushed",
-        receipts: flushed.receipts,
+        receipts,
     }))
 }

@@ -27,13 +27,14 @@ use tower_http::request_id::{
 };
 
 use crate::activity::Activity;
+use crate::domain::{ChatId, SessionName};
 use crate::rules::{LiveRules, Reloader};
 use crate::scheduler::SchedulerHandle;
 use crate::scheduler::leases::Holdings;
 use crate::secret::Secret;
 use crate::settings::Settings;
 use crate::store::cluster::Cluster;
-use crate::store::{Operator, Queue, Readiness};
+use crate::store::{Flush, FlushScope, Operator, Queue, Readiness, ReceiptId};
 use crate::time::Clock;
 
 /// What the handlers share.
@@ -109,6 +110,45 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeId::default()))
+}
+
+/// Makes every pending receipt of `chat` due now, held ones and closed windows included (the bot endpoint,
+/// and "send now" in the console); answers how many.
+async fn flush_now(
+    state: &AppState,
+    session: SessionName,
+    chat: ChatId,
+    by: &'static str,
+) -> Result<u64, ApiError> {
+    let now = state.clock.now();
+    let flush = Flush {
+        session: session.clone(),
+        forms: vec![chat],
+        scope: FlushScope::All,
+        at: now,
+    };
+    let flushed = state.queue.flush_chat(flush).await?;
+    for chat in flushed.chats {
+        state.scheduler.wake(chat, now);
+    }
+    tracing::info!(session = %session, receipts = flushed.receipts, by, "chat made due now");
+    Ok(flushed.receipts)
+}
+
+/// Moves dead receipts (the one `only` names, or all) back to pending, due now; answers how many chats.
+async fn replay_now(
+    state: &AppState,
+    only: Option<ReceiptId>,
+    by: &'static str,
+) -> Result<usize, ApiError> {
+    let now = state.clock.now();
+    let chats = state.operator.replay_dead(now, only).await?;
+    let n = chats.len();
+    for chat in chats {
+        state.scheduler.wake(chat, now);
+    }
+    tracing::info!(chats = n, by, "dead receipts replayed");
+    Ok(n)
 }
 
 /// Checks `Authorization: Bearer <token>` against `expected` in constant time. Without a token configured the

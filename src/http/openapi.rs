@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use utoipa::IntoResponses;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{InfoBuilder, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -17,6 +18,57 @@ use utoipa_axum::routes;
 use super::{AppState, admin, bot, console, health, webhook};
 
 pub use super::error::ErrorBody;
+
+/// The refusals of both webhook routes.
+#[derive(IntoResponses)]
+pub enum WebhookRefusals {
+    /// Not an event autoseen can act on; the message names the field.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// Missing or wrong token or signature (one answer for all).
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The body did not arrive within `server.body_timeout`.
+    #[response(status = 408)]
+    Timeout(ErrorBody),
+    /// The body is larger than `server.max_body_bytes`.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Not `Content-Type: application/json`.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+    /// The store cannot commit now: retry (`Retry-After`).
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// The refusals every admin endpoint shares.
+#[derive(IntoResponses)]
+pub enum AdminRefusals {
+    /// Missing or wrong bearer token.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Admin endpoints are off (no `admin.token`).
+    #[response(status = 404)]
+    Off(ErrorBody),
+    /// The store cannot answer or commit now.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// The refusals every console action shares.
+#[derive(IntoResponses)]
+pub enum ConsoleRefusals {
+    /// Not signed in: the sign-in form.
+    #[response(status = 401, content_type = "text/html")]
+    SignIn(String),
+    /// No valid CSRF token in the form.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// The console is off (no `admin.token`).
+    #[response(status = 404)]
+    Off(ErrorBody),
+}
 
 /// Every documented route, with its document.
 pub fn documented() -> OpenApiRouter<Arc<AppState>> {

@@ -17,7 +17,8 @@ use tracing::{Instrument, debug, debug_span, field::Empty, warn};
 use utoipa::ToSchema;
 
 use super::error::Path;
-use super::{ApiError, AppState, ErrorBody};
+use super::openapi::WebhookRefusals;
+use super::{ApiError, AppState};
 use crate::activity::Happening;
 use crate::domain::{Ack, ChatKey, IncomingMessage, MessageKey};
 use crate::metric_names as names;
@@ -70,12 +71,7 @@ pub type WebhookBody = webhook::WireEvent;
     ),
     responses(
         (status = 200, description = "Taken: what became of the event", body = WebhookAnswer),
-        (status = 400, description = "Not an event autoseen can act on; the message names the field", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token or signature", body = ErrorBody),
-        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
-        (status = 413, description = "The body is larger than `server.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
-        (status = 503, description = "The store cannot commit now: retry", body = ErrorBody),
+        WebhookRefusals,
     ))]
 pub async fn open(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     receive(state, None, headers, body).await
@@ -91,12 +87,7 @@ pub async fn open(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     ),
     responses(
         (status = 200, description = "Taken: what became of the event", body = WebhookAnswer),
-        (status = 400, description = "Not an event autoseen can act on; the message names the field", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token or signature", body = ErrorBody),
-        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
-        (status = 413, description = "The body is larger than `server.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
-        (status = 503, description = "The store cannot commit now: retry", body = ErrorBody),
+        WebhookRefusals,
     ))]
 pub async fn with_token(
     State(state): State<Arc<AppState>>,

@@ -28,10 +28,11 @@ use tokio::sync::broadcast::error::RecvError;
 use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::{IntoParams, ToSchema};
 
+use super::openapi::ConsoleRefusals;
 use super::{ApiError, AppState};
 use crate::domain::{ChatId, ChatType, IncomingMessage, MessageId, SessionName};
 use crate::rules::normalize_chat_pattern;
-use crate::store::{Flush, FlushScope, PendingQuery, ReceiptId};
+use crate::store::{PendingQuery, ReceiptId};
 use crate::webhook;
 use session::SignedIn;
 
@@ -182,9 +183,7 @@ pub struct Csrf {
     request_body(content = Csrf, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Signed out; on to the sign-in form"),
-        (status = 401, description = "Not signed in: the sign-in form", content_type = "text/html", body = String),
-        (status = 403, description = "No valid CSRF token", body = super::openapi::ErrorBody),
-        (status = 404, description = "The console is off (no `admin.token`)", body = super::openapi::ErrorBody),
+        ConsoleRefusals,
     ))]
 pub async fn sign_out(
     State(state): State<Arc<AppState>>,
@@ -263,10 +262,8 @@ pub struct SendNow {
     request_body(content = SendNow, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Done or refused; the pending page says which"),
-        (status = 401, description = "Not signed in: the sign-in form", content_type = "text/html", body = String),
-        (status = 403, description = "No valid CSRF token", body = super::openapi::ErrorBody),
-        (status = 404, description = "The console is off (no `admin.token`)", body = super::openapi::ErrorBody),
         (status = 503, description = "The store cannot commit now", body = super::openapi::ErrorBody),
+        ConsoleRefusals,
     ))]
 pub async fn send_now(
     State(state): State<Arc<AppState>>,
@@ -278,19 +275,8 @@ pub async fn send_now(
     let chat = parse_chat(form.chat.as_deref().unwrap_or_default());
     let notice = match (session, chat) {
         (Ok(session), Ok(chat)) => {
-            let now = state.clock.now();
-            let flush = Flush {
-                session: session.clone(),
-                forms: vec![chat],
-                scope: FlushScope::All,
-                at: now,
-            };
-            let flushed = state.queue.flush_chat(flush).await?;
-            for chat in flushed.chats {
-                state.scheduler.wake(chat, now);
-            }
-            tracing::info!(session = %session, receipts = flushed.receipts, "chat sent now from the console");
-            format!("{} receipt(s) due now", flushed.receipts)
+            let receipts = super::flush_now(&state, session, chat, "the console").await?;
+            format!("{receipts} receipt(s) due now")
         }
         (Err(e), _) | (_, Err(e)) => e,
     };
@@ -334,10 +320,8 @@ pub struct Replay {
     request_body(content = Replay, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Replayed; the dead-letter page says how many chats"),
-        (status = 401, description = "Not signed in: the sign-in form", content_type = "text/html", body = String),
-        (status = 403, description = "No valid CSRF token", body = super::openapi::ErrorBody),
-        (status = 404, description = "The console is off (no `admin.token`)", body = super::openapi::ErrorBody),
         (status = 503, description = "The store cannot commit now", body = super::openapi::ErrorBody),
+        ConsoleRefusals,
     ))]
 pub async fn replay(
     State(state): State<Arc<AppState>>,
@@ -345,13 +329,7 @@ pub async fn replay(
     axum::Form(form): axum::Form<Replay>,
 ) -> Result<Response, ApiError> {
     check_csrf(&op, form.csrf.as_deref())?;
-    let now = state.clock.now();
-    let chats = state.operator.replay_dead(now, form.id).await?;
-    let n = chats.len();
-    for chat in chats {
-        state.scheduler.wake(chat, now);
-    }
-    tracing::info!(chats = n, "dead receipts replayed from the console");
+    let n = super::replay_now(&state, form.id, "the console").await?;
     Ok(redirect_with_notice(
         "/ui/dead",
         &format!("replayed: {n} chat(s) due now"),
@@ -388,9 +366,7 @@ pub struct Explain {
     request_body(content = Explain, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "The explain page with the decision, the rule, the reason and when", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in: the sign-in form", content_type = "text/html", body = String),
-        (status = 403, description = "No valid CSRF token", body = super::openapi::ErrorBody),
-        (status = 404, description = "The console is off (no `admin.token`)", body = super::openapi::ErrorBody),
+        ConsoleRefusals,
     ))]
 pub async fn explain(
     State(state): State<Arc<AppState>>,

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use maud::{DOCTYPE, Markup, html};
 
 use crate::activity::{MINUTES, SessionActivity};
+use crate::domain::{ChatId, MessageId, SessionName};
 use crate::rules::Rules;
 use crate::rules::reload::ReloadReport;
 use crate::store::{DeadReceipt, PendingStats, Receipt};
@@ -162,6 +163,16 @@ pub fn overview(
     )
 }
 
+/// The cells that say whose receipt a row is: session, chat, message and rule.
+fn whose(session: &SessionName, chat: &ChatId, message: &MessageId, rule: &str) -> Markup {
+    html! {
+        td { (session) }
+        td { (chat) }
+        td.message { code { (message) } }
+        td { (rule) }
+    }
+}
+
 pub fn pending(
     csrf: &str,
     now: Timestamp,
@@ -190,10 +201,7 @@ pub fn pending(
                     tbody {
                         @for r in rows {
                             tr data-message=(r.message_id) {
-                                td { (r.session) }
-                                td { (r.chat) }
-                                td.message { code { (r.message_id) } }
-                                td { (r.rule) }
+                                (whose(&r.session, &r.chat, &r.message_id, &r.rule))
                                 td title=(time(r.due_at)) {
                                     @if r.on_reply { "on reply, at the latest " }
                                     (relative(r.due_at, now))
@@ -239,10 +247,7 @@ pub fn dead(csrf: &str, rows: &[DeadReceipt], note: Option<&str>) -> Markup {
                     tbody {
                         @for d in rows {
                             tr data-message=(d.message_id) {
-                                td { (d.session) }
-                                td { (d.chat) }
-                                td.message { code { (d.message_id) } }
-                                td { (d.rule) }
+                                (whose(&d.session, &d.chat, &d.message_id, &d.rule))
                                 td { (d.attempts) }
                                 td.error { (d.last_error) }
                                 td { (time(d.died_at)) }
