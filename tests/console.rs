@@ -158,6 +158,9 @@ async fn the_session_cookie_is_http_only_and_same_site_strict() {
         .unwrap();
 
     assert_eq!(r.headers()[LOCATION], "/ui");
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'self'"), "{csp}");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
     let cookie = r.headers()[SET_COOKIE].to_str().unwrap();
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");

@@ -86,15 +86,17 @@ impl MakeRequestId for MakeId {
 /// Every route, before it gets its state: the documented API, the console's pages, and `/metrics` unless
 /// `metrics.listen` puts it on a port of its own.
 pub fn routes(metrics_here: bool) -> Router<Arc<AppState>> {
-    let (api, _) = openapi::documented().split_for_parts();
-    let router = api.merge(console::pages_router());
-    let router = if metrics_here {
+    let (api, _) = openapi::api().split_for_parts();
+    let (actions, _) = openapi::console_actions().split_for_parts();
+    // The console's answers (its pages, and its actions, which answer pages too) say: no framing, nothing
+    // loaded from elsewhere. The webhook's hot path carries no such layer.
+    let console = console::security_headers(console::pages_router().merge(actions));
+    let router = api.merge(console);
+    if metrics_here {
         router.route("/metrics", get(metrics::metrics))
     } else {
         router
-    };
-    // Every answer says: no framing, nothing loaded from elsewhere (it matters for the console's pages).
-    console::security_headers(router)
+    }
 }
 
 /// The OpenAPI document of [`routes`].

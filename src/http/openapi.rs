@@ -72,6 +72,11 @@ pub enum ConsoleRefusals {
 
 /// Every documented route, with its document.
 pub fn documented() -> OpenApiRouter<Arc<AppState>> {
+    api().merge(console_actions())
+}
+
+/// The API: webhook, probes, bot and admin endpoints, and this document.
+pub fn api() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(webhook::open))
         .routes(routes!(webhook::with_token))
@@ -82,12 +87,17 @@ pub fn documented() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(admin::dead))
         .routes(routes!(admin::replay))
         .routes(routes!(admin::reload))
+        .routes(routes!(openapi_json))
+}
+
+/// What the console's forms post to.
+pub fn console_actions() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
         .routes(routes!(console::sign_in))
         .routes(routes!(console::sign_out))
         .routes(routes!(console::send_now))
         .routes(routes!(console::replay))
         .routes(routes!(console::explain))
-        .routes(routes!(openapi_json))
 }
 
 /// The document, with the service's name, version and security schemes.

@@ -58,8 +58,7 @@ pub fn pages_router() -> Router<Arc<AppState>> {
         .route("/ui/assets/console.js", get(js))
 }
 
-/// Headers for the console's answers (and harmless on the API's): no framing, no caching, nothing loaded from
-/// elsewhere.
+/// Headers for the console's answers: no framing, no caching, nothing loaded from elsewhere.
 pub fn security_headers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router
         .layer(SetResponseHeaderLayer::overriding(
