@@ -23,7 +23,7 @@ use axum::Router;
 use axum::http::HeaderName;
 use axum::routing::get;
 use tower_http::request_id::{
-    MakeRequestId, MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 
 use crate::activity::Activity;
@@ -70,16 +70,22 @@ pub const REQUEST_ID: &str = "x-request-id";
 const WAHA_REQUEST_ID: &str = "x-webhook-request-id";
 
 /// Request ids: WAHA's own when the request carries one (so a delivery can be found in both logs), else a
-/// new UUID.
+/// new random (v4) UUID. Its bytes come from the thread's generator, not the kernel: a `getrandom` call per
+/// request cost measurable ingest rate (docs/performance.md).
 #[derive(Clone, Default)]
-struct MakeId(MakeRequestUuid);
+struct MakeId;
 
 impl MakeRequestId for MakeId {
     fn make_request_id<B>(&mut self, request: &axum::http::Request<B>) -> Option<RequestId> {
-        match request.headers().get(WAHA_REQUEST_ID) {
-            Some(id) => Some(RequestId::new(id.clone())),
-            None => self.0.make_request_id(request),
+        if let Some(id) = request.headers().get(WAHA_REQUEST_ID) {
+            return Some(RequestId::new(id.clone()));
         }
+        let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = uuid.hyphenated().encode_lower(&mut text);
+        axum::http::HeaderValue::from_str(text)
+            .ok()
+            .map(RequestId::new)
     }
 }
 
@@ -111,7 +117,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     routes(state.settings.metrics.listen.is_none())
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeId::default()))
+        .layer(SetRequestIdLayer::new(request_id, MakeId))
 }
 
 /// Makes every pending receipt of `chat` due now, held ones and closed windows included (the bot endpoint,

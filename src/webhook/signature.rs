@@ -50,14 +50,23 @@ pub fn verify(
     body: &[u8],
 ) -> Result<(), SignatureError> {
     let hex_text = signature_hex.map(str::trim).filter(|s| !s.is_empty());
-    let signature = hex::decode(hex_text.ok_or(SignatureError::Missing)?)
-        .map_err(|_| SignatureError::NotHex)?;
+    let hex_text = hex_text.ok_or(SignatureError::Missing)?;
+    if hex_text.len() % 2 != 0 {
+        return Err(SignatureError::NotHex);
+    }
+    // Decoded on the stack (no MAC here is longer than SHA-512's 64 bytes): a longer text cannot match.
+    let mut buffer = [0u8; 64];
+    let signature = buffer
+        .get_mut(..hex_text.len() / 2)
+        .ok_or(SignatureError::Mismatch)?;
+    hex::decode_to_slice(hex_text, signature).map_err(|_| SignatureError::NotHex)?;
+    let signature = &*signature;
     let mut matched = false;
     // Every key is tried, so the time taken does not say which key matched.
     for key in keys {
         matched |= match algorithm {
-            Algorithm::Sha256 => check::<Hmac<Sha256>>(key, body, &signature),
-            Algorithm::Sha512 => check::<Hmac<Sha512>>(key, body, &signature),
+            Algorithm::Sha256 => check::<Hmac<Sha256>>(key, body, signature),
+            Algorithm::Sha512 => check::<Hmac<Sha512>>(key, body, signature),
         };
     }
     if matched {
