@@ -26,8 +26,10 @@ use crate::store::StoreError;
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 1024;
-/// How often the checkpoint thread copies the WAL into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// How often the checkpoint thread copies the WAL into the database. Often, so that what the writer has to
+/// copy itself when the WAL starts over is little: every 500 ms, that copy held the writer 11-14 ms and was
+/// the open-loop p99 (docs/performance.md).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// WAL length (pages) past which the writer is asked to let the WAL start over.
 const WAL_RESTART_FRAMES: i64 = 65_536;
 
