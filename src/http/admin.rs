@@ -12,8 +12,6 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::Query;
 use super::openapi::AdminRefusals;
 use super::{ApiError, AppState, ErrorBody, bearer};
-use crate::domain::{ChatId, SessionName};
-use crate::rules::normalize_chat_pattern;
 use crate::store::{DeadReceipt, PendingQuery, Receipt, ReceiptId};
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -80,20 +78,12 @@ pub async fn pending(
     Query(q): Query<PendingParams>,
 ) -> Result<Json<PendingList>, ApiError> {
     authorize(&state, &headers)?;
-    let session = q
-        .session
-        .map(|s| {
-            SessionName::parse(&s).map_err(|e| ApiError::bad_request(format!("session `{s}` {e}")))
-        })
-        .transpose()?;
-    let chat = q
-        .chat
-        .map(|c| {
-            normalize_chat_pattern(&c)
-                .and_then(|c| ChatId::parse(&c).map_err(|e| format!("chat {e}")))
-                .map_err(ApiError::bad_request)
-        })
-        .transpose()?;
+    let session = q.session.as_deref().map(super::parse_session).transpose();
+    let chat = q.chat.as_deref().map(super::parse_chat).transpose();
+    let (session, chat) = (
+        session.map_err(ApiError::bad_request)?,
+        chat.map_err(ApiError::bad_request)?,
+    );
     let query = PendingQuery {
         session,
         chat,

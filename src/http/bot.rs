@@ -15,8 +15,6 @@ use utoipa::ToSchema;
 
 use super::error::Path;
 use super::{ApiError, AppState, ErrorBody, bearer};
-use crate::domain::{ChatId, SessionName};
-use crate::rules::normalize_chat_pattern;
 
 #[derive(Serialize, ToSchema)]
 pub struct Flushed {
@@ -50,11 +48,8 @@ pub async fn read(
         state.settings.bot.token.as_ref(),
         "the bot endpoint is off; set bot.token to turn it on",
     )?;
-    let session = SessionName::parse(&session)
-        .map_err(|e| ApiError::bad_request(format!("session `{session}` {e}")))?;
-    let chat = normalize_chat_pattern(&chat)
-        .map_err(ApiError::bad_request)
-        .and_then(|c| ChatId::parse(&c).map_err(|e| ApiError::bad_request(format!("chat {e}"))))?;
+    let session = super::parse_session(&session).map_err(ApiError::bad_request)?;
+    let chat = super::parse_chat(&chat).map_err(ApiError::bad_request)?;
     let receipts = super::flush_now(&state, session, chat, "the bot").await?;
     Ok(Json(Flushed {
         status: "flushed",

@@ -28,7 +28,7 @@ use tower_http::request_id::{
 
 use crate::activity::Activity;
 use crate::domain::{ChatId, SessionName};
-use crate::rules::{LiveRules, Reloader};
+use crate::rules::{LiveRules, Reloader, normalize_chat_pattern};
 use crate::scheduler::SchedulerHandle;
 use crate::scheduler::leases::Holdings;
 use crate::secret::Secret;
@@ -118,6 +118,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeId))
+}
+
+/// A session as a request names it; the error says what is wrong with it.
+fn parse_session(raw: &str) -> Result<SessionName, String> {
+    SessionName::parse(raw).map_err(|e| format!("session `{raw}` {e}"))
+}
+
+/// A chat as a request names it: any form a rule's `chats` takes (an id, a LID, a phone number).
+fn parse_chat(raw: &str) -> Result<ChatId, String> {
+    normalize_chat_pattern(raw).and_then(|c| ChatId::parse(&c).map_err(|e| format!("chat {e}")))
 }
 
 /// Makes every pending receipt of `chat` due now, held ones and closed windows included (the bot endpoint,

@@ -29,9 +29,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::ConsoleRefusals;
-use super::{ApiError, AppState};
-use crate::domain::{ChatId, ChatType, IncomingMessage, MessageId, SessionName};
-use crate::rules::normalize_chat_pattern;
+use super::{ApiError, AppState, parse_chat, parse_session};
+use crate::domain::{ChatId, ChatType, IncomingMessage, MessageId};
 use crate::store::{PendingQuery, ReceiptId};
 use crate::webhook;
 use session::SignedIn;
@@ -207,14 +206,6 @@ struct PendingFilter {
     session: Option<String>,
     chat: Option<String>,
     notice: Option<String>,
-}
-
-fn parse_session(raw: &str) -> Result<SessionName, String> {
-    SessionName::parse(raw.trim()).map_err(|e| format!("session `{raw}` {e}"))
-}
-
-fn parse_chat(raw: &str) -> Result<ChatId, String> {
-    normalize_chat_pattern(raw).and_then(|c| ChatId::parse(&c).map_err(|e| format!("chat {e}")))
 }
 
 /// An empty form field is no filter.

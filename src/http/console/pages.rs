@@ -40,10 +40,7 @@ fn layout(title: &str, csrf: Option<&str>, body: Markup) -> Markup {
                                 a href=(href) aria-current=[(name == title).then_some("page")] { (name) }
                             }
                         }
-                        form method="post" action="/ui/logout" {
-                            input type="hidden" name="csrf" value=(csrf);
-                            button type="submit" { "Sign out" }
-                        }
+                        (post_button("/ui/logout", csrf, &[], "Sign out"))
                     }
                 }
                 main {
@@ -51,6 +48,19 @@ fn layout(title: &str, csrf: Option<&str>, body: Markup) -> Markup {
                     (body)
                 }
             }
+        }
+    }
+}
+
+/// A form of one button that posts `fields` and the session's CSRF token to `action`.
+fn post_button(action: &str, csrf: &str, fields: &[(&str, &str)], label: &str) -> Markup {
+    html! {
+        form method="post" action=(action) {
+            input type="hidden" name="csrf" value=(csrf);
+            @for (name, value) in fields {
+                input type="hidden" name=(name) value=(value);
+            }
+            button type="submit" { (label) }
         }
     }
 }
@@ -209,12 +219,8 @@ pub fn pending(
                                 td { (r.attempts) }
                                 td { (r.last_error.as_deref().unwrap_or("")) }
                                 td {
-                                    form method="post" action="/ui/pending/send" {
-                                        input type="hidden" name="csrf" value=(csrf);
-                                        input type="hidden" name="session" value=(r.session);
-                                        input type="hidden" name="chat" value=(r.chat);
-                                        button type="submit" { "Send now" }
-                                    }
+                                    (post_button("/ui/pending/send", csrf,
+                                        &[("session", r.session.as_str()), ("chat", r.chat.as_str())], "Send now"))
                                 }
                             }
                         }
@@ -235,10 +241,7 @@ pub fn dead(csrf: &str, rows: &[DeadReceipt], note: Option<&str>) -> Markup {
             @if rows.is_empty() {
                 p.empty { "No dead letters." }
             } @else {
-                form method="post" action="/ui/dead/replay" {
-                    input type="hidden" name="csrf" value=(csrf);
-                    button type="submit" { "Replay all" }
-                }
+                (post_button("/ui/dead/replay", csrf, &[], "Replay all"))
                 table.dead {
                     thead { tr {
                         th { "Session" } th { "Chat" } th { "Message" } th { "Rule" } th { "Attempts" }
@@ -252,11 +255,7 @@ pub fn dead(csrf: &str, rows: &[DeadReceipt], note: Option<&str>) -> Markup {
                                 td.error { (d.last_error) }
                                 td { (time(d.died_at)) }
                                 td {
-                                    form method="post" action="/ui/dead/replay" {
-                                        input type="hidden" name="csrf" value=(csrf);
-                                        input type="hidden" name="id" value=(d.id);
-                                        button type="submit" { "Replay" }
-                                    }
+                                    (post_button("/ui/dead/replay", csrf, &[("id", &d.id.to_string())], "Replay"))
                                 }
                             }
                         }
