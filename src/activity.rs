@@ -59,20 +59,47 @@ struct Session {
     paused_until: Option<Timestamp>,
 }
 
+impl Session {
+    /// Whether anything here still shows at `now`: a count within the hour, or a pause.
+    fn shows(&self, now: Timestamp) -> bool {
+        self.minutes
+            .back()
+            .is_some_and(|(m, _)| minute(now) - m < MINUTES as i64)
+            || self.paused_until.is_some_and(|u| u > now)
+    }
+}
+
 /// The record and the feed. Cheap to clone.
 #[derive(Clone)]
 pub struct Activity {
     feed: broadcast::Sender<Happening>,
     sessions: Arc<Mutex<HashMap<SessionName, Session>>>,
+    /// Sessions recorded at most (`metrics.max_sessions`); past it, further sessions only feed.
+    max_sessions: usize,
 }
 
 impl Default for Activity {
     fn default() -> Self {
-        Self {
-            feed: broadcast::channel(FEED_CAPACITY).0,
-            sessions: Arc::default(),
+        Self::new(crate::settings::MetricsSettings::default().max_sessions)
+    }
+}
+
+/// `session`'s record, made if there is room: sessions that no longer show make room first.
+fn entry<'a>(
+    sessions: &'a mut HashMap<SessionName, Session>,
+    session: &SessionName,
+    now: Timestamp,
+    max: usize,
+) -> Option<&'a mut Session> {
+    if !sessions.contains_key(session) {
+        if sessions.len() >= max {
+            sessions.retain(|_, s| s.shows(now));
+        }
+        if sessions.len() >= max {
+            return None;
         }
     }
+    Some(sessions.entry(session.clone()).or_default())
 }
 
 fn minute(t: Timestamp) -> i64 {
@@ -80,6 +107,15 @@ fn minute(t: Timestamp) -> i64 {
 }
 
 impl Activity {
+    /// A record of at most `max_sessions` sessions at once.
+    pub fn new(max_sessions: usize) -> Self {
+        Self {
+            feed: broadcast::channel(FEED_CAPACITY).0,
+            sessions: Arc::default(),
+            max_sessions,
+        }
+    }
+
     /// Whether anybody watches the feed (else a happening need not even be built).
     pub fn watched(&self) -> bool {
         self.feed.receiver_count() > 0
@@ -100,16 +136,17 @@ impl Activity {
         };
         if matches!(h.what, "sent" | "retry" | "dead" | "confirmed") {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            let s = sessions.entry(h.session.clone()).or_default();
-            let m = minute(h.at);
-            match s.minutes.back_mut() {
-                Some((last, counts)) if *last == m => add(counts),
-                _ => {
-                    let mut counts = Counts::default();
-                    add(&mut counts);
-                    s.minutes.push_back((m, counts));
-                    while s.minutes.len() > MINUTES {
-                        s.minutes.pop_front();
+            if let Some(s) = entry(&mut sessions, &h.session, h.at, self.max_sessions) {
+                let m = minute(h.at);
+                match s.minutes.back_mut() {
+                    Some((last, counts)) if *last == m => add(counts),
+                    _ => {
+                        let mut counts = Counts::default();
+                        add(&mut counts);
+                        s.minutes.push_back((m, counts));
+                        while s.minutes.len() > MINUTES {
+                            s.minutes.pop_front();
+                        }
                     }
                 }
             }
@@ -120,10 +157,11 @@ impl Activity {
     }
 
     /// The session's sends wait until `until` (a 429, or a refused API key).
-    pub fn pause(&self, session: &SessionName, until: Timestamp) {
+    pub fn pause(&self, session: &SessionName, now: Timestamp, until: Timestamp) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let s = sessions.entry(session.clone()).or_default();
-        s.paused_until = s.paused_until.max(Some(until));
+        if let Some(s) = entry(&mut sessions, session, now, self.max_sessions) {
+            s.paused_until = s.paused_until.max(Some(until));
+        }
     }
 
     /// Every session seen in the last hour (or still paused at `now`), by name.
@@ -203,12 +241,38 @@ mod tests {
         assert!(gone.is_empty(), "{gone:?}");
     }
 
+    #[test]
+    fn the_record_holds_at_most_its_sessions_and_forgets_those_gone_quiet() {
+        let a = Activity::new(2);
+        let of = |name: &str, t| Happening {
+            session: SessionName::parse(name).unwrap(),
+            ..happening("sent", t)
+        };
+        a.record(of("a", at(0, 0)));
+        a.record(of("b", at(0, 0)));
+        a.record(of("c", at(1, 0)));
+        let full: Vec<String> = a
+            .summary(at(1, 0))
+            .iter()
+            .map(|s| s.session.to_string())
+            .collect();
+        a.record(of("c", at(70, 0)));
+        let later: Vec<String> = a
+            .summary(at(70, 0))
+            .iter()
+            .map(|s| s.session.to_string())
+            .collect();
+
+        assert_eq!(full, ["a", "b"], "no room for c while a and b show");
+        assert_eq!(later, ["c"], "a and b went quiet and made room");
+    }
+
     #[tokio::test]
     async fn watchers_get_every_happening_and_a_pause_shows_until_it_ends() {
         let a = Activity::default();
         let mut feed = a.watch();
         a.record(happening("scheduled", at(0, 0)));
-        a.pause(&SessionName::parse("s").unwrap(), at(5, 0));
+        a.pause(&SessionName::parse("s").unwrap(), at(0, 0), at(5, 0));
 
         assert_eq!(feed.recv().await.unwrap().what, "scheduled");
         assert_eq!(a.summary(at(4, 0))[0].paused_until, Some(at(5, 0)));

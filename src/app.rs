@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::activity::Activity;
+use crate::http::client::TrustedProxies;
 use crate::http::server::{Limits, serve};
+use crate::http::throttle::AuthThrottle;
 use crate::http::{AppState, MetricsState, metrics_router, router};
 use crate::rules::{LiveRules, Reloader, Rules};
 use crate::scheduler::Scheduler;
@@ -47,7 +49,8 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         // First, so that what start-up records (store upkeep, loading) is counted.
-        let metrics = crate::telemetry::install_metrics().map(MetricsState::new);
+        let metrics =
+            crate::telemetry::install_metrics(settings.metrics.max_sessions).map(MetricsState::new);
         let clock = Clock::system();
         let background = CancellationToken::new();
         let store::Opened {
@@ -57,7 +60,7 @@ impl Application {
         } = store::open(&settings.store, clock, background.clone())?;
         let client =
             Arc::new(WasendClient::new(&settings.wasend).context("cannot build the HTTP client")?);
-        let activity = Activity::default();
+        let activity = Activity::new(settings.metrics.max_sessions);
         let (scheduler, handle) =
             Scheduler::new(queue.clone(), client, clock, settings.delivery.clone());
         let mut scheduler = scheduler.with_activity(activity.clone());
@@ -89,6 +92,11 @@ impl Application {
             activity,
             console: Default::default(),
             openapi: Arc::new(crate::http::openapi_document()),
+            proxies: TrustedProxies::new(&settings.server.trusted_proxies),
+            throttle: AuthThrottle::new(
+                settings.server.auth_failures,
+                settings.server.auth_failure_window,
+            ),
         });
         let addr = settings.listen_addr();
         let listener = TcpListener::bind(addr)
@@ -126,10 +134,8 @@ impl Application {
     ) -> anyhow::Result<()> {
         let addr = self.local_addr();
         let settings = self.settings;
-        if settings.webhook.token.is_none() && settings.webhook.all_hmac_keys().is_empty() {
-            warn!(
-                "the webhook is open: set webhook.hmac_key or webhook.token so only Wasend can call it"
-            );
+        for warning in settings.warnings() {
+            warn!("{warning}");
         }
         if settings.wasend.dry_run {
             warn!("dry run: receipts are scheduled and logged but sendSeen is never called");
@@ -143,9 +149,13 @@ impl Application {
         let background = self.background;
         tokio::spawn(self.state.reloader.clone().watch(background.clone()));
 
+        let server = &settings.server;
         let limits = Limits {
-            header_timeout: settings.server.header_timeout,
-            max_connections: settings.server.max_connections,
+            header_timeout: server.header_timeout,
+            idle_timeout: server.idle_timeout,
+            max_connections: server.max_connections,
+            max_connections_per_ip: server.max_connections_per_ip,
+            trusted_proxies: TrustedProxies::new(&server.trusted_proxies),
         };
         if let Some(listener) = self.metrics_listener {
             let metrics_addr = listener.local_addr()?;
@@ -153,7 +163,7 @@ impl Application {
             tokio::spawn(serve(
                 listener,
                 metrics_router(self.state.clone()),
-                limits,
+                limits.clone(),
                 background.clone(),
             ));
         }

@@ -85,10 +85,13 @@ fn check(dir: &Path) -> ExitCode {
     match rules::load(dir) {
         Ok(r) if problems.is_empty() => {
             println!("ok: {} rules", r.len());
-            if let Ok(s) = settings
-                && let Err(e) = s.check_ready_to_serve()
-            {
-                println!("note: {e}");
+            if let Ok(s) = settings {
+                for warning in s.warnings() {
+                    println!("warning: {warning}");
+                }
+                if let Err(e) = s.check_ready_to_serve() {
+                    println!("note: {e}");
+                }
             }
             ExitCode::SUCCESS
         }

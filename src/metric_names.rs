@@ -35,6 +35,9 @@ metrics! {
         SEND_SEEN_RESPONSES = "autoseen_send_seen_responses_total": "sendSeen answers by HTTP status (0: no answer).",
         RECEIPTS_CANCELLED = "autoseen_receipts_cancelled_total": "Receipts dropped unsent, by reason: read_elsewhere (an ack says the chat was read) or expired (held for a reply that never came).",
         RECEIPTS_CONFIRMED = "autoseen_receipts_confirmed_total": "Sent receipts that an ack (READ or PLAYED) confirmed.",
+        // What the edge refused before any request was answered, and credentials refused.
+        CONNECTIONS_CLOSED = "autoseen_connections_closed_total": "Connections closed by autoseen, by reason: silent (no request head within server.header_timeout of accept), idle (nothing in flight for server.idle_timeout), per_ip_cap (over server.max_connections_per_ip).",
+        AUTH_REFUSED = "autoseen_auth_refused_total": "Console sign-ins and admin or bot requests refused, by reason: wrong (a wrong credential) or throttled (429 after server.auth_failures).",
     }
     // What waits, read from the store at scrape time.
     Gauge {

@@ -20,6 +20,26 @@ pub use crate::secret::Secret;
 use crate::toml_span::line_of;
 pub use crate::wasend::{Flavor, SessionOverride, WasendSettings};
 
+/// Tokens (admin, bot, webhook path) shorter than this are refused; HMAC keys shorter are warned about.
+pub const MIN_SECRET_CHARS: usize = 16;
+
+/// An address or a CIDR (`10.0.0.0/8`, `::1`), as `server.trusted_proxies` lists them.
+pub fn parse_net(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
+}
+
+/// Scheme, host and port of a URL, for telling whether two base URLs are the same server.
+pub fn origin(url: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+}
+
 /// Name of the settings file inside the config folder.
 pub const SETTINGS_FILE: &str = "autoseen.toml";
 /// Prefix of settings environment variables: `AUTOSEEN__WASEND__API_KEY` sets `wasend.api_key`.
@@ -40,11 +60,23 @@ pub struct Settings {
     pub log: LogSettings,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSettings {
     /// Serve `/metrics` on this address instead of `server.listen` (keep it off the public port).
     pub listen: Option<String>,
+    /// Distinct `session` label values at most; further sessions count as `session="_other"`. A session's
+    /// series go away once it has had nothing pending for a day.
+    pub max_sessions: usize,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            max_sessions: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -65,6 +97,21 @@ pub struct ServerSettings {
     pub body_timeout: Duration,
     /// Open connections at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Open connections at once from one client address (IPv6: one /64); a connection over it is closed at
+    /// once. Addresses in `trusted_proxies` are exempt.
+    pub max_connections_per_ip: usize,
+    /// A connection with no request in flight is closed after this long (HTTP/1 keep-alive and HTTP/2 alike).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Proxies (CIDRs or addresses) whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed; from any
+    /// other peer those headers are ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Wrong credentials (console sign-in, admin and bot tokens) from one client address within
+    /// `auth_failure_window` before every attempt from it answers 429 for a while (1 s, doubling to 15 min).
+    pub auth_failures: u32,
+    /// How long a wrong credential counts against its client address.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_window: Duration,
 }
 
 impl Default for ServerSettings {
@@ -76,6 +123,11 @@ impl Default for ServerSettings {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_connections_per_ip: 256,
+            idle_timeout: Duration::from_secs(60),
+            trusted_proxies: Vec::new(),
+            auth_failures: 5,
+            auth_failure_window: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -92,6 +144,10 @@ pub struct WebhookSettings {
     /// When set, events whose `timestamp` is further than this from now (past or future) are refused (replays).
     #[serde(with = "humantime_serde")]
     pub max_age: Option<Duration>,
+    /// Accept webhooks with neither an HMAC key nor a token configured: anyone who can reach the port can
+    /// then make autoseen call the API with your key. For a local try only; `serve` refuses an open webhook
+    /// without it.
+    pub allow_unsigned: bool,
 }
 
 impl WebhookSettings {
@@ -342,6 +398,7 @@ impl Settings {
             .separator("__")
             .list_separator(",")
             .with_list_parse_key("webhook.hmac_keys")
+            .with_list_parse_key("server.trusted_proxies")
             .try_parsing(true);
         if let Some(env) = env {
             environment = environment.source(Some(env.into_iter().collect()));
@@ -488,16 +545,27 @@ impl Settings {
         if self.wasend.timeout.is_zero() {
             bad("wasend.timeout", "must be above zero".into());
         }
-        if self
-            .webhook
-            .token
-            .as_ref()
-            .is_some_and(|t| t.expose().is_empty())
-        {
-            bad(
-                "webhook.token",
-                "is empty; remove it or set a long random value".into(),
-            );
+        for (key, token) in [
+            ("webhook.token", &self.webhook.token),
+            ("admin.token", &self.admin.token),
+            ("bot.token", &self.bot.token),
+        ] {
+            if let Some(token) = token
+                && token.expose().chars().count() < MIN_SECRET_CHARS
+            {
+                bad(
+                    key,
+                    format!(
+                        "is {}; it must be at least {MIN_SECRET_CHARS} characters (for example `openssl rand -hex 24`), \
+                         or removed to turn its route off",
+                        if token.expose().is_empty() {
+                            "empty".to_string()
+                        } else {
+                            "too short".to_string()
+                        }
+                    ),
+                );
+            }
         }
         if self
             .webhook
@@ -507,29 +575,117 @@ impl Settings {
         {
             bad(
                 "webhook.hmac_key",
-                "is empty; remove it or set the key configured in Wasend".into(),
+                "is empty; remove it or set the key configured in the gateway".into(),
+            );
+        }
+        for proxy in &self.server.trusted_proxies {
+            if parse_net(proxy).is_none() {
+                bad(
+                    "server.trusted_proxies",
+                    format!("holds `{proxy}`, not an address or a CIDR like \"10.0.0.0/8\""),
+                );
+            }
+        }
+        for (key, zero) in [
+            (
+                "server.max_connections_per_ip",
+                self.server.max_connections_per_ip == 0,
+            ),
+            ("server.auth_failures", self.server.auth_failures == 0),
+            ("metrics.max_sessions", self.metrics.max_sessions == 0),
+        ] {
+            if zero {
+                bad(key, "must be at least 1".into());
+            }
+        }
+        if self.server.idle_timeout.is_zero() || self.server.auth_failure_window.is_zero() {
+            bad(
+                "server.idle_timeout",
+                "and `server.auth_failure_window` must be above zero".into(),
+            );
+        }
+        let default_origin = origin(&self.wasend.base_url);
+        for (name, o) in &self.wasend.sessions {
+            if let Some(url) = &o.base_url
+                && o.api_key.is_none()
+                && self.wasend.api_key.is_some()
+                && origin(url) != default_origin
+            {
+                bad(
+                    &format!("wasend.sessions.{name}.base_url"),
+                    format!(
+                        "is on another server than `wasend.base_url`, and the session has no `api_key` of its own: \
+                         the default key is never sent to another server. Set AUTOSEEN__WASEND__SESSIONS__{}__API_KEY",
+                        name.to_uppercase()
+                    ),
+                );
+            }
+        }
+        out
+    }
+
+    /// What is allowed but unwise: `check` prints these, `serve` logs them at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let short = self
+            .webhook
+            .all_hmac_keys()
+            .iter()
+            .any(|k| (1..MIN_SECRET_CHARS).contains(&k.expose().chars().count()));
+        let mut out = Vec::new();
+        if short {
+            out.push(format!(
+                "`webhook.hmac_key`: a key shorter than {MIN_SECRET_CHARS} characters is easy to guess; set a longer one \
+                 on the gateway and here (both keys pass during the switch: `webhook.hmac_keys`)"
+            ));
+        }
+        if self.webhook.allow_unsigned
+            && self.webhook.token.is_none()
+            && self.webhook.all_hmac_keys().is_empty()
+        {
+            out.push(
+                "`webhook.allow_unsigned`: the webhook is open; anyone who can reach it can make autoseen mark \
+                 messages seen with your API key"
+                    .into(),
             );
         }
         out
     }
 
-    /// What `serve` needs on top of a valid file: an API key for every session it may call.
+    /// What `serve` needs on top of a valid file, usually from the environment: an API key for every session
+    /// it may call, and a webhook that only the gateway can call. `check` prints these as notes.
     pub fn check_ready_to_serve(&self) -> Result<(), SettingsError> {
-        // Self-hosted WAHA may run without a key; Wasend never does.
-        if self.wasend.dry_run
-            || self.wasend.api_key.is_some()
-            || self.wasend.flavor == Flavor::Waha
-        {
-            return Ok(());
-        }
-        Err(SettingsError {
-            problems: vec![Problem {
+        let mut problems = Vec::new();
+        let mut missing = |message: &str| {
+            problems.push(Problem {
                 place: "environment".into(),
-                message: "`wasend.api_key` is not set: set AUTOSEEN__WASEND__API_KEY to your Wasend API key \
-                          (or set `wasend.dry_run = true` to try rules without calling the API)"
-                    .into(),
-            }],
-        })
+                message: message.into(),
+            })
+        };
+        // Self-hosted WAHA may run without a key; Wasend never does.
+        if !(self.wasend.dry_run
+            || self.wasend.api_key.is_some()
+            || self.wasend.flavor == Flavor::Waha)
+        {
+            missing(
+                "`wasend.api_key` is not set: set AUTOSEEN__WASEND__API_KEY to your Wasend API key \
+                 (or set `wasend.dry_run = true` to try rules without calling the API)",
+            );
+        }
+        if self.webhook.token.is_none()
+            && self.webhook.all_hmac_keys().is_empty()
+            && !self.webhook.allow_unsigned
+        {
+            missing(
+                "`webhook.hmac_key` is not set, nor `webhook.token`: the webhook would be open to anyone who can \
+                 reach it. Set AUTOSEEN__WEBHOOK__HMAC_KEY to the key configured on the gateway's webhook (or \
+                 `webhook.token`), or `webhook.allow_unsigned = true` for a local try",
+            );
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(SettingsError { problems })
+        }
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
@@ -548,13 +704,108 @@ mod tests {
         dir
     }
 
+    /// Loads `text` with `env`, and an HMAC key unless the test is about the webhook's credentials.
     fn load(text: &str, env: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        let dir = dir_with(text);
-        let env: HashMap<String, String> = env
+        let mut env: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        if !text.contains("[webhook]") && !env.keys().any(|k| k.starts_with("AUTOSEEN__WEBHOOK__"))
+        {
+            env.insert(
+                "AUTOSEEN__WEBHOOK__HMAC_KEY".into(),
+                "settings-test-hmac-key".into(),
+            );
+        }
+        load_exactly(text, env)
+    }
+
+    fn load_exactly(text: &str, env: HashMap<String, String>) -> Result<Settings, SettingsError> {
+        let dir = dir_with(text);
         Settings::load_with_env(dir.path(), Some(env))
+    }
+
+    #[test]
+    fn serve_refuses_an_open_webhook_unless_allowed_and_then_warns_about_it() {
+        let key = HashMap::from([("AUTOSEEN__WASEND__API_KEY".to_string(), "k".to_string())]);
+        let open = load_exactly("", key.clone()).unwrap();
+        let allowed = load_exactly("[webhook]\nallow_unsigned = true\n", key.clone()).unwrap();
+        let with_token = load_exactly("[webhook]\ntoken = \"0123456789abcdef\"\n", key).unwrap();
+
+        let text = open.check_ready_to_serve().unwrap_err().to_string();
+        assert!(
+            allowed.check_ready_to_serve().is_ok() && with_token.check_ready_to_serve().is_ok()
+        );
+        assert!(
+            text.contains("webhook.hmac_key") && text.contains("allow_unsigned"),
+            "{text}"
+        );
+        assert!(
+            allowed.warnings().iter().any(|w| w.contains("open")),
+            "{:?}",
+            allowed.warnings()
+        );
+        assert!(
+            with_token.warnings().is_empty(),
+            "{:?}",
+            with_token.warnings()
+        );
+    }
+
+    #[test]
+    fn tokens_must_be_sixteen_characters_and_short_hmac_keys_are_warned_about() {
+        let short = load(
+            "[webhook]\ntoken = \"short-token\"\n[admin]\ntoken = \"\"\n[bot]\ntoken = \"fifteen-chars-x\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let short_key = load("", &[("AUTOSEEN__WEBHOOK__HMAC_KEY", "abc123")]).unwrap();
+        let empty_key = load("", &[("AUTOSEEN__WEBHOOK__HMAC_KEY", "")]).unwrap_err();
+
+        let text = short.to_string();
+        for key in ["webhook.token", "admin.token", "bot.token"] {
+            assert!(text.contains(&format!("`{key}`")), "{key}: {text}");
+        }
+        assert!(
+            text.contains("is empty") && text.contains("too short"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("short-token") && !text.contains("fifteen-chars-x"),
+            "secrets print: {text}"
+        );
+        assert!(short_key.warnings().iter().any(|w| w.contains("hmac_key")));
+        assert!(empty_key.to_string().contains("is empty"), "{empty_key}");
+    }
+
+    #[test]
+    fn an_override_on_another_server_needs_its_own_key() {
+        let env = [("AUTOSEEN__WASEND__API_KEY", "default-api-key")];
+        let elsewhere = "[wasend.sessions.sales]\nbase_url = \"https://other.example\"\n";
+        let same = "[wasend.sessions.sales]\nbase_url = \"https://api.wasend.dev/\"\n";
+        let own_key =
+            "[wasend.sessions.sales]\nbase_url = \"https://other.example\"\napi_key = \"k2\"\n";
+
+        let err = load(elsewhere, &env).unwrap_err();
+
+        assert!(
+            err.to_string().contains("wasend.sessions.sales.base_url"),
+            "{err}"
+        );
+        assert!(load(same, &env).is_ok());
+        assert!(load(own_key, &env).is_ok());
+    }
+
+    #[test]
+    fn trusted_proxies_must_be_addresses_or_cidrs() {
+        let ok = load(
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+            &[],
+        );
+        let bad = load("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", &[]).unwrap_err();
+
+        assert_eq!(ok.unwrap().server.trusted_proxies.len(), 2);
+        assert!(bad.to_string().contains("10.0.0.0/33"), "{bad}");
     }
 
     #[test]
@@ -660,12 +911,12 @@ mod tests {
     #[test]
     fn secrets_never_print() {
         let s = load(
-            "[webhook]\nhmac_key = \"hmac-secret-1\"\n[admin]\ntoken = \"admin-secret-1\"\n",
+            "[webhook]\nhmac_key = \"hmac-secret-1\"\n[admin]\ntoken = \"admin-secret-1-0123456\"\n",
             &[("AUTOSEEN__WASEND__API_KEY", "api-secret-1")],
         )
         .unwrap();
         let printed = format!("{s:?}");
-        for secret in ["hmac-secret-1", "admin-secret-1", "api-secret-1"] {
+        for secret in ["hmac-secret-1", "admin-secret-1-0123456", "api-secret-1"] {
             assert!(!printed.contains(secret), "{secret} leaked: {printed}");
         }
         assert!(printed.contains("***"));

@@ -142,20 +142,33 @@ async fn without_a_valid_session_only_the_sign_in_form_is_served() {
     assert_eq!(b.get("/ui/pending").await.0, 401, "signed out");
 }
 
-#[tokio::test]
-async fn the_session_cookie_is_http_only_and_same_site_strict() {
-    let fake = FakeWasend::start().await;
-    let app = TestApp::spawn(&fake, Options::default()).await;
-
-    let b = Browser::new(&app);
-    let r = b.post("/ui/login", &[("token", ADMIN_TOKEN)]).await;
-    let behind_tls = b
+/// Signs in saying the browser came over HTTPS; answers the session cookie set.
+async fn sign_in_over_tls(app: &TestApp) -> String {
+    let r = Browser::new(app)
         .request(reqwest::Method::POST, "/ui/login")
         .header("x-forwarded-proto", "https")
         .form(&[("token", ADMIN_TOKEN)])
         .send()
         .await
         .unwrap();
+    r.headers()[SET_COOKIE].to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_and_same_site_strict_and_secure_only_behind_a_trusted_proxy()
+ {
+    let fake = FakeWasend::start().await;
+    let app = TestApp::spawn(&fake, Options::default()).await;
+    let proxied = TestApp::spawn(
+        &fake,
+        Options::default().set("server.trusted_proxies", "127.0.0.1"),
+    )
+    .await;
+
+    let b = Browser::new(&app);
+    let r = b.post("/ui/login", &[("token", ADMIN_TOKEN)]).await;
+    let untrusted_claim = sign_in_over_tls(&app).await;
+    let trusted_claim = sign_in_over_tls(&proxied).await;
 
     assert_eq!(r.headers()[LOCATION], "/ui");
     let csp = r.headers()["content-security-policy"].to_str().unwrap();
@@ -166,8 +179,64 @@ async fn the_session_cookie_is_http_only_and_same_site_strict() {
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
     assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
     assert!(!cookie.contains(ADMIN_TOKEN), "{cookie}");
-    let secure = behind_tls.headers()[SET_COOKIE].to_str().unwrap();
-    assert!(secure.contains("Secure"), "{secure}");
+    assert!(
+        !untrusted_claim.contains("Secure"),
+        "X-Forwarded-Proto from an untrusted peer: {untrusted_claim}"
+    );
+    assert!(
+        trusted_claim.starts_with("__Secure-console_session=")
+            && trusted_claim.contains("; Secure"),
+        "{trusted_claim}"
+    );
+}
+
+#[tokio::test]
+async fn signing_out_clears_the_cookie_and_closes_the_sessions_live_feeds() {
+    let fake = FakeWasend::start().await;
+    let app = TestApp::spawn(&fake, Options::default()).await;
+    let b = Browser::signed_in(&app).await;
+    let csrf = b.csrf().await;
+    let mut feeds = Vec::new();
+    for _ in 0..4 {
+        let feed = b
+            .request(reqwest::Method::GET, "/ui/live/events")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(feed.status(), 200);
+        feeds.push(feed);
+    }
+    let fifth = b
+        .request(reqwest::Method::GET, "/ui/live/events")
+        .send()
+        .await
+        .unwrap();
+
+    let out = b.post("/ui/logout", &[("csrf", &csrf)]).await;
+    let mut ended = Vec::new();
+    for mut feed in feeds {
+        let drained = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(Some(_)) = feed.chunk().await {}
+        })
+        .await;
+        ended.push(drained.is_ok());
+    }
+
+    assert_eq!(fifth.status(), 429, "four feeds a session at most");
+    assert_eq!(out.status(), 303);
+    let cleared: Vec<&str> = out
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|c| c.to_str().unwrap())
+        .collect();
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with("console_session=;") && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    assert_eq!(ended, [true; 4], "every feed ends with the session");
 }
 
 #[tokio::test]

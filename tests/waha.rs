@@ -454,7 +454,7 @@ async fn a_held_receipt_without_max_wait_is_dropped_unsent_when_the_dedup_window
 #[tokio::test]
 async fn the_bot_flushes_a_chat_named_by_a_percent_encoded_phone_number() {
     let fake = FakeWasend::start().await;
-    let app = app_with(&fake, &rules(), &[("bot.token", "bot-secret-7")]).await;
+    let app = app_with(&fake, &rules(), &[("bot.token", "bot-secret-7-0123456")]).await;
     for id in ["m-bot-1", "m-bot-2"] {
         app.send(&message("default", "491511110050@c.us", id)).await;
     }
@@ -466,7 +466,7 @@ async fn the_bot_flushes_a_chat_named_by_a_percent_encoded_phone_number() {
     };
 
     let wrong = read("not-it").await.unwrap();
-    let right = read("bot-secret-7").await.unwrap();
+    let right = read("bot-secret-7-0123456").await.unwrap();
 
     assert_eq!(wrong.status(), 401);
     assert_eq!(right.status(), 200);

@@ -5,22 +5,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::Query;
 use super::openapi::AdminRefusals;
-use super::{ApiError, AppState, ErrorBody, bearer};
+use super::{Admin, ApiError, AppState, ErrorBody};
 use crate::store::{DeadReceipt, PendingQuery, Receipt, ReceiptId};
-
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    bearer(
-        headers,
-        state.settings.admin.token.as_ref(),
-        "admin endpoints are off; set admin.token to turn them on",
-    )
-}
 
 /// Which pending receipts to list.
 #[derive(Deserialize, IntoParams)]
@@ -74,10 +65,9 @@ pub struct DeadList {
     ))]
 pub async fn pending(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Admin,
     Query(q): Query<PendingParams>,
 ) -> Result<Json<PendingList>, ApiError> {
-    authorize(&state, &headers)?;
     let session = q.session.as_deref().map(super::parse_session).transpose();
     let chat = q.chat.as_deref().map(super::parse_chat).transpose();
     let (session, chat) = (
@@ -103,10 +93,9 @@ pub async fn pending(
     ))]
 pub async fn dead(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Admin,
     Query(q): Query<Limit>,
 ) -> Result<Json<DeadList>, ApiError> {
-    authorize(&state, &headers)?;
     let dead = state.operator.list_dead(limit(q.limit)).await?;
     Ok(Json(DeadList { dead }))
 }
@@ -139,10 +128,9 @@ pub struct Replayed {
     ))]
 pub async fn replay(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Admin,
     Query(q): Query<ReplayParams>,
 ) -> Result<Json<Replayed>, ApiError> {
-    authorize(&state, &headers)?;
     let chats = super::replay_now(&state, q.id, "the admin endpoint").await?;
     Ok(Json(Replayed {
         status: "replayed",
@@ -168,9 +156,8 @@ pub struct Reloaded {
     ))]
 pub async fn reload(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Admin,
 ) -> Result<Json<Reloaded>, ApiError> {
-    authorize(&state, &headers)?;
     let rules = state.reloader.reload("admin").await?;
     Ok(Json(Reloaded {
         status: "reloaded",

@@ -9,12 +9,11 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::Path;
-use super::{ApiError, AppState, ErrorBody, bearer};
+use super::{ApiError, AppState, Bot, ErrorBody};
 
 #[derive(Serialize, ToSchema)]
 pub struct Flushed {
@@ -36,18 +35,14 @@ pub struct Flushed {
         (status = 400, description = "The session or the chat is not one", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "The bot endpoint is off (no `bot.token`)", body = ErrorBody),
+        (status = 429, description = "Too many wrong tokens from this address: wait `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "The store cannot commit now", body = ErrorBody),
     ))]
 pub async fn read(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Bot,
     Path((session, chat)): Path<(String, String)>,
 ) -> Result<Json<Flushed>, ApiError> {
-    bearer(
-        &headers,
-        state.settings.bot.token.as_ref(),
-        "the bot endpoint is off; set bot.token to turn it on",
-    )?;
     let session = super::parse_session(&session).map_err(ApiError::bad_request)?;
     let chat = super::parse_chat(&chat).map_err(ApiError::bad_request)?;
     let receipts = super::flush_now(&state, session, chat, "the bot").await?;

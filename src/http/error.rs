@@ -38,8 +38,12 @@ pub enum ApiError {
     TooLarge { limit: usize },
     #[error("send the event as JSON with `Content-Type: application/json`")]
     UnsupportedMediaType,
-    /// The store cannot commit now: the client should retry, and nothing was changed.
-    #[error("the store cannot commit right now; retry later ({0})")]
+    /// Too many wrong credentials from this client address: every attempt waits `retry_after` seconds.
+    #[error("too many failed attempts from this address; retry after {retry_after} s")]
+    TooManyAttempts { retry_after: u64 },
+    /// The store cannot commit now: the client should retry, and nothing was changed. The answer names the
+    /// cause by its code only; the error's text goes to the log.
+    #[error("the store cannot commit right now; retry later")]
     Store(#[from] StoreError),
     /// New rules were refused; the running ones stay.
     #[error("the running rules stay in force: {0}")]
@@ -68,6 +72,7 @@ impl ApiError {
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InvalidRules(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
@@ -83,7 +88,8 @@ impl ApiError {
             ApiError::Timeout => "request_timeout",
             ApiError::TooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
-            ApiError::Store(_) => "store_unavailable",
+            ApiError::TooManyAttempts { .. } => "too_many_attempts",
+            ApiError::Store(e) => e.code(),
             ApiError::InvalidRules(_) => "invalid_rules",
         }
     }
@@ -122,7 +128,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
 pub struct ErrorBody {
     pub status: ErrorStatus,
     /// A stable code: `unauthorized`, `not_found`, `forbidden`, `bad_request`, `request_timeout`,
-    /// `payload_too_large`, `unsupported_media_type`, `store_unavailable`, `invalid_rules`.
+    /// `payload_too_large`, `unsupported_media_type`, `too_many_attempts`, `store_unavailable`,
+    /// `store_read_only`, `invalid_rules`.
     pub error: &'static str,
     /// What is wrong and what to do, in a sentence.
     pub message: String,
@@ -145,11 +152,15 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
         };
         let mut response = (self.status(), Json(body)).into_response();
-        if matches!(self, ApiError::Store(_)) {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(STORE_RETRY_AFTER_SECS),
-            );
+        let retry_after = match self {
+            ApiError::Store(_) => Some(u64::from(STORE_RETRY_AFTER_SECS)),
+            ApiError::TooManyAttempts { retry_after } => Some(retry_after),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -160,9 +171,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_store_failure_is_a_503_with_retry_after_wherever_it_happens() {
-        let response =
-            ApiError::from(StoreError::Unavailable("database is locked".into())).into_response();
+    fn a_store_failure_is_a_503_with_retry_after_and_only_its_code() {
+        let busy = ApiError::from(StoreError::Unavailable("database is locked".into()));
+        let read_only = ApiError::from(StoreError::ReadOnly(
+            "attempt to write a readonly database".into(),
+        ));
+
+        assert_eq!(
+            (busy.code(), read_only.code()),
+            ("store_unavailable", "store_read_only")
+        );
+        assert!(!busy.to_string().contains("locked"), "{busy}");
+        let response = busy.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "5");
     }
@@ -174,6 +194,11 @@ mod tests {
             (ApiError::NotFound("off"), 404, "not_found"),
             (ApiError::bad_request("x"), 400, "bad_request"),
             (ApiError::Timeout, 408, "request_timeout"),
+            (
+                ApiError::TooManyAttempts { retry_after: 2 },
+                429,
+                "too_many_attempts",
+            ),
             (ApiError::TooLarge { limit: 1 }, 413, "payload_too_large"),
             (
                 ApiError::UnsupportedMediaType,

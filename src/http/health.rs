@@ -23,8 +23,9 @@ pub struct Health {
 pub enum Readiness {
     /// Settings and rules are loaded and the store commits.
     Ready { rules: usize },
-    /// The store cannot commit; `reason` says why.
-    Unavailable { reason: String },
+    /// The store cannot commit; `reason` is its code (`store_unavailable`, `store_read_only`); the error's
+    /// text is in the log.
+    Unavailable { reason: &'static str },
 }
 
 /// Liveness: the process serves.
@@ -48,11 +49,12 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Rea
                 rules: state.rules.get().len(),
             }),
         ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Readiness::Unavailable {
-                reason: e.to_string(),
-            }),
-        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the store cannot commit");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Readiness::Unavailable { reason: e.code() }),
+            )
+        }
     }
 }

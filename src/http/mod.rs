@@ -5,13 +5,16 @@
 //! `metrics`; `openapi` describes them all; `error` turns every failure into its one JSON answer.
 
 mod admin;
+pub mod body;
 mod bot;
+pub mod client;
 pub mod console;
 mod error;
 mod health;
 mod metrics;
 pub mod openapi;
 pub mod server;
+pub mod throttle;
 mod webhook;
 
 pub use error::{ApiError, ErrorBody};
@@ -20,7 +23,9 @@ pub use metrics::MetricsState;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::FromRequestParts;
 use axum::http::HeaderName;
+use axum::http::request::Parts;
 use axum::routing::get;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -36,6 +41,7 @@ use crate::settings::Settings;
 use crate::store::cluster::Cluster;
 use crate::store::{Flush, FlushScope, Operator, Queue, Readiness, ReceiptId};
 use crate::time::Clock;
+use client::Client;
 
 /// What the handlers share.
 pub struct AppState {
@@ -62,6 +68,45 @@ pub struct AppState {
     pub console: console::session::Sessions,
     /// The OpenAPI document, as served.
     pub openapi: Arc<serde_json::Value>,
+    /// The proxies whose forwarding headers count.
+    pub proxies: client::TrustedProxies,
+    /// Wrong credentials per client address.
+    pub throttle: throttle::AuthThrottle,
+}
+
+impl AppState {
+    /// Whether `client` may present credentials now, and what their check (`ok`) means: while the address is
+    /// locked out every attempt is 429, right or wrong; a wrong one counts against it and is logged with it.
+    pub fn authenticate(
+        &self,
+        client: Client,
+        what: &'static str,
+        ok: bool,
+    ) -> Result<(), ApiError> {
+        if let Err(wait) = self.throttle.check(client.ip) {
+            ::metrics::counter!(crate::metric_names::AUTH_REFUSED, "reason" => "throttled")
+                .increment(1);
+            return Err(ApiError::TooManyAttempts {
+                retry_after: throttle::retry_after_secs(wait),
+            });
+        }
+        if ok {
+            self.throttle.succeed(client.ip);
+            return Ok(());
+        }
+        ::metrics::counter!(crate::metric_names::AUTH_REFUSED, "reason" => "wrong").increment(1);
+        let locked = self.throttle.fail(client.ip);
+        tracing::warn!(
+            client = %client.ip,
+            what,
+            locked_for_s = locked.map(|d| d.as_secs_f64()),
+            "wrong credentials"
+        );
+        Err(ApiError::Unauthorized(match what {
+            "console sign-in" => "wrong admin token",
+            _ => "missing or invalid bearer token",
+        }))
+    }
 }
 
 /// The header carrying each request's id, in answers and on the request (where the webhook span reads it).
@@ -69,15 +114,30 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// WAHA names each webhook delivery with this header; it becomes the request id when present.
 const WAHA_REQUEST_ID: &str = "x-webhook-request-id";
 
-/// Request ids: WAHA's own when the request carries one (so a delivery can be found in both logs), else a
-/// new random (v4) UUID. Its bytes come from the thread's generator, not the kernel: a `getrandom` call per
+/// Longest request id taken from a client.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Whether a client's request id may be used as ours: short, and only `[A-Za-z0-9._:-]`, so it cannot bloat
+/// logs and answers or smuggle anything into them.
+fn acceptable_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Request ids: WAHA's own when the request carries an acceptable one (so a delivery can be found in both
+/// logs), else a new random (v4) UUID. Its bytes come from the thread's generator, not the kernel: a `getrandom` call per
 /// request cost measurable ingest rate (docs/performance.md).
 #[derive(Clone, Default)]
 struct MakeId;
 
 impl MakeRequestId for MakeId {
     fn make_request_id<B>(&mut self, request: &axum::http::Request<B>) -> Option<RequestId> {
-        if let Some(id) = request.headers().get(WAHA_REQUEST_ID) {
+        if let Some(id) = request.headers().get(WAHA_REQUEST_ID)
+            && acceptable_request_id(id.as_bytes())
+        {
             return Some(RequestId::new(id.clone()));
         }
         let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
@@ -169,23 +229,62 @@ async fn replay_now(
     Ok(n)
 }
 
-/// Checks `Authorization: Bearer <token>` against `expected` in constant time. Without a token configured the
-/// route is off: 404 with `off`, so an endpoint nobody turned on does not even admit it exists.
+/// Checks `Authorization: Bearer <token>` against `expected` in constant time, throttled per client. Without a
+/// token configured the route is off: 404 with `off`, so an endpoint nobody turned on does not even admit it
+/// exists.
 fn bearer(
-    headers: &axum::http::HeaderMap,
+    state: &AppState,
+    parts: &Parts,
     expected: Option<&Secret>,
+    what: &'static str,
     off: &'static str,
 ) -> Result<(), ApiError> {
     let Some(expected) = expected else {
         return Err(ApiError::NotFound(off));
     };
-    let given = headers
+    let given = parts
+        .headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(token) if expected.matches(token) => Ok(()),
-        _ => Err(ApiError::Unauthorized("missing or invalid bearer token")),
+    let ok = given.is_some_and(|token| expected.matches(token));
+    state.authenticate(Client::of(parts, state), what, ok)
+}
+
+/// A request that carried `admin.token`.
+pub struct Admin;
+
+impl FromRequestParts<Arc<AppState>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let off = "admin endpoints are off; set admin.token to turn them on";
+        bearer(
+            state,
+            parts,
+            state.settings.admin.token.as_ref(),
+            "admin",
+            off,
+        )
+        .map(|()| Admin)
+    }
+}
+
+/// A request that carried `bot.token`.
+pub struct Bot;
+
+impl FromRequestParts<Arc<AppState>> for Bot {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let off = "the bot endpoint is off; set bot.token to turn it on";
+        bearer(state, parts, state.settings.bot.token.as_ref(), "bot", off).map(|()| Bot)
     }
 }
 

@@ -51,6 +51,9 @@ pub enum AdminRefusals {
     /// Admin endpoints are off (no `admin.token`).
     #[response(status = 404)]
     Off(ErrorBody),
+    /// Too many wrong tokens from this address: every attempt waits `Retry-After` seconds.
+    #[response(status = 429)]
+    Throttled(ErrorBody),
     /// The store cannot answer or commit now.
     #[response(status = 503)]
     Unavailable(ErrorBody),

@@ -217,12 +217,13 @@ async fn handle(
         return Err(ApiError::bad_credentials());
     }
     check_content_type(headers)?;
-    let body = tokio::time::timeout(
+    let body = super::body::read(
+        headers,
+        body,
+        settings.server.max_body_bytes,
         settings.server.body_timeout,
-        read_body(headers, body, settings.server.max_body_bytes),
     )
-    .await
-    .map_err(|_| ApiError::Timeout)??;
+    .await?;
     if !state.hmac_keys.is_empty() {
         verify_signature(state, headers, &body)?;
     }
@@ -332,31 +333,6 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     } else {
         Err(ApiError::UnsupportedMediaType)
     }
-}
-
-/// Reads the body, refusing it as soon as it is known to be over the limit (never buffering more).
-async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<bytes::Bytes, ApiError> {
-    let too_large = || ApiError::TooLarge { limit };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let is_limit = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if is_limit {
-            too_large()
-        } else {
-            ApiError::bad_request("could not read the request body")
-        }
-    })
 }
 
 fn verify_signature(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {

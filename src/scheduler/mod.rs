@@ -791,10 +791,11 @@ async fn deliver(
         }
     }
     if let Some(until) = pause_until {
-        d.activity.pause(&session, until);
+        d.activity.pause(&session, now, until);
     }
     for (r, kind, status, detail) in delivered {
-        metrics::counter!(kind.counter(), "session" => r.session.to_string()).increment(1);
+        metrics::counter!(kind.counter(), "session" => crate::telemetry::session_label(&r.session))
+            .increment(1);
         d.activity.record(Happening {
             at: now,
             session: r.session.clone(),

@@ -239,10 +239,25 @@ pub struct PendingStats {
 pub enum StoreError {
     #[error("store cannot write: {0}")]
     Unavailable(String),
+    /// The store takes no writes at all: a read-only file or file system, a PostgreSQL standby.
+    #[error("store is read-only: {0}")]
+    ReadOnly(String),
     #[error("store holds a row it cannot read: {0}")]
     Corrupt(String),
     #[error("store is closed")]
     Closed,
+}
+
+impl StoreError {
+    /// The cause as a stable code, for answers that carry no error text (unauthenticated 503s, `/readyz`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::ReadOnly(_) => "store_read_only",
+            StoreError::Unavailable(_) | StoreError::Corrupt(_) | StoreError::Closed => {
+                "store_unavailable"
+            }
+        }
+    }
 }
 
 /// The hot path: what the webhook and the scheduler need. Every method returns once its effect is committed.

@@ -20,6 +20,7 @@ mod config;
 pub use config::{Flavor, SessionOverride, WasendSettings};
 
 use crate::secret::Secret;
+use crate::settings::origin;
 
 /// How much of an error body is kept for logs and dead letters.
 const MAX_ERROR_BODY: usize = 2048;
@@ -132,6 +133,8 @@ impl WasendClient {
             .connect_timeout(settings.timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("autoseen/", env!("CARGO_PKG_VERSION")))
+            // A redirect would carry the key (`X-Api-Key` is not stripped) to whatever host it names.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let default = Endpoint {
             url: send_seen_url(settings.flavor, &settings.base_url),
@@ -144,9 +147,15 @@ impl WasendClient {
             .map(|(name, o)| {
                 let flavor = o.flavor.unwrap_or(settings.flavor);
                 let base = o.base_url.as_deref().unwrap_or(&settings.base_url);
+                // The default key goes only to the default's server (`check` refuses an override elsewhere
+                // without a key of its own).
+                let same_server = origin(base) == origin(&settings.base_url);
                 let endpoint = Endpoint {
                     url: send_seen_url(flavor, base),
-                    api_key: o.api_key.clone().or_else(|| default.api_key.clone()),
+                    api_key: o
+                        .api_key
+                        .clone()
+                        .or_else(|| default.api_key.clone().filter(|_| same_server)),
                     flavor,
                 };
                 (name.clone(), endpoint)
@@ -268,6 +277,19 @@ async fn answer(request: reqwest::RequestBuilder) -> SendResult {
     let status = response.status();
     if status.is_success() {
         return Ok(Some(status.as_u16()));
+    }
+    if status.is_redirection() {
+        let to = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("(no Location)");
+        return Err(SendError::Permanent {
+            status: status.as_u16(),
+            message: format!(
+                "redirected to {to}; redirects are not followed (they would carry the API key): set base_url to the final address"
+            ),
+        });
     }
     let retry_after = retry_after(response.headers(), jiff::Timestamp::now());
     let message = read_capped(response).await;

@@ -41,6 +41,40 @@ pub enum ParseError {
     },
     #[error("field `payload.ack` is {0}, not one of WAHA's ack levels (-1 to 4)")]
     AckLevel(i64),
+    #[error("body is nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+}
+
+/// Deepest nesting of arrays and objects a body may have, in the fields autoseen reads and in those it skips.
+pub const MAX_DEPTH: usize = 128;
+
+/// Whether the brackets of `json` (outside strings) nest at most `max` deep. serde_json limits the depth of
+/// what it builds, but skips unknown fields without counting; this holds the whole body to one limit.
+fn nests_at_most(json: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
 }
 
 impl ParseError {
@@ -50,6 +84,7 @@ impl ParseError {
             ParseError::Json(_) => None,
             ParseError::Missing(f) | ParseError::Invalid { field: f, .. } => Some(f),
             ParseError::AckLevel(_) => Some("payload.ack"),
+            ParseError::TooDeep => None,
         }
     }
 }
@@ -189,6 +224,9 @@ fn alternative(raw: Option<&String>) -> Option<ChatId> {
 /// Parses a webhook body. Messages and acks need `session` and `payload.id`; the chat comes from the id
 /// when it has WAHA's shape, else from `payload.from` (or `payload.to` for our own messages).
 pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
+    if !nests_at_most(body, MAX_DEPTH) {
+        return Err(ParseError::TooDeep);
+    }
     let envelope: Envelope<'_> = from_object(body)?;
     let event = envelope.event.clone().ok_or(ParseError::Missing("event"))?;
     let is_ack = match event.as_str() {
@@ -298,6 +336,29 @@ mod tests {
         format!(
             r#"{{"id":"evt_1","timestamp":1700000000000,"event":"{event}","session":"default","me":{{"id":"4900@c.us"}},"engine":"WEBJS","payload":{payload}}}"#
         )
+    }
+
+    #[test]
+    fn nesting_is_limited_in_skipped_fields_too_and_brackets_in_strings_do_not_count() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let payload = |skipped: &str| {
+            format!(r#"{{"id":"false_1@c.us_A","from":"1@c.us","extra":{skipped}}}"#)
+        };
+        // The envelope and the payload are two levels, `extra` (a field autoseen skips) the third.
+        let at_limit = message("message", &payload(&deep(MAX_DEPTH - 2)));
+        let over = message("message", &payload(&deep(MAX_DEPTH - 1)));
+        let strings = message(
+            "message",
+            &payload(&format!(r#"["{}\"{}"]"#, "[".repeat(500), "{".repeat(500))),
+        );
+
+        assert!(
+            parse(at_limit.as_bytes()).is_ok(),
+            "{:?}",
+            parse(at_limit.as_bytes()).err()
+        );
+        assert!(matches!(parse(over.as_bytes()), Err(ParseError::TooDeep)));
+        assert!(parse(strings.as_bytes()).is_ok());
     }
 
     #[test]

@@ -416,6 +416,13 @@ fn environment(options: &Options) -> Vec<(String, String)> {
     let mut env = vec![("AUTOSEEN__WASEND__API_KEY".to_string(), API_KEY.to_string())];
     if options.hmac {
         env.push(("AUTOSEEN__WEBHOOK__HMAC_KEY".into(), HMAC_KEY.into()));
+    } else if !options
+        .env
+        .iter()
+        .any(|(k, _)| k == "AUTOSEEN__WEBHOOK__TOKEN")
+    {
+        // Without a key or a token the webhook is open, which `serve` refuses unless told it is meant.
+        env.push(("AUTOSEEN__WEBHOOK__ALLOW_UNSIGNED".into(), "true".into()));
     }
     env.extend(options.env.iter().cloned());
     env

@@ -17,17 +17,18 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum_extra::extract::CookieJar;
-use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::{IntoParams, ToSchema};
 
+use super::body::Form;
+use super::client::Client;
 use super::openapi::ConsoleRefusals;
 use super::{ApiError, AppState, parse_chat, parse_session};
 use crate::domain::{ChatId, ChatType, IncomingMessage, MessageId};
@@ -150,22 +151,34 @@ pub struct SignIn {
     ))]
 pub async fn sign_in(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    client: Client,
     jar: CookieJar,
-    axum::Form(form): axum::Form<SignIn>,
+    Form(form): Form<SignIn>,
 ) -> Result<Response, ApiError> {
     console_on(&state)?;
     let expected = state.settings.admin.token.as_ref().expect("checked above");
-    if !form.token.as_deref().is_some_and(|t| expected.matches(t)) {
-        tracing::warn!("console sign-in refused: wrong admin token");
-        return Ok(sign_in_page(Some("That is not the admin token.")));
+    let ok = form.token.as_deref().is_some_and(|t| expected.matches(t));
+    match state.authenticate(client, "console sign-in", ok) {
+        Ok(()) => {}
+        Err(ApiError::TooManyAttempts { retry_after }) => {
+            let problem = format!(
+                "Too many failed sign-ins from this address; try again in {retry_after} s."
+            );
+            let mut page = (
+                StatusCode::TOO_MANY_REQUESTS,
+                pages::sign_in(Some(&problem)),
+            )
+                .into_response();
+            page.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            return Ok(page);
+        }
+        Err(_) => return Ok(sign_in_page(Some("That is not the admin token."))),
     }
-    tracing::info!("console signed in");
-    // Behind a TLS proxy the cookie is `Secure`; on plain HTTP (localhost, a port-forward) it cannot be.
-    let https = headers
-        .get("x-forwarded-proto")
-        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
-    let cookie = state.console.start(https);
+    tracing::info!(client = %client.ip, "console signed in");
+    // Behind a TLS proxy (one of server.trusted_proxies) the cookie is `Secure`; on plain HTTP (localhost, a
+    // port-forward) it cannot be.
+    let cookie = state.console.start(client.https);
     Ok((jar.add(cookie), Redirect::to("/ui")).into_response())
 }
 
@@ -187,10 +200,11 @@ pub async fn sign_out(
     State(state): State<Arc<AppState>>,
     op: Signed,
     jar: CookieJar,
-    axum::Form(form): axum::Form<Csrf>,
+    Form(form): Form<Csrf>,
 ) -> Result<Response, ApiError> {
     check_csrf(&op, form.csrf.as_deref())?;
-    Ok((jar.add(state.console.end(&op.0)), Redirect::to("/ui")).into_response())
+    let [plain, secure] = state.console.end(&op.0);
+    Ok((jar.add(plain).add(secure), Redirect::to("/ui")).into_response())
 }
 
 async fn overview(State(state): State<Arc<AppState>>, op: Signed) -> Result<Response, ApiError> {
@@ -258,7 +272,7 @@ pub struct SendNow {
 pub async fn send_now(
     State(state): State<Arc<AppState>>,
     op: Signed,
-    axum::Form(form): axum::Form<SendNow>,
+    Form(form): Form<SendNow>,
 ) -> Result<Response, ApiError> {
     check_csrf(&op, form.csrf.as_deref())?;
     let session = parse_session(form.session.as_deref().unwrap_or_default());
@@ -316,7 +330,7 @@ pub struct Replay {
 pub async fn replay(
     State(state): State<Arc<AppState>>,
     op: Signed,
-    axum::Form(form): axum::Form<Replay>,
+    Form(form): Form<Replay>,
 ) -> Result<Response, ApiError> {
     check_csrf(&op, form.csrf.as_deref())?;
     let n = super::replay_now(&state, form.id, "the console").await?;
@@ -361,7 +375,7 @@ pub struct Explain {
 pub async fn explain(
     State(state): State<Arc<AppState>>,
     op: Signed,
-    axum::Form(form): axum::Form<Explain>,
+    Form(form): Form<Explain>,
 ) -> Result<Response, ApiError> {
     check_csrf(&op, form.csrf.as_deref())?;
     let now = state.clock.now();
@@ -418,15 +432,28 @@ async fn live(op: Signed) -> Response {
     pages::live(&op.0.csrf).into_response()
 }
 
+/// How often an open feed checks that its session is still signed in (sign-out ends it at once).
+const FEED_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Decisions and sends as they happen, as server-sent events (`happening`, JSON of
-/// [`crate::activity::Happening`]); never message text.
-async fn live_events(
-    State(state): State<Arc<AppState>>,
-    _op: Signed,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let feed = state.activity.watch();
-    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
-        let event = match feed.recv().await {
+/// [`crate::activity::Happening`]); never message text. The stream ends when the session does; a session
+/// holds a few feeds at most (429 past that).
+async fn live_events(State(state): State<Arc<AppState>>, op: Signed) -> Response {
+    let feed = match state.console.open_feed(&op.0) {
+        Ok(feed) => feed,
+        Err(session::FeedRefused::SignedOut) => return sign_in_page(None),
+        Err(session::FeedRefused::TooMany) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, HeaderValue::from_static("10"))],
+                "too many live feeds open; close another console tab",
+            )
+                .into_response();
+        }
+    };
+    let happenings = state.activity.watch();
+    let stream = futures_util::stream::unfold(happenings, |mut happenings| async move {
+        let event = match happenings.recv().await {
             Ok(h) => SseEvent::default()
                 .event("happening")
                 .json_data(&h)
@@ -434,7 +461,12 @@ async fn live_events(
             Err(RecvError::Lagged(n)) => SseEvent::default().event("missed").data(n.to_string()),
             Err(RecvError::Closed) => return None,
         };
-        Some((Ok(event), feed))
+        Some((Ok::<_, Infallible>(event), happenings))
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    // The feed (its place among the bounded feeds) lives as long as the stream.
+    let ended = async move { feed.ended(FEED_CHECK).await };
+    let stream = futures_util::StreamExt::take_until(stream, Box::pin(ended));
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }

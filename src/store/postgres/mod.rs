@@ -522,7 +522,7 @@ impl Operator for PostgresStore {
             .await?;
         match rows.first() {
             Some((false, false)) => Ok(()),
-            _ => Err(StoreError::Unavailable(
+            _ => Err(StoreError::ReadOnly(
                 "the PostgreSQL server takes no writes (a standby, or read-only)".into(),
             )),
         }

@@ -192,7 +192,10 @@ fn checkpoint(conn: Connection, stopped: std::sync::mpsc::Receiver<()>, wal_long
 }
 
 pub fn unavailable(e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ReadOnly) => StoreError::ReadOnly(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
 }
 
 /// A thread of the engine: takes every waiting job, runs reads, then commits all writes at once. The writer
