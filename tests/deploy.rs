@@ -32,6 +32,15 @@ fn settings(dir: &Path, env: &[(String, String)]) -> Settings {
     Settings::load_with_env(dir, Some(env)).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
 }
 
+/// The settings a recipe starts `serve` with, which must start: an API key, and a webhook only the gateway
+/// can call (a key or a token, or `webhook.allow_unsigned` said out loud).
+fn ready(dir: &Path, env: &[(String, String)]) -> Settings {
+    let s = settings(dir, env);
+    s.check_ready_to_serve()
+        .unwrap_or_else(|e| panic!("{}: serve would refuse: {e}", dir.display()));
+    s
+}
+
 fn port_of(listen: &str) -> u64 {
     listen.rsplit(':').next().unwrap().parse().unwrap()
 }
@@ -108,7 +117,7 @@ fn the_compose_file_matches_the_image_and_the_settings() {
     let compose = &yaml_docs("deploy/docker-compose.yml")[0];
     let svc = &compose["services"]["autoseen"];
     let env_example = env_example();
-    let s = settings(&repo("config"), &env_example);
+    let s = ready(&repo("config"), &env_example);
     let workdir = &dockerfile()["WORKDIR"][0];
 
     assert_eq!(
@@ -188,7 +197,7 @@ fn the_kubernetes_manifests_match_the_settings_they_carry() {
         .iter()
         .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
         .collect();
-    let s = settings(dir.path(), &secret_env);
+    let s = ready(dir.path(), &secret_env);
     autoseen::rules::load(dir.path()).unwrap_or_else(|e| panic!("ConfigMap rules.toml: {e}"));
     let pod = &k["Deployment"]["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
@@ -298,6 +307,7 @@ fn the_systemd_unit_is_hardened_and_its_settings_are_real() {
             (k.to_string(), v.to_string())
         })
         .collect();
+    // The unit's secrets come from /etc/autoseen/env, which the operator writes.
     let s = settings(&repo("config"), &env);
 
     assert_eq!(
@@ -344,7 +354,7 @@ fn the_postgres_overlay_runs_rolling_replicas_without_a_volume_on_the_url_from_t
             env.push((k.clone(), v.as_str().unwrap().to_string()));
         }
     }
-    let s = settings(dir.path(), &env);
+    let s = ready(dir.path(), &env);
 
     assert_eq!(*resources, ["../", "pdb.yaml"]);
     for p in overlay["patches"]
@@ -423,7 +433,7 @@ fn the_postgres_compose_file_runs_two_replicas_on_its_database() {
         .replace("${POSTGRES_PASSWORD}", password);
     let mut env = env_example.clone();
     env.push(("AUTOSEEN__STORE__URL".into(), url.clone()));
-    let s = settings(&repo("config"), &env);
+    let s = ready(&repo("config"), &env);
     let parsed = reqwest::Url::parse(&url).unwrap();
 
     assert!(matches!(
