@@ -261,3 +261,21 @@ fn under_waha_check_refuses_a_base_url_ending_in_api_and_needs_no_key() {
     assert_eq!(wasend_code, Some(0));
     assert!(wasend.contains("AUTOSEEN__WASEND__API_KEY"), "{wasend}");
 }
+
+#[test]
+fn check_refuses_short_or_empty_tokens_and_a_key_that_would_leave_for_another_server() {
+    let dir = config_with(
+        "[admin]\ntoken = \"short\"\n[bot]\ntoken = \"\"\n\
+         [wasend]\napi_key = \"default-key\"\n[wasend.sessions.sales]\nbase_url = \"https://elsewhere.example\"\n",
+        "",
+    );
+
+    let out = autoseen(&["check", "--config", &dir.path().display().to_string()]);
+
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`admin.token` is too short"), "{err}");
+    assert!(err.contains("`bot.token` is empty"), "{err}");
+    assert!(err.contains("`wasend.sessions.sales.base_url`"), "{err}");
+    assert!(!err.contains("default-key"), "{err}");
+}

@@ -372,10 +372,26 @@ async fn deeply_nested_json_is_a_400() {
     let fake = FakeWasend::start().await;
     let app = TestApp::spawn(&fake, Options::default()).await;
     let body = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    // Deep inside a field autoseen skips, where the JSON parser itself would not count the levels.
+    let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+    let in_a_skipped_field = message("default", "491511234567@c.us", "m-deep").replacen(
+        "\"body\":\"hello\"",
+        &format!("\"body\":\"hello\",\"extra\":{deep}"),
+        1,
+    );
 
     let (status, answer) = app.send(&body).await;
+    let (skipped_status, skipped_answer) = app.send(&in_a_skipped_field).await;
 
     assert_eq!(status, 400, "{answer}");
+    assert_eq!(skipped_status, 400, "{skipped_answer}");
+    assert!(
+        skipped_answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("128 levels"),
+        "{skipped_answer}"
+    );
     assert_eq!(
         app.send(&message("default", "491511234567@c.us", "m-after-deep"))
             .await

@@ -147,6 +147,7 @@ pub struct SignIn {
     responses(
         (status = 303, description = "Signed in: the session cookie is set; on to the overview"),
         (status = 401, description = "Wrong token: the sign-in form again", content_type = "text/html", body = String),
+        (status = 429, description = "Too many wrong tokens from this address: the sign-in form, and `Retry-After` seconds to wait", content_type = "text/html", body = String),
         (status = 404, description = "The console is off (no `admin.token`)", body = super::openapi::ErrorBody),
     ))]
 pub async fn sign_in(
