@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -25,7 +26,8 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -131,11 +133,11 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Can
             }
         };
         let _ = stream.set_nodelay(true);
-        let (busy, watch) = watch::channel(Busy::default());
+        let busy = Arc::new(Busy::new());
         let service = TowerToHyperService::new(Tracked {
             app: app.clone(),
             peer,
-            busy: Arc::new(busy),
+            busy: busy.clone(),
         });
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -145,7 +147,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Can
         tokio::spawn(async move {
             tokio::select! {
                 _ = connection => {}
-                reason = watchdog(watch, header_timeout, idle_timeout) => {
+                reason = watchdog(busy, header_timeout, idle_timeout) => {
                     // Dropping the connection closes the socket.
                     metrics::counter!(names::CONNECTIONS_CLOSED, "reason" => reason).increment(1);
                 }
@@ -157,37 +159,68 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Can
     graceful.shutdown().await;
 }
 
-/// What a connection is doing: requests in flight, and whether one ever arrived.
-#[derive(Debug, Default, Clone, Copy)]
+/// What a connection is doing, read by its watchdog now and then: no wake-up per request, only atomics.
 struct Busy {
-    in_flight: usize,
-    served: bool,
+    /// When the connection was accepted; `last_done_ms` counts from here.
+    accepted: Instant,
+    in_flight: AtomicUsize,
+    /// Whether a request head ever arrived.
+    served: AtomicBool,
+    /// When the last request finished (its response body included), in ms since `accepted`.
+    last_done_ms: AtomicU64,
 }
 
-/// Completes when the connection has been quiet too long: silent since accept, or idle since its last answer.
+impl Busy {
+    fn new() -> Self {
+        Self {
+            accepted: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            last_done_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn start(&self) {
+        self.served.store(true, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn finish(&self) {
+        let ms = self.accepted.elapsed().as_millis() as u64;
+        self.last_done_ms.fetch_max(ms, Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Completes when the connection has been quiet too long: silent since accept (`header_timeout`), or with
+/// nothing in flight since its last answer (`idle_timeout`). It sleeps until the earliest moment that could
+/// be true and looks then, so requests cost it nothing.
 async fn watchdog(
-    mut busy: watch::Receiver<Busy>,
+    busy: Arc<Busy>,
     header_timeout: Duration,
     idle_timeout: Duration,
 ) -> &'static str {
+    let silent_until = busy.accepted + header_timeout;
+    let mut deadline = busy.accepted + header_timeout.min(idle_timeout);
     loop {
-        let now = *busy.borrow_and_update();
-        if now.in_flight > 0 {
-            if busy.changed().await.is_err() {
-                // The service is gone, so is the connection: let it finish on its own.
-                std::future::pending::<()>().await;
-            }
+        tokio::time::sleep_until(deadline).await;
+        let now = Instant::now();
+        if busy.in_flight.load(Ordering::Acquire) > 0 {
+            // A long answer (a live feed) is never cut; look again later.
+            deadline = now + idle_timeout;
             continue;
         }
-        let (limit, reason) = if now.served {
-            (idle_timeout, "idle")
-        } else {
-            (header_timeout, "silent")
-        };
-        match tokio::time::timeout(limit, busy.changed()).await {
-            Err(_) => return reason,
-            Ok(Ok(())) => continue,
-            Ok(Err(_)) => std::future::pending::<()>().await,
+        if !busy.served.load(Ordering::Relaxed) {
+            if now >= silent_until {
+                return "silent";
+            }
+            deadline = silent_until;
+            continue;
+        }
+        let last_done = Duration::from_millis(busy.last_done_ms.load(Ordering::Relaxed));
+        deadline = busy.accepted + last_done + idle_timeout;
+        if deadline <= now {
+            return "idle";
         }
     }
 }
@@ -198,7 +231,7 @@ async fn watchdog(
 struct Tracked {
     app: Router,
     peer: SocketAddr,
-    busy: Arc<watch::Sender<Busy>>,
+    busy: Arc<Busy>,
 }
 
 impl tower::Service<axum::http::Request<Incoming>> for Tracked {
@@ -212,10 +245,7 @@ impl tower::Service<axum::http::Request<Incoming>> for Tracked {
 
     fn call(&mut self, mut request: axum::http::Request<Incoming>) -> Self::Future {
         request.extensions_mut().insert(ConnectInfo(self.peer));
-        self.busy.send_modify(|b| {
-            b.in_flight += 1;
-            b.served = true;
-        });
+        self.busy.start();
         let done = InFlight(self.busy.clone());
         let app = self.app.clone();
         Box::pin(async move {
@@ -226,11 +256,11 @@ impl tower::Service<axum::http::Request<Incoming>> for Tracked {
 }
 
 /// Marks its request finished when dropped.
-struct InFlight(Arc<watch::Sender<Busy>>);
+struct InFlight(Arc<Busy>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.send_modify(|b| b.in_flight -= 1);
+        self.0.finish();
     }
 }
 
@@ -264,37 +294,59 @@ impl http_body::Body for Finishing {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn a_silent_connection_ends_after_the_header_timeout_and_an_idle_one_after_the_idle_timeout()
-     {
-        let (_busy, watch) = watch::channel(Busy::default());
-        let started = tokio::time::Instant::now();
-        let reason = watchdog(watch, Duration::from_secs(2), Duration::from_secs(60)).await;
-        assert_eq!(
-            (reason, started.elapsed()),
-            ("silent", Duration::from_secs(2))
-        );
+    const HEAD: Duration = Duration::from_secs(2);
+    const IDLE: Duration = Duration::from_secs(60);
 
-        let (busy, watch) = watch::channel(Busy::default());
-        let dog = tokio::spawn(watchdog(
-            watch,
-            Duration::from_secs(2),
-            Duration::from_secs(60),
-        ));
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_ends_after_the_header_timeout() {
+        let started = Instant::now();
+        let reason = watchdog(Arc::new(Busy::new()), HEAD, IDLE).await;
+        assert_eq!((reason, started.elapsed()), ("silent", HEAD));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_is_never_cut_and_idleness_counts_from_its_end() {
+        let busy = Arc::new(Busy::new());
+        let dog = tokio::spawn(watchdog(busy.clone(), HEAD, IDLE));
         tokio::time::sleep(Duration::from_secs(1)).await;
-        busy.send_modify(|b| {
-            b.in_flight = 1;
-            b.served = true;
-        });
+        busy.start();
         // A request in flight (a live feed) is never cut, however long it lasts.
         tokio::time::sleep(Duration::from_secs(600)).await;
         assert!(!dog.is_finished());
-        let finished = tokio::time::Instant::now();
-        busy.send_modify(|b| b.in_flight = 0);
+        busy.finish();
+        let finished = Instant::now();
         let reason = dog.await.unwrap();
-        assert_eq!(
-            (reason, finished.elapsed()),
-            ("idle", Duration::from_secs(60))
+        assert_eq!(reason, "idle");
+        let idle_for = finished.elapsed();
+        assert!(idle_for >= IDLE && idle_for <= IDLE + IDLE, "{idle_for:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_timeout_shorter_than_the_header_timeout_counts_from_the_last_answer() {
+        let busy = Arc::new(Busy::new());
+        let dog = tokio::spawn(watchdog(busy.clone(), IDLE, HEAD));
+        busy.start();
+        busy.finish();
+        let finished = Instant::now();
+        assert_eq!(dog.await.unwrap(), "idle");
+        assert_eq!(finished.elapsed(), HEAD);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_in_use_is_not_idle() {
+        let busy = Arc::new(Busy::new());
+        let dog = tokio::spawn(watchdog(busy.clone(), HEAD, IDLE));
+        for _ in 0..10 {
+            busy.start();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            busy.finish();
+            tokio::time::sleep(IDLE / 2).await;
+        }
+        assert!(
+            !dog.is_finished(),
+            "a request every half idle timeout keeps it open"
         );
+        tokio::time::sleep(IDLE).await;
+        assert_eq!(dog.await.unwrap(), "idle");
     }
 }
