@@ -19,9 +19,10 @@ use crate::http::client::TrustedProxies;
 use crate::http::server::{Limits, serve};
 use crate::http::throttle::AuthThrottle;
 use crate::http::{AppState, MetricsState, metrics_router, router};
+use crate::receipts::Receipts;
 use crate::rules::{LiveRules, Reloader, Rules};
-use crate::scheduler::Scheduler;
 use crate::scheduler::leases::{Holdings, Replica};
+use crate::scheduler::{Scheduler, SchedulerHandle};
 use crate::settings::Settings;
 use crate::store::{self, Readiness};
 use crate::time::Clock;
@@ -33,6 +34,8 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     state: Arc<AppState>,
     scheduler: Scheduler,
+    /// How the lease heartbeat tells the scheduler which sessions it holds.
+    scheduler_handle: SchedulerHandle,
     settings: Arc<Settings>,
     /// Stops the background tasks (rule watcher, store upkeep, metrics listener) at shutdown.
     background: CancellationToken,
@@ -41,17 +44,19 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store, loads pending receipts and binds the listener (port 0 picks a free port).
+    /// Opens the store, loads pending receipts and binds the listener (port 0 picks a free port). Every
+    /// moment the service reads comes from `clock` (`Clock::system()` in production; a test may start it
+    /// elsewhere, and it advances with tokio's clock).
     pub async fn build(
         config_dir: PathBuf,
         settings: Settings,
         rules: Rules,
+        clock: Clock,
     ) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         // First, so that what start-up records (store upkeep, loading) is counted.
         let metrics =
             crate::telemetry::install_metrics(settings.metrics.max_sessions).map(MetricsState::new);
-        let clock = Clock::system();
         let background = CancellationToken::new();
         let store::Opened {
             queue,
@@ -76,17 +81,26 @@ impl Application {
             }
         }
         let live = LiveRules::new(rules);
+        let holdings = Holdings::default();
+        let receipts = Receipts::new(
+            queue,
+            operator.clone(),
+            handle.clone(),
+            replica.as_ref().map(Replica::cluster),
+            holdings.clone(),
+            activity.clone(),
+            clock,
+            settings.store.dedup_window,
+        );
         let state = Arc::new(AppState {
             hmac_keys: settings.webhook.all_hmac_keys(),
             settings: settings.clone(),
             reloader: Reloader::new(config_dir, live.clone()),
             rules: live,
-            queue,
+            receipts,
             readiness: Readiness::new(operator.clone()),
             operator,
-            scheduler: handle,
-            holdings: Holdings::default(),
-            cluster: replica.as_ref().map(Replica::cluster),
+            holdings: holdings.clone(),
             clock,
             metrics,
             activity,
@@ -115,6 +129,7 @@ impl Application {
             metrics_listener,
             state,
             scheduler,
+            scheduler_handle: handle,
             settings,
             background,
             replica,
@@ -144,7 +159,7 @@ impl Application {
         let leases = self
             .replica
             .as_ref()
-            .map(|r| r.start(self.state.scheduler.clone(), self.state.holdings.clone()));
+            .map(|r| r.start(self.scheduler_handle.clone(), self.state.holdings.clone()));
         let scheduler = tokio::spawn(self.scheduler.run(stop_sending.clone()));
         let background = self.background;
         tokio::spawn(self.state.reloader.clone().watch(background.clone()));

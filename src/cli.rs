@@ -119,7 +119,8 @@ fn serve(dir: &Path) -> ExitCode {
         Err(e) => return print_problems([format!("cannot start the runtime: {e}")]),
     };
     let result = runtime.block_on(async {
-        let app = Application::build(dir.to_path_buf(), settings, rules).await?;
+        let clock = crate::time::Clock::system();
+        let app = Application::build(dir.to_path_buf(), settings, rules, clock).await?;
         app.run(shutdown_signal()).await
     });
     match result {

@@ -1,74 +1,125 @@
-//! `autoseen explain`, shared by the command line and the console: what the service would do with an event
-//! (the decision, the rule, the reason, the earliest and latest moment), computed by the same `decide` the
-//! webhook uses. The answer never holds the message's text.
+//! `autoseen explain`, shared by the command line and the console: the plan the webhook would carry out for
+//! an event (`receipts::plan`, the same function), shown as the decision, the rule, the reason and the earliest
+//! and latest moment. The answer never holds the message's text.
+
+use std::sync::Arc;
 
 use jiff::Timestamp;
-use serde_json::json;
+use serde::Serialize;
 
-use crate::domain::{Ack, IncomingMessage};
-use crate::rules::{Decision, Rules};
+use crate::domain::{BareMessageId, ChatId, IncomingMessage};
+use crate::receipts::{Ignored, Plan, WhenUnreleased, plan};
+use crate::rules::Rules;
 use crate::settings::{Flavor, Settings};
 use crate::time::add;
 use crate::webhook::Event;
 
-/// What the service would do with `event` at `now`.
-pub fn event(
-    settings: &Settings,
-    rules: &Rules,
-    event: &Event,
-    now: Timestamp,
-) -> serde_json::Value {
-    match event {
-        Event::Message(m) => message(settings, rules, m, now),
-        Event::Ack(a) => ack(a),
-        Event::Other { event: kind } => {
-            json!({"decision": "ignore", "rule": null, "reason": format!("event `{kind}` is not a message")})
-        }
-    }
+/// What the service would do with an event.
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    /// `seen`, `on_reply`, `ack` or `ignore`.
+    pub decision: &'static str,
+    pub rule: Option<Arc<str>>,
+    pub reason: String,
+    /// The rule's delay (`seen`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
+    /// The earliest moment it is marked (`seen`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub earliest: Option<String>,
+    /// The latest moment it is marked (`seen`; `on_reply` with `max_wait`, else null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest: Option<Option<String>>,
+    /// The chat of a message or an ack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatId>,
+    /// Where a message is filed: its sender, and the phone numbers beside LIDs.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub filed: Option<Filed>,
+    /// The message an ack is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<BareMessageId>,
 }
 
-/// What the service would do with a message: the chat it files it under, the decision and why.
-pub fn message(
-    settings: &Settings,
-    rules: &Rules,
-    m: &IncomingMessage,
-    now: Timestamp,
-) -> serde_json::Value {
-    let mut out = match rules.decide(m, now) {
-        Decision::Ignore { rule, reason } => {
-            json!({"decision": "ignore", "rule": rule, "reason": reason.as_str()})
+/// A message's sender and phone numbers, as rules see them; notes on what they cannot see.
+#[derive(Debug, Serialize)]
+pub struct Filed {
+    pub chat_phone: Option<ChatId>,
+    pub sender: ChatId,
+    pub sender_phone: Option<ChatId>,
+    pub notes: Vec<&'static str>,
+}
+
+/// What the service would do with `event` at `now`.
+pub fn event(settings: &Settings, rules: &Rules, event: &Event, now: Timestamp) -> Explanation {
+    let planned = plan(event, rules, settings.store.dedup_window, now);
+    let mut out = shown(planned, now);
+    match event {
+        Event::Message(m) => {
+            out.chat = Some(m.chat.clone());
+            out.filed = Some(filed(settings, m));
         }
-        Decision::Seen {
-            rule,
-            not_before,
-            delay,
-            ..
-        } => json!({
-            "decision": "seen",
-            "rule": rule,
-            "reason": if not_before == now { "matched" } else { "matched; waits for the next window" },
-            "delay": delay.to_string(),
-            "earliest": add(not_before, delay.min).to_string(),
-            "latest": add(not_before, delay.max).to_string(),
-        }),
-        Decision::OnReply { rule, max_wait } => {
-            let (reason, latest) = match max_wait {
-                Some(w) => (
+        Event::Ack(a) => {
+            out.chat = Some(a.chat.clone());
+            out.message = Some(a.bare.clone());
+        }
+        Event::Other { .. } => {}
+    }
+    out
+}
+
+/// A plan in words.
+fn shown(planned: Plan, now: Timestamp) -> Explanation {
+    let mut out = Explanation {
+        decision: planned.decision(),
+        rule: planned.rule().cloned(),
+        reason: String::new(),
+        delay: None,
+        earliest: None,
+        latest: None,
+        chat: None,
+        filed: None,
+        message: None,
+    };
+    match planned {
+        Plan::Schedule {
+            not_before, delay, ..
+        } => {
+            out.reason = if not_before == now {
+                "matched"
+            } else {
+                "matched; waits for the next window"
+            }
+            .into();
+            out.delay = Some(delay.to_string());
+            out.earliest = Some(add(not_before, delay.min).to_string());
+            out.latest = Some(Some(add(not_before, delay.max).to_string()));
+        }
+        Plan::Hold { until, then, .. } => {
+            let (reason, latest) = match then {
+                WhenUnreleased::SendAnyway(_) => (
                     "held until a reply of ours in the chat or the bot endpoint; sent anyway at `latest`",
-                    Some(add(now, w).to_string()),
+                    Some(until.to_string()),
                 ),
-                None => (
+                WhenUnreleased::Drop => (
                     "held until a reply of ours in the chat or the bot endpoint; dropped unsent when store.dedup_window ends",
                     None,
                 ),
             };
-            json!({"decision": "on_reply", "rule": rule, "reason": reason, "latest": latest})
+            out.reason = reason.into();
+            out.latest = Some(latest);
         }
-    };
-    out["chat"] = json!(m.chat);
-    out["chat_phone"] = json!(m.chat_phone);
-    out["sender"] = json!(m.sender);
-    out["sender_phone"] = json!(m.sender_phone);
+        Plan::FlushReplies => out.reason = Ignored::FromMe.reason(),
+        Plan::Ack => {
+            out.reason = "this account read the message: waiting receipts of its chat up to it are cancelled, a sent one is confirmed".into();
+        }
+        Plan::Ignore { reason, .. } => out.reason = reason.reason(),
+    }
+    out
+}
+
+/// Where a message is filed, and what rules cannot see of it.
+fn filed(settings: &Settings, m: &IncomingMessage) -> Filed {
     let mut notes = Vec::new();
     if m.lid_without_phone() {
         notes.push("the chat or sender is a LID that came without its phone number: phone-number rules (`chats`, `senders`) cannot match it; rules naming the LID can");
@@ -82,21 +133,10 @@ pub fn message(
     if flavor == Flavor::Waha && m.engine.as_deref() == Some("WEBJS") {
         notes.push("WAHA's WEBJS engine ignores `messageIds`: its sendSeen marks the whole chat read, not just this message");
     }
-    out["notes"] = json!(notes);
-    out
-}
-
-/// What the service would do with an ack.
-pub fn ack(ack: &Ack) -> serde_json::Value {
-    let (decision, reason) = if ack.from_me {
-        ("ignore", "ack_of_own_message")
-    } else if !ack.level.is_read() {
-        ("ignore", "ack_not_read")
-    } else {
-        (
-            "ack",
-            "this account read the message: waiting receipts of its chat up to it are cancelled, a sent one is confirmed",
-        )
-    };
-    json!({"decision": decision, "rule": null, "reason": reason, "chat": ack.chat, "message": ack.bare})
+    Filed {
+        chat_phone: m.chat_phone.clone(),
+        sender: m.sender.clone(),
+        sender_phone: m.sender_phone.clone(),
+        notes,
+    }
 }

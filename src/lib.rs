@@ -18,6 +18,9 @@ pub mod explain;
 pub mod http;
 /// Every exported metric's name and meaning, in one place.
 pub mod metric_names;
+/// The application layer: what an authenticated event becomes (a pure plan), carried out (commit, wake,
+/// announce, record); flushes, replays and acks.
+pub mod receipts;
 /// Rule files, their compilation, `decide(&message, now)`, and hot reload.
 pub mod rules;
 /// Pending receipts in time: per-chat batches, timers, pacing, retries, read-on-reply.

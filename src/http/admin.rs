@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::Query;
 use super::openapi::AdminRefusals;
 use super::{Admin, ApiError, AppState, ErrorBody};
+use crate::receipts::By;
 use crate::store::{DeadReceipt, PendingQuery, Receipt, ReceiptId};
 
 /// Which pending receipts to list.
@@ -131,7 +132,7 @@ pub async fn replay(
     _: Admin,
     Query(q): Query<ReplayParams>,
 ) -> Result<Json<Replayed>, ApiError> {
-    let chats = super::replay_now(&state, q.id, "the admin endpoint").await?;
+    let chats = state.receipts.replay(q.id, By::Admin).await?;
     Ok(Json(Replayed {
         status: "replayed",
         chats,

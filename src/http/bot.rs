@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 
 use super::error::Path;
 use super::{ApiError, AppState, Bot, ErrorBody};
+use crate::receipts::By;
 
 #[derive(Serialize, ToSchema)]
 pub struct Flushed {
@@ -45,7 +46,7 @@ pub async fn read(
 ) -> Result<Json<Flushed>, ApiError> {
     let session = super::parse_session(&session).map_err(ApiError::bad_request)?;
     let chat = super::parse_chat(&chat).map_err(ApiError::bad_request)?;
-    let receipts = super::flush_now(&state, session, chat, "the bot").await?;
+    let receipts = state.receipts.flush(session, chat, By::Bot).await?;
     Ok(Json(Flushed {
         status: "flushed",
         receipts,

@@ -33,13 +33,12 @@ use tower_http::request_id::{
 
 use crate::activity::Activity;
 use crate::domain::{ChatId, SessionName};
+use crate::receipts::Receipts;
 use crate::rules::{LiveRules, Reloader, normalize_chat_pattern};
-use crate::scheduler::SchedulerHandle;
 use crate::scheduler::leases::Holdings;
 use crate::secret::Secret;
 use crate::settings::Settings;
-use crate::store::cluster::Cluster;
-use crate::store::{Flush, FlushScope, Operator, Queue, Readiness, ReceiptId};
+use crate::store::{Operator, Readiness};
 use crate::time::Clock;
 use client::Client;
 
@@ -48,16 +47,13 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub rules: LiveRules,
     pub reloader: Reloader,
-    /// The hot path: accepting receipts and flushing chats.
-    pub queue: Arc<dyn Queue>,
+    /// Where events become effects: accepting, flushing, replaying, acks.
+    pub receipts: Receipts,
     /// The operator queries: admin endpoints and metrics.
     pub operator: Arc<dyn Operator>,
     pub readiness: Readiness,
-    pub scheduler: SchedulerHandle,
     /// The sessions this replica reports on (all, with one process).
     pub holdings: Holdings,
-    /// With several replicas: how to tell the holder of a session about work accepted here.
-    pub cluster: Option<Arc<dyn Cluster>>,
     pub clock: Clock,
     pub hmac_keys: Vec<Secret>,
     /// The Prometheus recorder, when this process installed one.
@@ -188,45 +184,6 @@ fn parse_session(raw: &str) -> Result<SessionName, String> {
 /// A chat as a request names it: any form a rule's `chats` takes (an id, a LID, a phone number).
 fn parse_chat(raw: &str) -> Result<ChatId, String> {
     normalize_chat_pattern(raw).and_then(|c| ChatId::parse(&c).map_err(|e| format!("chat {e}")))
-}
-
-/// Makes every pending receipt of `chat` due now, held ones and closed windows included (the bot endpoint,
-/// and "send now" in the console); answers how many.
-async fn flush_now(
-    state: &AppState,
-    session: SessionName,
-    chat: ChatId,
-    by: &'static str,
-) -> Result<u64, ApiError> {
-    let now = state.clock.now();
-    let flush = Flush {
-        session: session.clone(),
-        forms: vec![chat],
-        scope: FlushScope::All,
-        at: now,
-    };
-    let flushed = state.queue.flush_chat(flush).await?;
-    for chat in flushed.chats {
-        state.scheduler.wake(chat, now);
-    }
-    tracing::info!(session = %session, receipts = flushed.receipts, by, "chat made due now");
-    Ok(flushed.receipts)
-}
-
-/// Moves dead receipts (the one `only` names, or all) back to pending, due now; answers how many chats.
-async fn replay_now(
-    state: &AppState,
-    only: Option<ReceiptId>,
-    by: &'static str,
-) -> Result<usize, ApiError> {
-    let now = state.clock.now();
-    let chats = state.operator.replay_dead(now, only).await?;
-    let n = chats.len();
-    for chat in chats {
-        state.scheduler.wake(chat, now);
-    }
-    tracing::info!(chats = n, by, "dead receipts replayed");
-    Ok(n)
 }
 
 /// Checks `Authorization: Bearer <token>` against `expected` in constant time, throttled per client. Without a

@@ -19,13 +19,11 @@ use utoipa::ToSchema;
 use super::error::Path;
 use super::openapi::WebhookRefusals;
 use super::{ApiError, AppState};
-use crate::activity::Happening;
-use crate::domain::{Ack, ChatKey, IncomingMessage, MessageKey};
+use crate::domain::IncomingMessage;
 use crate::metric_names as names;
-use crate::rules::Decision;
+use crate::receipts::Outcome;
 use crate::scheduler::AckResult;
-use crate::store::{Accepted, Flush, FlushScope, NewReceipt};
-use crate::time::{add, millis_between};
+use crate::time::millis_between;
 use crate::webhook::{self, Algorithm, Event};
 
 const HMAC_HEADER: &str = "x-webhook-hmac";
@@ -98,28 +96,6 @@ pub async fn with_token(
     receive(state, Some(token), headers, body).await
 }
 
-/// A successful answer.
-enum Reply {
-    Scheduled {
-        rule: Arc<str>,
-        due_in_ms: i64,
-    },
-    /// Kept for a reply of ours; sent anyway after `max_wait_ms` when the rule has one.
-    Held {
-        rule: Arc<str>,
-        max_wait_ms: Option<u64>,
-    },
-    Ack(AckResult),
-    Ignored {
-        /// Stable code for metrics: `event`, `from_me`, `rule`, `outside_window`.
-        code: &'static str,
-        /// What the sender reads; the code itself except for other events, which are named.
-        reason: String,
-        rule: Option<Arc<str>>,
-    },
-    Duplicate,
-}
-
 async fn receive(
     state: Arc<AppState>,
     token: Option<String>,
@@ -148,41 +124,43 @@ async fn receive(
         let result = handle(&state, token, &headers, body).await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
-            Ok(reply) => {
-                let body = match &reply {
-                    Reply::Scheduled { rule, due_in_ms } => {
-                        tracing::Span::current().record("rule", &**rule);
+            Ok(outcome) => {
+                let body = match outcome {
+                    Outcome::Scheduled { rule, due_in_ms, .. } => {
+                        tracing::Span::current().record("rule", &*rule);
                         debug!(status = "scheduled", due_in_ms, latency_ms, "webhook");
                         count_webhook("scheduled", "");
-                        WebhookAnswer::Scheduled { rule: rule.clone(), due_in_ms: *due_in_ms }
+                        WebhookAnswer::Scheduled { rule, due_in_ms }
                     }
-                    Reply::Ignored { code, reason, rule } => {
-                        if let Some(rule) = rule {
+                    Outcome::Ignored { reason, rule } => {
+                        if let Some(rule) = &rule {
                             tracing::Span::current().record("rule", &**rule);
                         }
-                        debug!(status = "ignored", reason = %reason, latency_ms, "webhook");
-                        count_webhook("ignored", code);
-                        WebhookAnswer::Ignored { reason: reason.clone(), rule: rule.clone() }
+                        let text = reason.reason();
+                        debug!(status = "ignored", reason = %text, latency_ms, "webhook");
+                        count_webhook("ignored", reason.code());
+                        WebhookAnswer::Ignored { reason: text, rule }
                     }
-                    Reply::Duplicate => {
+                    Outcome::Duplicate => {
                         debug!(status = "duplicate", latency_ms, "webhook");
                         count_webhook("duplicate", "");
                         WebhookAnswer::Duplicate
                     }
-                    Reply::Held { rule, max_wait_ms } => {
-                        tracing::Span::current().record("rule", &**rule);
+                    Outcome::Held { rule, max_wait } => {
+                        let max_wait_ms = max_wait.map(|w| w.as_millis() as u64);
+                        tracing::Span::current().record("rule", &*rule);
                         debug!(status = "on_reply", max_wait_ms, latency_ms, "webhook");
                         count_webhook("on_reply", "");
-                        WebhookAnswer::OnReply { rule: rule.clone(), max_wait_ms: *max_wait_ms }
+                        WebhookAnswer::OnReply { rule, max_wait_ms }
                     }
-                    Reply::Ack(AckResult {
+                    Outcome::Ack(AckResult {
                         cancelled,
                         confirmed,
                     }) => {
                         debug!(status = "ack", cancelled, confirmed, latency_ms, "webhook");
                         count_webhook("ack", "");
-                        metrics::counter!(names::RECEIPTS_CONFIRMED).increment(*confirmed);
-                        WebhookAnswer::Ack { cancelled: *cancelled, confirmed: *confirmed }
+                        metrics::counter!(names::RECEIPTS_CONFIRMED).increment(confirmed);
+                        WebhookAnswer::Ack { cancelled, confirmed }
                     }
                 };
                 (StatusCode::OK, Json(body)).into_response()
@@ -206,7 +184,7 @@ async fn handle(
     token: Option<String>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Reply, ApiError> {
+) -> Result<Outcome, ApiError> {
     let settings = &state.settings;
     let token_ok = match (&settings.webhook.token, &token) {
         (None, None) => true,
@@ -228,67 +206,24 @@ async fn handle(
         verify_signature(state, headers, &body)?;
     }
     let event = webhook::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let message = match event {
-        Event::Message(m) => m,
-        Event::Ack(ack) => return handle_ack(state, ack).await,
-        Event::Other { event } => {
-            return Ok(Reply::Ignored {
-                code: "event",
-                reason: format!("event `{event}` is not a message"),
-                rule: None,
-            });
+    let span = tracing::Span::current();
+    match &event {
+        Event::Message(message) => {
+            if let Some(max_age) = settings.webhook.max_age {
+                check_age(message, max_age, state.clock.now())?;
+            }
+            span.record("session", message.session.as_str());
+            span.record("chat", message.chat.as_str());
+            span.record("message_id", message.id.as_str());
         }
-    };
-    if let Some(max_age) = settings.webhook.max_age {
-        check_age(&message, max_age, state.clock.now())?;
+        Event::Ack(ack) => {
+            span.record("session", ack.session.as_str());
+            span.record("chat", ack.chat.as_str());
+            span.record("message_id", ack.bare.as_str());
+        }
+        Event::Other { .. } => {}
     }
-    let span = tracing::Span::current();
-    span.record("session", message.session.as_str());
-    span.record("chat", message.chat.as_str());
-    span.record("message_id", message.id.as_str());
-    decide_and_store(state, message).await
-}
-
-/// An ack READ or PLAYED of a message we received means this account read it: its chat's waiting receipts
-/// up to it are cancelled, and a sent one is confirmed. Acks of our own messages and lower levels change
-/// nothing.
-async fn handle_ack(state: &AppState, ack: Ack) -> Result<Reply, ApiError> {
-    let span = tracing::Span::current();
-    span.record("session", ack.session.as_str());
-    span.record("chat", ack.chat.as_str());
-    span.record("message_id", ack.bare.as_str());
-    let ignored = |code: &'static str| Reply::Ignored {
-        code,
-        reason: code.into(),
-        rule: None,
-    };
-    if ack.from_me {
-        return Ok(ignored("ack_of_own_message"));
-    }
-    if !ack.level.is_read() {
-        return Ok(ignored("ack_not_read"));
-    }
-    let message = MessageKey {
-        session: ack.session,
-        bare: ack.bare,
-    };
-    let result = state.scheduler.ack(message.clone()).await?;
-    let happening = |what| Happening {
-        at: state.clock.now(),
-        session: message.session.clone(),
-        chat: Some(ack.chat.clone()),
-        message_id: None,
-        what,
-        rule: None,
-        detail: Some(format!("ack of {}", message.bare)),
-    };
-    for _ in 0..result.confirmed {
-        state.activity.record(happening("confirmed"));
-    }
-    if result.cancelled > 0 && state.activity.watched() {
-        state.activity.record(happening("cancelled"));
-    }
-    Ok(Reply::Ack(result))
+    Ok(state.receipts.take(event, &state.rules.get()).await?)
 }
 
 /// Refuses an event whose envelope `timestamp` is missing or further than `max_age` from now: a replay.
@@ -355,125 +290,4 @@ fn verify_signature(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resul
         tracing::debug!(%reason, "signature refused");
         ApiError::bad_credentials()
     })
-}
-
-async fn decide_and_store(state: &AppState, message: IncomingMessage) -> Result<Reply, ApiError> {
-    let now = state.clock.now();
-    if message.from_me {
-        // A reply of ours: the chat has been read, so its read-on-reply receipts are due now.
-        let flush = Flush {
-            session: message.session.clone(),
-            forms: message.chat_forms(),
-            scope: FlushScope::Reply,
-            at: now,
-        };
-        let flushed = state.queue.flush_chat(flush).await?;
-        for chat in flushed.chats {
-            state.scheduler.wake(chat, now);
-        }
-        return Ok(Reply::Ignored {
-            code: "from_me",
-            reason: "from_me".into(),
-            rule: None,
-        });
-    }
-    if message.lid_without_phone() {
-        metrics::counter!(names::LID_WITHOUT_PHONE).increment(1);
-    }
-    let rules = state.rules.get();
-    let decision = rules.decide(&message, now);
-    let rule = match &decision {
-        Decision::Seen { rule, .. } | Decision::OnReply { rule, .. } => rule.to_string(),
-        Decision::Ignore { rule, .. } => rule.as_deref().unwrap_or("").to_string(),
-    };
-    metrics::counter!(names::DECISIONS, "rule" => rule, "decision" => decision.name()).increment(1);
-    let chat = ChatKey {
-        session: message.session.clone(),
-        chat: message.chat.clone(),
-    };
-    let receipt =
-        |rule: Arc<str>, due_at, not_before, read_on_reply, held: Option<bool>| NewReceipt {
-            session: message.session.clone(),
-            chat: message.chat.clone(),
-            chat_phone: message.chat_phone.clone(),
-            message_id: message.id.clone(),
-            rule,
-            due_at,
-            not_before,
-            read_on_reply,
-            on_reply: held.is_some(),
-            expires: held == Some(true),
-            accepted_at: now,
-        };
-    let feed = |what: &'static str, rule: Option<Arc<str>>, detail: Option<&str>| {
-        if state.activity.watched() {
-            state.activity.record(Happening {
-                at: now,
-                session: message.session.clone(),
-                chat: Some(message.chat.clone()),
-                message_id: Some(message.id.clone()),
-                what,
-                rule,
-                detail: detail.map(str::to_owned),
-            });
-        }
-    };
-    let (receipt, reply) = match decision {
-        Decision::Ignore { rule, reason } => {
-            feed("ignored", rule.clone(), Some(reason.as_str()));
-            return Ok(Reply::Ignored {
-                code: reason.as_str(),
-                reason: reason.as_str().into(),
-                rule,
-            });
-        }
-        Decision::Seen {
-            rule,
-            not_before,
-            delay,
-            read_on_reply,
-        } => {
-            let due = add(not_before, delay.sample(&mut rand::rng()));
-            let reply = Reply::Scheduled {
-                rule: rule.clone(),
-                due_in_ms: millis_between(now, due),
-            };
-            (receipt(rule, due, not_before, read_on_reply, None), reply)
-        }
-        Decision::OnReply { rule, max_wait } => {
-            // No timer that sends: held until a reply, sent anyway at `max_wait`, or dropped when the dedup
-            // window ends (`expires`). Its not-before is that moment too, so no earlier batch takes it along.
-            let until = add(now, max_wait.unwrap_or(state.settings.store.dedup_window));
-            let reply = Reply::Held {
-                rule: rule.clone(),
-                max_wait_ms: max_wait.map(|w| w.as_millis() as u64),
-            };
-            let expires = max_wait.is_none();
-            (receipt(rule, until, until, true, Some(expires)), reply)
-        }
-    };
-    let due = receipt.due_at;
-    let rule = receipt.rule.clone();
-    match state.queue.accept(receipt).await? {
-        Accepted::Duplicate => {
-            feed("duplicate", Some(rule), None);
-            Ok(Reply::Duplicate)
-        }
-        Accepted::New { .. } => {
-            let what = match reply {
-                Reply::Held { .. } => "on_reply",
-                _ => "scheduled",
-            };
-            feed(what, Some(rule), None);
-            if let Some(cluster) = &state.cluster
-                && !state.holdings.holds(&chat.session)
-            {
-                // Another replica sends this session: tell it now rather than at its next heartbeat.
-                let (cluster, chat) = (cluster.clone(), chat.clone());
-                tokio::spawn(async move { cluster.announce(&chat, due).await });
-            }
-            state.scheduler.wake(chat, due);
-            Ok(reply)
-        }
-    }
 }

@@ -27,6 +27,8 @@ use serde_json::{Value, json};
 pub const API_KEY: &str = "test-api-key-5f1c";
 pub const HMAC_KEY: &str = "test-hmac-key-9a2e";
 pub const ADMIN_TOKEN: &str = "test-admin-token-77b0";
+/// `server.shutdown_timeout` of every app under test.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
 pub async fn eventually<T>(
@@ -259,6 +261,8 @@ pub struct Options {
     pub admin: bool,
     /// Where the rules really live when `rules.toml` is a link to a file outside the config folder.
     pub rules_outside: Option<PathBuf>,
+    /// The clock of an in-process app (a process always reads the real one).
+    pub clock: autoseen::time::Clock,
 }
 
 impl Default for Options {
@@ -269,6 +273,7 @@ impl Default for Options {
             hmac: true,
             admin: true,
             rules_outside: None,
+            clock: autoseen::time::Clock::system(),
         }
     }
 }
@@ -295,6 +300,12 @@ impl Options {
 
     pub fn without_hmac(mut self) -> Self {
         self.hmac = false;
+        self
+    }
+
+    /// An in-process app whose clock reads `wall` now (and advances with tokio's clock from there).
+    pub fn clock_at(mut self, wall: jiff::Timestamp) -> Self {
+        self.clock = autoseen::time::Clock::starting_at(wall);
         self
     }
 
@@ -384,7 +395,7 @@ fn config_folder(api_url: &str, options: &Options) -> tempfile::TempDir {
         r#"
 [server]
 listen = "127.0.0.1:0"
-shutdown_timeout = "5s"
+shutdown_timeout = "{shutdown_timeout}s"
 
 [wasend]
 base_url = "{api_url}"
@@ -401,6 +412,7 @@ url = "sqlite:{store}"
 {admin}
 "#,
         store = dir.path().join("data/autoseen.db").display(),
+        shutdown_timeout = SHUTDOWN_TIMEOUT.as_secs(),
         admin = if options.admin {
             format!("[admin]\ntoken = \"{ADMIN_TOKEN}\"")
         } else {
@@ -434,7 +446,7 @@ async fn start_in_process(dir: &Path, options: &Options) -> (Runner, SocketAddr)
     let settings = autoseen::settings::Settings::load_with_env(&config, Some(env))
         .unwrap_or_else(|e| panic!("settings: {e}"));
     let rules = autoseen::rules::load(&config).unwrap_or_else(|e| panic!("rules: {e}"));
-    let app = autoseen::app::Application::build(config, settings, rules)
+    let app = autoseen::app::Application::build(config, settings, rules, options.clock)
         .await
         .expect("the app builds");
     let addr = app.local_addr();

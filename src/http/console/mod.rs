@@ -32,6 +32,7 @@ use super::client::Client;
 use super::openapi::ConsoleRefusals;
 use super::{ApiError, AppState, parse_chat, parse_session};
 use crate::domain::{ChatId, ChatType, IncomingMessage, MessageId};
+use crate::receipts::By;
 use crate::store::{PendingQuery, ReceiptId};
 use crate::webhook;
 use session::SignedIn;
@@ -280,7 +281,7 @@ pub async fn send_now(
     let chat = parse_chat(form.chat.as_deref().unwrap_or_default());
     let notice = match (session, chat) {
         (Ok(session), Ok(chat)) => {
-            let receipts = super::flush_now(&state, session, chat, "the console").await?;
+            let receipts = state.receipts.flush(session, chat, By::Console).await?;
             format!("{receipts} receipt(s) due now")
         }
         (Err(e), _) | (_, Err(e)) => e,
@@ -334,7 +335,7 @@ pub async fn replay(
     Form(form): Form<Replay>,
 ) -> Result<Response, ApiError> {
     check_csrf(&op, form.csrf.as_deref())?;
-    let n = super::replay_now(&state, form.id, "the console").await?;
+    let n = state.receipts.replay(form.id, By::Console).await?;
     Ok(redirect_with_notice(
         "/ui/dead",
         &format!("replayed: {n} chat(s) due now"),
@@ -380,8 +381,10 @@ pub async fn explain(
 ) -> Result<Response, ApiError> {
     check_csrf(&op, form.csrf.as_deref())?;
     let now = state.clock.now();
-    let answer = event_of(&form)
-        .map(|event| crate::explain::event(&state.settings, &state.rules.get(), &event, now));
+    let answer = event_of(&form).map(|event| {
+        let explained = crate::explain::event(&state.settings, &state.rules.get(), &event, now);
+        serde_json::to_value(explained).expect("an explanation serializes")
+    });
     Ok(pages::explain(&op.0.csrf, Some(&answer)).into_response())
 }
 
