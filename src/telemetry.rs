@@ -36,6 +36,12 @@ pub fn init(settings: &LogSettings) -> tracing_appender::non_blocking::WorkerGua
             .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+    // A panic in any task ends up in the log like every other failure, with where it happened.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "a task panicked");
+        default_hook(info);
+    }));
     guard
 }
 

@@ -73,6 +73,8 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            // Retrying will not help a store that holds a row it cannot read: an operator must look.
+            ApiError::Store(StoreError::Corrupt(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InvalidRules(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
@@ -129,7 +131,7 @@ pub struct ErrorBody {
     pub status: ErrorStatus,
     /// A stable code: `unauthorized`, `not_found`, `forbidden`, `bad_request`, `request_timeout`,
     /// `payload_too_large`, `unsupported_media_type`, `too_many_attempts`, `store_unavailable`,
-    /// `store_read_only`, `invalid_rules`.
+    /// `store_read_only`, `store_corrupt`, `invalid_rules`.
     pub error: &'static str,
     /// What is wrong and what to do, in a sentence.
     pub message: String,
@@ -144,7 +146,7 @@ pub enum ErrorStatus {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Store(e) = &self {
-            tracing::error!(error = %e, "store refused; answering 503 so the client retries");
+            tracing::error!(error = %e, status = self.status().as_u16(), "store refused the request");
         }
         let body = ErrorBody {
             status: ErrorStatus::Error,
@@ -153,6 +155,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status(), Json(body)).into_response();
         let retry_after = match self {
+            ApiError::Store(StoreError::Corrupt(_)) => None,
             ApiError::Store(_) => Some(u64::from(STORE_RETRY_AFTER_SECS)),
             ApiError::TooManyAttempts { retry_after } => Some(retry_after),
             _ => None,
@@ -185,6 +188,14 @@ mod tests {
         let response = busy.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+    }
+
+    #[test]
+    fn a_corrupt_store_is_a_500_without_retry_after() {
+        let response = ApiError::from(StoreError::Corrupt("bad due_at".into())).into_response();
+
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
     }
 
     #[test]

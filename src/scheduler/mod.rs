@@ -813,10 +813,17 @@ async fn deliver(
             );
         }
     }
-    if let Err(e) = stored {
-        // The outcomes are not recorded: the receipts are still pending and will be tried again.
-        error!(session = %session, chat = %chat.chat, error = %e, "cannot record send outcomes");
-        wake_at = Some(add(now, STORE_RETRY));
+    match stored {
+        Ok(()) => {}
+        // A handover: the new owner finds the receipts pending and sends what is left.
+        Err(e @ StoreError::LeaseLost(_)) => {
+            info!(session = %session, chat = %chat.chat, reason = %e, "send outcomes left to the session's new owner");
+        }
+        Err(e) => {
+            // The outcomes are not recorded: the receipts are still pending and will be tried again.
+            error!(session = %session, chat = %chat.chat, error = %e, "cannot record send outcomes");
+            wake_at = Some(add(now, STORE_RETRY));
+        }
     }
     let _ = tx.send(Command::Done(Done {
         ids: batch.iter().map(|r| r.id).collect(),

@@ -242,6 +242,10 @@ pub enum StoreError {
     /// The store takes no writes at all: a read-only file or file system, a PostgreSQL standby.
     #[error("store is read-only: {0}")]
     ReadOnly(String),
+    /// This replica no longer holds the session it wrote for: another one took it over (a normal handover
+    /// with several replicas), and sends what is left.
+    #[error("session `{0}` moved to another replica; its new owner sends what is left")]
+    LeaseLost(String),
     #[error("store holds a row it cannot read: {0}")]
     Corrupt(String),
     #[error("store is closed")]
@@ -253,7 +257,8 @@ impl StoreError {
     pub fn code(&self) -> &'static str {
         match self {
             StoreError::ReadOnly(_) => "store_read_only",
-            StoreError::Unavailable(_) | StoreError::Corrupt(_) | StoreError::Closed => {
+            StoreError::Corrupt(_) => "store_corrupt",
+            StoreError::Unavailable(_) | StoreError::LeaseLost(_) | StoreError::Closed => {
                 "store_unavailable"
             }
         }

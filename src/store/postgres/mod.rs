@@ -301,9 +301,7 @@ impl Queue for PostgresStore {
                 .await
                 .map_err(unavailable)?;
             if held.is_none() {
-                return Err(StoreError::Unavailable(format!(
-                    "session `{session}` moved to another replica; its new owner sends what is left"
-                )));
+                return Err(StoreError::LeaseLost(session.to_string()));
             }
         }
         for (id, outcome) in outcomes {
@@ -666,9 +664,16 @@ impl Cluster for PostgresStore {
             let connection = tokio::spawn(async move {
                 let mut messages =
                     futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                while let Some(Ok(message)) = messages.next().await {
-                    if let tokio_postgres::AsyncMessage::Notification(n) = message {
-                        let _ = tx.send(n.payload().to_string());
+                while let Some(message) = messages.next().await {
+                    match message {
+                        Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                            let _ = tx.send(n.payload().to_string());
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the connection listening for other replicas' work failed; reconnecting");
+                            break;
+                        }
                     }
                 }
             });
