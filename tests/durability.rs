@@ -84,10 +84,11 @@ async fn sigterm_exits_zero_within_the_timeout_and_nothing_is_lost() {
     let ids = accept_many(&app, 200, 20, "term").await;
 
     let started = Instant::now();
-    let status = app.terminate(Duration::from_secs(5)).await;
+    let status = app.terminate(SHUTDOWN_TIMEOUT * 3).await;
 
     assert!(status.success(), "exit status {status}");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Within server.shutdown_timeout, with slack for the process's own exit on a busy machine.
+    assert!(started.elapsed() < SHUTDOWN_TIMEOUT + SHUTDOWN_TIMEOUT / 2);
     assert!(
         app.logs().iter().any(|l| l.contains("\"stopped\"")),
         "a clean stop is logged"
@@ -215,6 +216,8 @@ async fn an_unwritable_store_answers_503_names_the_cause_by_code_and_loses_nothi
 
 #[tokio::test]
 async fn messages_in_one_chat_go_out_together_when_the_earliest_is_due() {
+    /// The slow rule's delay, below.
+    const SLOW_DELAY: Duration = Duration::from_secs(30);
     let fake = FakeWasend::start().await;
     let rules = r#"
 [defaults]
@@ -250,8 +253,8 @@ delay = "30s"
     let calls = fake.wait_for_calls(5, WAIT).await;
     let last = calls.iter().map(|c| c.at).max().unwrap();
     assert!(
-        last - start < Duration::from_secs(10),
-        "the slow ones waited for their own delay"
+        last - start < SLOW_DELAY / 2,
+        "the slow ones did not wait for their own delay ({SLOW_DELAY:?})"
     );
     let first = calls.iter().map(|c| c.at).min().unwrap();
     assert!(

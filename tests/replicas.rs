@@ -202,7 +202,9 @@ async fn when_a_replica_is_killed_the_survivor_sends_its_sessions_after_the_leas
 async fn a_replica_stopped_with_sigterm_hands_its_sessions_over_without_waiting_for_the_lease_ttl()
 {
     // A long lease: a move within it can only come from leases given back.
-    let Some((_db, fake, mut a, b)) = cluster(&slowly("4/s", ("store.lease_ttl", "9s"))).await
+    const LEASE_TTL: &str = "9s";
+    let lease_ttl = humantime::parse_duration(LEASE_TTL).unwrap();
+    let Some((_db, fake, mut a, b)) = cluster(&slowly("4/s", ("store.lease_ttl", LEASE_TTL))).await
     else {
         return;
     };
@@ -214,7 +216,7 @@ async fn a_replica_stopped_with_sigterm_hands_its_sessions_over_without_waiting_
     })
     .await;
 
-    a.terminate(Duration::from_secs(10)).await;
+    a.terminate(SHUTDOWN_TIMEOUT * 2).await;
     let stopped = Instant::now();
     let moved = sessions_sent_by(&a);
     nothing_pending(&b).await;
@@ -228,7 +230,7 @@ async fn a_replica_stopped_with_sigterm_hands_its_sessions_over_without_waiting_
             .min();
         if let Some(resumed) = resumed {
             assert!(
-                resumed - stopped < Duration::from_secs(9),
+                resumed - stopped < lease_ttl,
                 "{session} resumed after {:?}",
                 resumed - stopped
             );
