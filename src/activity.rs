@@ -26,12 +26,29 @@ pub struct Happening {
     pub session: SessionName,
     pub chat: Option<ChatId>,
     pub message_id: Option<MessageId>,
-    /// What happened: a decision (`scheduled`, `on_reply`, `ignored`, `duplicate`) or a send's outcome
-    /// (`sent`, `retry`, `paused`, `dead`), or `confirmed`, `flushed`, `replayed`.
-    pub what: &'static str,
+    pub what: What,
     pub rule: Option<Arc<str>>,
     /// Why, in the service's own words (an ignore reason, an API error); never message text.
     pub detail: Option<String>,
+}
+
+/// What happened to a message or a session; in the feed as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum What {
+    /// Decisions on an incoming message.
+    Scheduled,
+    OnReply,
+    Ignored,
+    Duplicate,
+    /// A send's outcomes.
+    Sent,
+    Retry,
+    Paused,
+    Dead,
+    /// An ack: a sent receipt confirmed, waiting ones cancelled.
+    Confirmed,
+    Cancelled,
 }
 
 /// One minute's counts of one session.
@@ -129,12 +146,15 @@ impl Activity {
     /// Counts `h` (sends, failures and confirmations count; decisions only feed) and tells the watchers.
     pub fn record(&self, h: Happening) {
         let add = |c: &mut Counts| match h.what {
-            "sent" => c.sent += 1,
-            "retry" | "dead" => c.failed += 1,
-            "confirmed" => c.confirmed += 1,
+            What::Sent => c.sent += 1,
+            What::Retry | What::Dead => c.failed += 1,
+            What::Confirmed => c.confirmed += 1,
             _ => {}
         };
-        if matches!(h.what, "sent" | "retry" | "dead" | "confirmed") {
+        if matches!(
+            h.what,
+            What::Sent | What::Retry | What::Dead | What::Confirmed
+        ) {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(s) = entry(&mut sessions, &h.session, h.at, self.max_sessions) {
                 let m = minute(h.at);
@@ -207,7 +227,7 @@ mod tests {
         from_millis(1_800_000_000_000 / 60_000 * 60_000 + (minutes * 60 + seconds) * 1000)
     }
 
-    fn happening(what: &'static str, t: Timestamp) -> Happening {
+    fn happening(what: What, t: Timestamp) -> Happening {
         Happening {
             at: t,
             session: SessionName::parse("s").unwrap(),
@@ -222,11 +242,11 @@ mod tests {
     #[test]
     fn counts_fall_into_their_minute_and_age_out_after_an_hour() {
         let a = Activity::default();
-        a.record(happening("sent", at(0, 1)));
-        a.record(happening("sent", at(0, 59)));
-        a.record(happening("dead", at(1, 0)));
-        a.record(happening("scheduled", at(1, 0)));
-        a.record(happening("sent", at(2, 0)));
+        a.record(happening(What::Sent, at(0, 1)));
+        a.record(happening(What::Sent, at(0, 59)));
+        a.record(happening(What::Dead, at(1, 0)));
+        a.record(happening(What::Scheduled, at(1, 0)));
+        a.record(happening(What::Sent, at(2, 0)));
 
         let now = a.summary(at(2, 30));
         let later = a.summary(at(61, 0));
@@ -246,7 +266,7 @@ mod tests {
         let a = Activity::new(2);
         let of = |name: &str, t| Happening {
             session: SessionName::parse(name).unwrap(),
-            ..happening("sent", t)
+            ..happening(What::Sent, t)
         };
         a.record(of("a", at(0, 0)));
         a.record(of("b", at(0, 0)));
@@ -271,10 +291,10 @@ mod tests {
     async fn watchers_get_every_happening_and_a_pause_shows_until_it_ends() {
         let a = Activity::default();
         let mut feed = a.watch();
-        a.record(happening("scheduled", at(0, 0)));
+        a.record(happening(What::Scheduled, at(0, 0)));
         a.pause(&SessionName::parse("s").unwrap(), at(0, 0), at(5, 0));
 
-        assert_eq!(feed.recv().await.unwrap().what, "scheduled");
+        assert_eq!(feed.recv().await.unwrap().what, What::Scheduled);
         assert_eq!(a.summary(at(4, 0))[0].paused_until, Some(at(5, 0)));
         assert!(a.summary(at(5, 0)).is_empty());
     }

@@ -122,3 +122,53 @@ async fn the_document_is_served_without_credentials() {
     let served: Value = r.json().await.unwrap();
     assert_eq!(served, autoseen::http::openapi_document());
 }
+
+#[tokio::test]
+async fn every_route_but_the_public_ones_answers_401_without_credentials() {
+    let fake = FakeWasend::start().await;
+    let app = TestApp::spawn(
+        &fake,
+        Options::default().set("bot.token", "test-bot-token-0123456789"),
+    )
+    .await;
+    let public = |path: &str| {
+        [
+            "/healthz",
+            "/readyz",
+            "/openapi.json",
+            "/metrics",
+            "/ui/login",
+        ]
+        .contains(&path)
+            || path.starts_with("/ui/assets/")
+    };
+    let routes = router_routes(&autoseen::http::routes(true));
+
+    let mut answers = BTreeMap::new();
+    for (path, methods) in routes.iter().filter(|(p, _)| !public(p)) {
+        let concrete = path
+            .replace("{session}", "default")
+            .replace("{chat}", "491511234567")
+            .replace("{token}", "not-the-token");
+        for method in methods {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            // A JSON body, so the webhook gets as far as its signature check.
+            let r = app
+                .http
+                .request(method.clone(), app.url(&concrete))
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            answers.insert(format!("{method} {path}"), r.status().as_u16());
+        }
+    }
+
+    assert!(answers.len() >= 15, "{answers:?}");
+    let not_401: Vec<_> = answers.iter().filter(|(_, s)| **s != 401).collect();
+    assert!(
+        not_401.is_empty(),
+        "answered without credentials: {not_401:?}"
+    );
+}

@@ -149,7 +149,7 @@ impl ChatId {
         }
     }
 
-    /// The kind of chat, read from the server part of the id.
+    /// The kind of chat, read from the server part of the id ([`ChatType::chat_id`] is the way back).
     pub fn chat_type(&self) -> ChatType {
         let server = self.0.rsplit_once('@').map_or("", |(_, s)| s);
         match server {
@@ -225,6 +225,20 @@ impl ChatType {
             ChatType::Broadcast => "broadcast",
             ChatType::Other => "other",
         }
+    }
+
+    /// The chat id of a chat of this type whose user part is `user` (a number, a group's id); the status
+    /// chat is always `status@broadcast`. `None` for `other`, which has no server of its own.
+    pub fn chat_id(self, user: &str) -> Option<String> {
+        let server = match self {
+            ChatType::Direct => "c.us",
+            ChatType::Group => "g.us",
+            ChatType::Channel => "newsletter",
+            ChatType::Broadcast => "broadcast",
+            ChatType::Status => return Some("status@broadcast".into()),
+            ChatType::Other => return None,
+        };
+        Some(format!("{user}@{server}"))
     }
 }
 

@@ -5,14 +5,17 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::Query;
 use super::openapi::AdminRefusals;
 use super::{Admin, ApiError, AppState, ErrorBody};
+use crate::domain::{ChatId, MessageId, SessionName};
 use crate::receipts::By;
 use crate::store::{DeadReceipt, PendingQuery, Receipt, ReceiptId};
+use crate::time::serialize_rfc3339;
 
 /// Which pending receipts to list.
 #[derive(Deserialize, IntoParams)]
@@ -47,13 +50,98 @@ fn limit(asked: Option<usize>) -> usize {
 #[derive(Serialize, ToSchema)]
 pub struct PendingList {
     /// Earliest due first.
-    pending: Vec<Receipt>,
+    pending: Vec<PendingReceipt>,
+}
+
+/// A receipt waiting to be sent, as the admin API shows it (its own type: a storage change is not an API
+/// change).
+#[derive(Serialize, ToSchema)]
+pub struct PendingReceipt {
+    #[schema(value_type = i64)]
+    id: ReceiptId,
+    #[schema(value_type = String)]
+    session: SessionName,
+    #[schema(value_type = String)]
+    chat: ChatId,
+    /// The phone number a LID chat was filed with.
+    #[schema(value_type = Option<String>)]
+    chat_phone: Option<ChatId>,
+    #[schema(value_type = String)]
+    message_id: MessageId,
+    #[schema(value_type = String)]
+    rule: Arc<str>,
+    #[serde(serialize_with = "serialize_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    due_at: Timestamp,
+    #[serde(serialize_with = "serialize_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    not_before: Timestamp,
+    read_on_reply: bool,
+    on_reply: bool,
+    expires: bool,
+    attempts: u32,
+    last_error: Option<String>,
+}
+
+impl From<Receipt> for PendingReceipt {
+    fn from(r: Receipt) -> Self {
+        Self {
+            id: r.id,
+            session: r.session,
+            chat: r.chat,
+            chat_phone: r.chat_phone,
+            message_id: r.message_id,
+            rule: r.rule,
+            due_at: r.due_at,
+            not_before: r.not_before,
+            read_on_reply: r.read_on_reply,
+            on_reply: r.on_reply,
+            expires: r.expires,
+            attempts: r.attempts,
+            last_error: r.last_error,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct DeadList {
     /// Newest first.
-    dead: Vec<DeadReceipt>,
+    dead: Vec<DeadLetter>,
+}
+
+/// A receipt given up on, with why, as the admin API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct DeadLetter {
+    #[schema(value_type = i64)]
+    id: ReceiptId,
+    #[schema(value_type = String)]
+    session: SessionName,
+    #[schema(value_type = String)]
+    chat: ChatId,
+    #[schema(value_type = String)]
+    message_id: MessageId,
+    #[schema(value_type = String)]
+    rule: Arc<str>,
+    attempts: u32,
+    last_error: String,
+    #[serde(serialize_with = "serialize_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    died_at: Timestamp,
+}
+
+impl From<DeadReceipt> for DeadLetter {
+    fn from(d: DeadReceipt) -> Self {
+        Self {
+            id: d.id,
+            session: d.session,
+            chat: d.chat,
+            message_id: d.message_id,
+            rule: d.rule,
+            attempts: d.attempts,
+            last_error: d.last_error,
+            died_at: d.died_at,
+        }
+    }
 }
 
 /// Pending receipts, earliest due first.
@@ -81,7 +169,9 @@ pub async fn pending(
         limit: limit(q.limit),
     };
     let pending = state.operator.find_pending(query).await?;
-    Ok(Json(PendingList { pending }))
+    Ok(Json(PendingList {
+        pending: pending.into_iter().map(PendingReceipt::from).collect(),
+    }))
 }
 
 /// Dead receipts (given up on), newest first.
@@ -98,7 +188,9 @@ pub async fn dead(
     Query(q): Query<Limit>,
 ) -> Result<Json<DeadList>, ApiError> {
     let dead = state.operator.list_dead(limit(q.limit)).await?;
-    Ok(Json(DeadList { dead }))
+    Ok(Json(DeadList {
+        dead: dead.into_iter().map(DeadLetter::from).collect(),
+    }))
 }
 
 /// Which dead receipt to replay.

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 
 pub use plan::{Ignored, Plan, WhenUnreleased, plan};
 
-use crate::activity::{Activity, Happening};
+use crate::activity::{Activity, Happening, What};
 use crate::domain::{ChatId, ChatKey, IncomingMessage, MessageKey, SessionName};
 use crate::metric_names as names;
 use crate::rules::Rules;
@@ -156,7 +156,7 @@ impl Receipts {
         let rule = plan.rule().map(|r| r.to_string()).unwrap_or_default();
         metrics::counter!(names::DECISIONS, "rule" => rule, "decision" => plan.decision())
             .increment(1);
-        let feed = |what: &'static str, rule: Option<Arc<str>>, detail: Option<&str>| {
+        let feed = |what: What, rule: Option<Arc<str>>, detail: Option<&str>| {
             if self.activity.watched() {
                 self.activity.record(Happening {
                     at: now,
@@ -206,7 +206,7 @@ impl Receipts {
                 (receipt, Outcome::Held { rule, max_wait })
             }
             Plan::Ignore { reason, rule } => {
-                feed("ignored", rule.clone(), Some(reason.code()));
+                feed(What::Ignored, rule.clone(), Some(reason.code()));
                 return Ok(Outcome::Ignored { reason, rule });
             }
             plan @ (Plan::FlushReplies | Plan::Ack) => {
@@ -220,13 +220,13 @@ impl Receipts {
         let (due, rule) = (receipt.due_at, receipt.rule.clone());
         match self.queue.accept(receipt).await? {
             Accepted::Duplicate => {
-                feed("duplicate", Some(rule), None);
+                feed(What::Duplicate, Some(rule), None);
                 Ok(Outcome::Duplicate)
             }
             Accepted::New { .. } => {
                 let what = match outcome {
-                    Outcome::Held { .. } => "on_reply",
-                    _ => "scheduled",
+                    Outcome::Held { .. } => What::OnReply,
+                    _ => What::Scheduled,
                 };
                 feed(what, Some(rule), None);
                 self.announce(&chat, due);
@@ -267,10 +267,10 @@ impl Receipts {
             detail: Some(format!("ack of {}", message.bare)),
         };
         for _ in 0..result.confirmed {
-            self.activity.record(happening("confirmed"));
+            self.activity.record(happening(What::Confirmed));
         }
         if result.cancelled > 0 && self.activity.watched() {
-            self.activity.record(happening("cancelled"));
+            self.activity.record(happening(What::Cancelled));
         }
         Ok(result)
     }

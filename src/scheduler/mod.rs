@@ -29,7 +29,7 @@ use tracing::{error, info, warn};
 pub use config::DeliverySettings;
 use pacing::{Bucket, backoff};
 
-use crate::activity::{Activity, Happening};
+use crate::activity::{Activity, Happening, What};
 use crate::domain::{ChatKey, MessageId, MessageKey, SessionName};
 use crate::metric_names as names;
 use crate::store::cluster::{Cluster, Fence, Lease, ReplicaId};
@@ -99,13 +99,13 @@ enum Delivered {
 }
 
 impl Delivered {
-    /// The word the console's activity feed uses.
-    fn name(self) -> &'static str {
+    /// What the console's activity feed calls it.
+    fn what(self) -> What {
         match self {
-            Delivered::Sent => "sent",
-            Delivered::Retry => "retry",
-            Delivered::Paused => "paused",
-            Delivered::Dead => "dead",
+            Delivered::Sent => What::Sent,
+            Delivered::Retry => What::Retry,
+            Delivered::Paused => What::Paused,
+            Delivered::Dead => What::Dead,
         }
     }
 
@@ -801,7 +801,7 @@ async fn deliver(
             session: r.session.clone(),
             chat: Some(r.chat.clone()),
             message_id: Some(r.message_id.clone()),
-            what: kind.name(),
+            what: kind.what(),
             rule: Some(r.rule.clone()),
             detail,
         });

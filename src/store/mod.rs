@@ -33,7 +33,6 @@ pub use readiness::Readiness;
 
 use crate::domain::{ChatId, ChatKey, MessageId, MessageKey, SessionName};
 use crate::settings::Backend;
-use crate::time::serialize_rfc3339;
 use cluster::Fence;
 
 /// A stored receipt's identity, given by the store when it accepts the receipt.
@@ -84,20 +83,15 @@ pub struct NewReceipt {
 }
 
 /// A pending receipt as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Receipt {
     pub id: ReceiptId,
     pub session: SessionName,
     pub chat: ChatId,
     pub chat_phone: Option<ChatId>,
     pub message_id: MessageId,
-    #[schema(value_type = String)]
     pub rule: Arc<str>,
-    #[serde(serialize_with = "serialize_rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub due_at: Timestamp,
-    #[serde(serialize_with = "serialize_rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub not_before: Timestamp,
     pub read_on_reply: bool,
     pub on_reply: bool,
@@ -116,18 +110,15 @@ impl Receipt {
 }
 
 /// A receipt that was given up on, with why.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeadReceipt {
     pub id: ReceiptId,
     pub session: SessionName,
     pub chat: ChatId,
     pub message_id: MessageId,
-    #[schema(value_type = String)]
     pub rule: Arc<str>,
     pub attempts: u32,
     pub last_error: String,
-    #[serde(serialize_with = "serialize_rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub died_at: Timestamp,
 }
 

@@ -396,23 +396,25 @@ fn event_of(form: &Explain) -> Result<webhook::Event, String> {
     let session = parse_session(filled(&form.session).unwrap_or("default"))?;
     let raw_chat = filled(&form.chat)
         .ok_or("give a chat (an id or a phone number), or paste a webhook body")?;
-    let chat_type = filled(&form.chat_type).unwrap_or("direct");
-    // An id says its type itself; a bare number gets the server part of the type picked.
+    let raw_type = filled(&form.chat_type).unwrap_or("direct");
+    let known = || ChatType::ALL.map(ChatType::as_str).join(", ");
+    let chat_type = ChatType::ALL
+        .into_iter()
+        .find(|t| t.as_str() == raw_type)
+        .ok_or_else(|| format!("chat type `{raw_type}` is not one of {}", known()))?;
+    // An id says its type itself; a bare number (or a direct chat's phone number in any form) gets the server
+    // part of the type picked.
     let chat = match chat_type {
         _ if raw_chat.contains('@') => parse_chat(raw_chat)?,
-        "direct" => parse_chat(raw_chat)?,
-        "status" => ChatId::parse("status@broadcast").map_err(|e| e.to_string())?,
-        "group" | "channel" | "broadcast" => {
-            let server = match chat_type {
-                "group" => "g.us",
-                "channel" => "newsletter",
-                _ => "broadcast",
-            };
-            ChatId::parse(&format!("{raw_chat}@{server}")).map_err(|e| format!("chat {e}"))?
-        }
+        ChatType::Direct => parse_chat(raw_chat)?,
         other => {
-            let known = ChatType::ALL.map(ChatType::as_str).join(", ");
-            return Err(format!("chat type `{other}` is not one of {known}"));
+            let id = other.chat_id(raw_chat).ok_or_else(|| {
+                format!(
+                    "chat type `{raw_type}` names no chat; pick one of {}",
+                    known()
+                )
+            })?;
+            ChatId::parse(&id).map_err(|e| format!("chat {e}"))?
         }
     };
     let id = MessageId::parse(&format!("false_{}_EXPLAIN", chat.as_str()))
