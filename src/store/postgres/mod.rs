@@ -8,6 +8,7 @@
 //! the service starts while the server is down and works as soon as it is back; migrations run on the first
 //! connection that succeeds. Moments are stored as milliseconds since the Unix epoch, as in SQLite.
 
+mod cluster;
 mod schema;
 
 use std::str::FromStr;
@@ -20,7 +21,7 @@ use jiff::Timestamp;
 use tokio::sync::OnceCell;
 use tokio_postgres::{NoTls, Row};
 
-use super::cluster::{Cluster, Fence, FenceToken, Lease, ReplicaId};
+use super::cluster::Fence;
 use super::{
     Accepted, DeadReceipt, DueCursor, DueHead, DueQuery, Flush, FlushScope, Flushed, NewReceipt,
     Operator, Outcome, PendingQuery, PendingStats, Queue, Receipt, ReceiptId, StoreError,
@@ -28,6 +29,24 @@ use super::{
 use crate::domain::{ChatId, ChatKey, MessageId, MessageKey, SessionName};
 use crate::settings::StoreUrl;
 use crate::time::from_millis;
+
+/// The SQL expression that wakes the replica holding a chat's session: a `NOTIFY autoseen_wake` whose payload
+/// is `session TAB chat TAB due-ms`, from three SQL expressions. The only place the payload is built;
+/// [`cluster::parse_wake`] is the only place it is read.
+macro_rules! notify_wake {
+    ($session:literal, $chat:literal, $due:literal) => {
+        concat!(
+            "pg_notify('autoseen_wake', ",
+            $session,
+            " || chr(9) || ",
+            $chat,
+            " || chr(9) || ",
+            $due,
+            "::bigint::text)"
+        )
+    };
+}
+use notify_wake;
 
 /// The advisory lock the dedup purge takes, so one replica purges at a time.
 const PURGE_LOCK: i64 = 0x6175_746f_7075_7267;
@@ -349,19 +368,21 @@ impl Queue for PostgresStore {
     async fn flush_chat(&self, flush: Flush) -> Result<Flushed, StoreError> {
         let forms: Vec<&str> = flush.forms.iter().map(ChatId::as_str).collect();
         let sql = match flush.scope {
-            FlushScope::Reply => {
+            FlushScope::Reply => concat!(
                 "UPDATE pending SET due_at = LEAST(due_at, $3::bigint), not_before = LEAST(not_before, $3::bigint),
                  on_reply = false, expires = false
                  WHERE session = $1 AND (chat = ANY($2) OR chat_phone = ANY($2)) AND attempts = 0
                    AND (read_on_reply OR on_reply)
-                 RETURNING session, chat, pg_notify('autoseen_wake', session || chr(9) || chat || chr(9) || $3::bigint::text)"
-            }
-            FlushScope::All => {
+                 RETURNING session, chat, ",
+                notify_wake!("session", "chat", "$3")
+            ),
+            FlushScope::All => concat!(
                 "UPDATE pending SET due_at = LEAST(due_at, $3::bigint), not_before = LEAST(not_before, $3::bigint),
                  on_reply = false, expires = false
                  WHERE session = $1 AND (chat = ANY($2) OR chat_phone = ANY($2)) AND attempts = 0
-                 RETURNING session, chat, pg_notify('autoseen_wake', session || chr(9) || chat || chr(9) || $3::bigint::text)"
-            }
+                 RETURNING session, chat, ",
+                notify_wake!("session", "chat", "$3")
+            ),
         };
         let rows = self
             .query(
@@ -473,12 +494,15 @@ impl Operator for PostgresStore {
         let tx = client.transaction().await.map_err(unavailable)?;
         let rows = tx
             .query(
-                "WITH gone AS (DELETE FROM dead WHERE $2::bigint IS NULL OR id = $2 RETURNING *)
-                 INSERT INTO pending (session, chat, chat_phone, message_id, bare_id, rule, due_at, not_before,
-                                      read_on_reply, accepted_at)
-                 SELECT session, chat, chat_phone, message_id, message_id, rule, $1, $1, read_on_reply, $1
-                 FROM gone
-                 RETURNING session, chat, pg_notify('autoseen_wake', session || chr(9) || chat || chr(9) || $1::bigint::text)",
+                concat!(
+                    "WITH gone AS (DELETE FROM dead WHERE $2::bigint IS NULL OR id = $2 RETURNING *)
+                     INSERT INTO pending (session, chat, chat_phone, message_id, bare_id, rule, due_at, not_before,
+                                          read_on_reply, accepted_at)
+                     SELECT session, chat, chat_phone, message_id, message_id, rule, $1, $1, read_on_reply, $1
+                     FROM gone
+                     RETURNING session, chat, ",
+                    notify_wake!("session", "chat", "$1")
+                ),
                 &[&ms(now), &only],
             )
             .await
@@ -523,181 +547,6 @@ impl Operator for PostgresStore {
             _ => Err(StoreError::ReadOnly(
                 "the PostgreSQL server takes no writes (a standby, or read-only)".into(),
             )),
-        }
-    }
-}
-
-#[async_trait]
-impl Cluster for PostgresStore {
-    async fn heartbeat(
-        &self,
-        replica: &ReplicaId,
-        ttl: Duration,
-        now: Timestamp,
-    ) -> Result<Vec<Lease>, StoreError> {
-        let (me, now, ttl) = (replica.as_str(), ms(now), ttl.as_millis() as i64);
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(unavailable)?;
-        let step = |r: Result<u64, tokio_postgres::Error>| r.map_err(unavailable);
-        step(
-            tx.execute(
-                "INSERT INTO replicas (id, heartbeat_at) VALUES ($1, $2)
-                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-                &[&me, &now],
-            )
-            .await,
-        )?;
-        step(
-            tx.execute(
-                "DELETE FROM replicas WHERE heartbeat_at < $1",
-                &[&(now - 10 * ttl)],
-            )
-            .await,
-        )?;
-        step(
-            tx.execute(
-                "UPDATE leases SET expires_at = $2::bigint + $3::bigint WHERE owner = $1 AND expires_at > $2",
-                &[&me, &now, &ttl],
-            )
-            .await,
-        )?;
-        let counts = tx
-            .query_one(
-                "SELECT (SELECT COUNT(*) FROM replicas WHERE heartbeat_at > $2::bigint - $3::bigint) AS live,
-                        (SELECT COUNT(*) FROM (SELECT session FROM pending
-                                               UNION SELECT session FROM leases WHERE owner IS NOT NULL AND expires_at > $2) s) AS sessions,
-                        (SELECT COUNT(*) FROM leases WHERE owner = $1 AND expires_at > $2) AS mine",
-                &[&me, &now, &ttl],
-            )
-            .await
-            .map_err(unavailable)?;
-        let (live, sessions, mine): (i64, i64, i64) = (
-            counts.get("live"),
-            counts.get("sessions"),
-            counts.get("mine"),
-        );
-        let share = sessions.div_euclid(live.max(1)) + i64::from(sessions % live.max(1) != 0);
-        if mine < share {
-            step(
-                tx.execute(
-                    "INSERT INTO leases (session, owner, token, expires_at)
-                     SELECT s.session, $1, 1, $2::bigint + $3::bigint
-                     FROM (SELECT DISTINCT session FROM pending) s LEFT JOIN leases l USING (session)
-                     WHERE l.session IS NULL OR l.owner IS NULL OR l.expires_at <= $2
-                     ORDER BY random() LIMIT $4
-                     ON CONFLICT (session) DO UPDATE SET owner = excluded.owner, token = leases.token + 1,
-                         expires_at = excluded.expires_at
-                     WHERE leases.owner IS NULL OR leases.expires_at <= $2",
-                    &[&me, &now, &ttl, &(share - mine)],
-                )
-                .await,
-            )?;
-        } else if mine > share + 1 {
-            step(
-                tx.execute(
-                    "UPDATE leases SET owner = NULL, expires_at = 0 WHERE session IN (
-                         SELECT session FROM leases WHERE owner = $1 AND expires_at > $2 ORDER BY random() LIMIT $3)",
-                    &[&me, &now, &(mine - share)],
-                )
-                .await,
-            )?;
-        }
-        let rows = tx
-            .query(
-                "SELECT session, token, paused_until FROM leases WHERE owner = $1 AND expires_at > $2",
-                &[&me, &now],
-            )
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        rows.iter()
-            .map(|row| {
-                let paused: i64 = get(row, "paused_until")?;
-                Ok(Lease {
-                    session: SessionName::parse(get(row, "session")?).map_err(corrupt)?,
-                    token: FenceToken::from_row(get(row, "token")?),
-                    paused_until: (paused > 0).then(|| from_millis(paused)),
-                })
-            })
-            .collect()
-    }
-
-    async fn announce(&self, chat: &ChatKey, due: Timestamp) -> Result<(), StoreError> {
-        let payload = format!("{}\t{}\t{}", chat.session, chat.chat, ms(due));
-        self.execute("SELECT pg_notify('autoseen_wake', $1)", &[&payload])
-            .await
-            .map(drop)
-    }
-
-    async fn release(&self, replica: &ReplicaId) -> Result<(), StoreError> {
-        self.execute(
-            "UPDATE leases SET owner = NULL, expires_at = 0 WHERE owner = $1",
-            &[&replica.as_str()],
-        )
-        .await?;
-        self.execute("DELETE FROM replicas WHERE id = $1", &[&replica.as_str()])
-            .await
-            .map(drop)
-    }
-
-    async fn pause(&self, session: &SessionName, until: Timestamp) -> Result<(), StoreError> {
-        self.execute(
-            "UPDATE leases SET paused_until = GREATEST(paused_until, $2) WHERE session = $1",
-            &[&session.as_str(), &ms(until)],
-        )
-        .await
-        .map(drop)
-    }
-
-    async fn listen(&self, wake: tokio::sync::mpsc::UnboundedSender<(ChatKey, Timestamp)>) {
-        use futures_util::StreamExt;
-        while !wake.is_closed() {
-            let (client, mut connection) = match self.config.connect(NoTls).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for other replicas' work; trying again");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            let (tx, mut payloads) = tokio::sync::mpsc::unbounded_channel::<String>();
-            let connection = tokio::spawn(async move {
-                let mut messages =
-                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                while let Some(message) = messages.next().await {
-                    match message {
-                        Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                            let _ = tx.send(n.payload().to_string());
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, "the connection listening for other replicas' work failed; reconnecting");
-                            break;
-                        }
-                    }
-                }
-            });
-            if client.batch_execute("LISTEN autoseen_wake").await.is_ok() {
-                while let Some(payload) = payloads.recv().await {
-                    let mut parts = payload.split('\t');
-                    let (Some(session), Some(chat), Some(due)) =
-                        (parts.next(), parts.next(), parts.next())
-                    else {
-                        continue;
-                    };
-                    let (Ok(chat), Ok(due)) = (chat_key(session, chat), due.parse::<i64>()) else {
-                        continue;
-                    };
-                    if wake.send((chat, from_millis(due))).is_err() {
-                        break;
-                    }
-                }
-            }
-            connection.abort();
-            drop(client);
-            if !wake.is_closed() {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
         }
     }
 }
