@@ -41,3 +41,23 @@ impl Default for DeliverySettings {
         }
     }
 }
+
+impl DeliverySettings {
+    pub(crate) fn check(&self, out: &mut crate::settings::Problems) {
+        if self.max_attempts == 0 {
+            out.bad("delivery.max_attempts", "must be at least 1");
+        }
+        if self.backoff_initial.is_zero() || self.backoff_initial > self.backoff_max {
+            out.bad(
+                "delivery.backoff_initial",
+                "must be above zero and at most `delivery.backoff_max`",
+            );
+        }
+        if self.burst == 0 {
+            out.bad("delivery.burst", "must be at least 1");
+        }
+        if self.max_in_flight == 0 {
+            out.bad("delivery.max_in_flight", "must be at least 1");
+        }
+    }
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+use crate::settings::Problems;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -73,5 +74,67 @@ impl WasendSettings {
                 )
             }),
         )
+    }
+}
+
+/// Scheme, host and port of a URL, for telling whether two base URLs are the same server.
+pub fn origin(url: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+}
+
+impl WasendSettings {
+    pub(crate) fn check(&self, out: &mut Problems) {
+        let urls = std::iter::once(("wasend.base_url".to_string(), &self.base_url)).chain(
+            self.sessions.iter().filter_map(|(name, o)| {
+                o.base_url
+                    .as_ref()
+                    .map(|u| (format!("wasend.sessions.{name}.base_url"), u))
+            }),
+        );
+        for (key, url) in urls {
+            match reqwest::Url::parse(url) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                _ => out.bad(
+                    &key,
+                    format!("is `{url}`, not an http(s) URL like \"https://api.wasend.dev\""),
+                ),
+            }
+        }
+        for (name, flavor, url) in self.endpoints() {
+            if flavor == Flavor::Waha && url.trim_end_matches('/').ends_with("/api") {
+                let key = name.map_or("wasend.base_url".into(), |n| {
+                    format!("wasend.sessions.{n}.base_url")
+                });
+                out.bad(
+                    &key,
+                    format!(
+                        "is `{url}`, but with flavor \"waha\" it is the WAHA server's root: autoseen calls \
+                         <base_url>/api/sendSeen; drop the trailing /api"
+                    ),
+                );
+            }
+        }
+        if self.timeout.is_zero() {
+            out.bad("wasend.timeout", "must be above zero");
+        }
+        let default_origin = origin(&self.base_url);
+        for (name, o) in &self.sessions {
+            if let Some(url) = &o.base_url
+                && o.api_key.is_none()
+                && self.api_key.is_some()
+                && origin(url) != default_origin
+            {
+                out.bad(
+                    &format!("wasend.sessions.{name}.base_url"),
+                    format!(
+                        "is on another server than `wasend.base_url`, and the session has no `api_key` of its own: \
+                         the default key is never sent to another server. Set AUTOSEEN__WASEND__SESSIONS__{}__API_KEY",
+                        name.to_uppercase()
+                    ),
+                );
+            }
+        }
     }
 }

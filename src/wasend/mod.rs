@@ -17,10 +17,9 @@ use serde::Serialize;
 use crate::domain::{ChatId, MessageId, SessionName};
 mod config;
 
-pub use config::{Flavor, SessionOverride, WasendSettings};
+pub use config::{Flavor, SessionOverride, WasendSettings, origin};
 
 use crate::secret::Secret;
-use crate::settings::origin;
 
 /// How much of an error body is kept for logs and dead letters.
 const MAX_ERROR_BODY: usize = 2048;
