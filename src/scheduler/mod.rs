@@ -12,14 +12,18 @@
 //! as tasks, bounded by `max_in_flight` calls; each task writes its outcomes (done, retry later, dead) to the
 //! store in one commit before reporting back, so nothing is lost if the process dies mid-way.
 
+mod acks;
 mod config;
+mod delivery;
+mod handle;
 pub mod leases;
+mod ownership;
 pub mod pacing;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot};
@@ -27,15 +31,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 pub use config::DeliverySettings;
-use pacing::{Bucket, backoff};
+use delivery::{Delivery, deliver};
+pub use handle::SchedulerHandle;
+use pacing::Bucket;
 
-use crate::activity::{Activity, Happening, What};
-use crate::domain::{ChatKey, MessageId, MessageKey, SessionName};
+use crate::activity::Activity;
+use crate::domain::{ChatKey, MessageKey, SessionName};
 use crate::metric_names as names;
 use crate::store::cluster::{Cluster, Fence, Lease, ReplicaId};
-use crate::store::{DueCursor, DueQuery, Outcome, Queue, Receipt, ReceiptId, StoreError};
-use crate::time::{Clock, add, from_millis, millis_between};
-use crate::wasend::{SendError, SendResult, SendSeen};
+use crate::store::{DueCursor, DueQuery, Queue, Receipt, ReceiptId, StoreError};
+use crate::time::{Clock, add, from_millis};
+use crate::wasend::SendSeen;
 
 /// With several replicas, the pending chats of the sessions held are reloaded at least every this many
 /// heartbeats (about a minute with the default `store.lease_ttl`), besides whenever the holdings change.
@@ -86,90 +92,6 @@ struct Done {
     wake_at: Option<Timestamp>,
     /// The API said 429, or refused the key: the session waits until then.
     pause_until: Option<Timestamp>,
-}
-
-/// What became of one receipt's send; each names the counter it adds to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Delivered {
-    Sent,
-    Retry,
-    /// The API refused the session's key; the receipt waits out the pause without using an attempt.
-    Paused,
-    Dead,
-}
-
-impl Delivered {
-    /// What the console's activity feed calls it.
-    fn what(self) -> What {
-        match self {
-            Delivered::Sent => What::Sent,
-            Delivered::Retry => What::Retry,
-            Delivered::Paused => What::Paused,
-            Delivered::Dead => What::Dead,
-        }
-    }
-
-    fn counter(self) -> &'static str {
-        match self {
-            Delivered::Sent => names::RECEIPTS_SENT,
-            Delivered::Retry => names::RECEIPTS_RETRIED,
-            Delivered::Paused => names::SESSION_PAUSED,
-            Delivered::Dead => names::RECEIPTS_DEAD,
-        }
-    }
-}
-
-/// Tells the scheduler about newly stored receipts. Cheap to clone.
-#[derive(Clone)]
-pub struct SchedulerHandle {
-    tx: mpsc::UnboundedSender<Command>,
-    /// Milliseconds since the epoch up to which the scheduler holds timers; a receipt due later is found by
-    /// its reading of the store, so its wake is not even sent.
-    held_until: Arc<AtomicI64>,
-    /// Signalled when work arrives for a session this replica does not hold: perhaps nobody does yet.
-    unheld: Arc<tokio::sync::Notify>,
-}
-
-impl SchedulerHandle {
-    /// A receipt of `chat` was committed with this due time.
-    pub fn wake(&self, chat: ChatKey, due: Timestamp) {
-        if due.as_millisecond() <= self.held_until.load(Ordering::SeqCst) {
-            let _ = self.tx.send(Command::Wake(chat, due));
-        }
-    }
-
-    /// From now on this replica sends exactly these sessions.
-    pub fn leases(&self, leases: Vec<Lease>) {
-        let _ = self.tx.send(Command::Leases(leases));
-    }
-
-    /// Completes when work arrived for a session this replica does not hold (a new session, perhaps held by
-    /// nobody yet): the lease heartbeat runs early, so a new session waits for no heartbeat period.
-    pub async fn unheld_work(&self) {
-        self.unheld.notified().await;
-    }
-
-    /// This account read `message`: cancels the receipts of its chat up to it that are not yet
-    /// handed to the sender, and confirms it if it was sent or is being sent.
-    pub async fn ack(&self, message: MessageKey) -> Result<AckResult, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::Ack(AckRequest { message, reply }))
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
-    }
-}
-
-/// Everything a send task needs, shared.
-struct Delivery {
-    store: Arc<dyn Queue>,
-    client: Arc<dyn SendSeen>,
-    clock: Clock,
-    settings: DeliverySettings,
-    /// With several replicas: the shared store, where pauses are kept for the next owner.
-    cluster: Option<(Arc<dyn Cluster>, ReplicaId)>,
-    /// What this replica sent, for the console.
-    activity: Activity,
 }
 
 pub struct Scheduler {
@@ -274,56 +196,6 @@ impl Scheduler {
             .expect("not shared before running")
             .activity = activity;
         self
-    }
-
-    fn owns(&self, session: &SessionName) -> bool {
-        self.owned.as_ref().is_none_or(|o| o.contains_key(session))
-    }
-
-    /// Applies new lease holdings: sessions lost are forgotten here (their receipts stay in the store for
-    /// their new owner); sessions gained start with an empty bucket and the stored pause.
-    fn apply_leases(&mut self, leases: Vec<Lease>) {
-        let Some((_, replica)) = &self.delivery.cluster else {
-            return;
-        };
-        let now = self.delivery.clock.now();
-        let old = self.owned.take().unwrap_or_default();
-        let mut new = HashMap::new();
-        for lease in leases {
-            let fence = Fence {
-                replica: replica.clone(),
-                token: lease.token,
-            };
-            if old.get(&lease.session) != Some(&fence) {
-                let mut bucket = Bucket::new(0, now);
-                if let Some(until) = lease.paused_until {
-                    bucket.pause(until);
-                }
-                self.buckets.insert(lease.session.clone(), bucket);
-            }
-            new.insert(lease.session, fence);
-        }
-        for lost in old.keys().filter(|s| !new.contains_key(*s)) {
-            self.timers.retain(|(_, chat)| chat.session != *lost);
-            self.chat_due.retain(|chat, _| chat.session != *lost);
-            if let Some(queue) = self.ready.remove(lost) {
-                for r in queue {
-                    self.taken.remove(&r.id);
-                }
-            }
-            self.turns.retain(|s| s != lost);
-            self.backlog.remove(lost);
-            self.buckets.remove(lost);
-            info!(session = %lost, "session moved to another replica");
-        }
-        // Reload the held sessions' chats when the holdings changed, and now and then besides: a wake lost
-        // while the listening connection was down must not leave a chat waiting for the next move.
-        self.heartbeats_since_reload += 1;
-        self.reload_owned |= new != old || self.heartbeats_since_reload >= RELOAD_EVERY_HEARTBEATS;
-        if self.reload_owned {
-            self.heartbeats_since_reload = 0;
-        }
-        self.owned = Some(new);
     }
 
     /// Reads the store in due order up to [`LEAD`] ahead, page by page, while there is room for timers:
@@ -625,46 +497,6 @@ impl Scheduler {
         }
     }
 
-    /// Handles an ack: the acked message's receipt and those accepted before it in its chat are cancelled
-    /// unless already handed to the sender; the acked one counts as confirmed when sent or in flight.
-    async fn apply_ack(&mut self, message: &MessageKey) -> Result<AckResult, StoreError> {
-        let store = self.delivery.store.clone();
-        let through = store.receipts_through(message).await?;
-        let Some(acked) = through.last() else {
-            let confirmed = store.confirm_sent(message, false).await?;
-            return Ok(AckResult {
-                cancelled: 0,
-                confirmed: u64::from(confirmed),
-            });
-        };
-        let acked_in_flight = self.in_flight.contains(&acked.id);
-        let cancel: Vec<ReceiptId> = through
-            .iter()
-            .map(|r| r.id)
-            .filter(|id| !self.in_flight.contains(id))
-            .collect();
-        let confirmed = acked_in_flight && store.confirm_sent(message, true).await?;
-        let cancelled = store.cancel(cancel.clone()).await?;
-        // Those already loaded wait in the session's ready queue: take them out.
-        let session = &message.session;
-        if let Some(queue) = self.ready.get_mut(session) {
-            queue.retain(|r| !cancel.contains(&r.id));
-            if queue.is_empty() {
-                self.ready.remove(session);
-                self.turns.retain(|s| s != session);
-            }
-        }
-        for id in &cancel {
-            self.taken.remove(id);
-        }
-        metrics::counter!(names::RECEIPTS_CANCELLED, "reason" => "read_elsewhere")
-            .increment(cancelled);
-        Ok(AckResult {
-            cancelled,
-            confirmed: u64::from(confirmed),
-        })
-    }
-
     /// Starts sends while sessions have tokens and `max_in_flight` allows; returns when a token comes next.
     ///
     /// Each turn takes the session's next chat batch: its front receipt, and the receipts of the same chat
@@ -738,169 +570,6 @@ fn min_opt(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
-}
-
-/// Sends one chat's batch and records every receipt's outcome in one commit: done, retry later, or dead.
-async fn deliver(
-    d: Arc<Delivery>,
-    batch: Vec<Receipt>,
-    calls: usize,
-    fence: Option<Fence>,
-    tx: mpsc::UnboundedSender<Command>,
-) {
-    let first = &batch[0];
-    let (session, chat) = (first.session.clone(), first.chat_key());
-    let ids: Vec<MessageId> = batch.iter().map(|r| r.message_id.clone()).collect();
-    let started = StdInstant::now();
-    let results = d.client.send_seen(&session, &chat.chat, &ids).await;
-    let duration_ms = started.elapsed().as_millis() as u64;
-    let now = d.clock.now();
-    let mut pause_until = None;
-    let mut wake_at = None;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut delivered = Vec::with_capacity(batch.len());
-    for (r, result) in batch.iter().zip(results) {
-        let status = match &result {
-            Ok(status) => *status,
-            Err(e) => e.status(),
-        };
-        metrics::counter!(names::SEND_SEEN_RESPONSES, "status" => status.unwrap_or(0).to_string())
-            .increment(1);
-        let (kind, outcome, pause) = settle(&d, r, result, now, duration_ms);
-        if let Outcome::Retry { at, .. } = &outcome {
-            wake_at = min_opt(wake_at, Some(*at));
-        }
-        pause_until = pause_until.max(pause);
-        let detail = match &outcome {
-            Outcome::Retry { error, .. } | Outcome::Dead { error, .. } => Some(error.clone()),
-            Outcome::Sent { .. } => None,
-        };
-        delivered.push((r, kind, status, detail));
-        outcomes.push((r.id, outcome));
-    }
-    metrics::histogram!(names::SEND_SEEN_DURATION).record(started.elapsed().as_secs_f64());
-    let stored = d
-        .store
-        .record_fenced(outcomes, fence.as_ref().map(|f| (&session, f)))
-        .await;
-    if let (Some(until), Some((cluster, _))) = (pause_until, &d.cluster) {
-        // The next owner of the session honours the pause too.
-        if let Err(e) = cluster.pause(&session, until).await {
-            warn!(session = %session, error = %e, "cannot share the session's pause with other replicas");
-        }
-    }
-    if let Some(until) = pause_until {
-        d.activity.pause(&session, now, until);
-    }
-    for (r, kind, status, detail) in delivered {
-        metrics::counter!(kind.counter(), "session" => crate::telemetry::session_label(&r.session))
-            .increment(1);
-        d.activity.record(Happening {
-            at: now,
-            session: r.session.clone(),
-            chat: Some(r.chat.clone()),
-            message_id: Some(r.message_id.clone()),
-            what: kind.what(),
-            rule: Some(r.rule.clone()),
-            detail,
-        });
-        if kind == Delivered::Sent {
-            info!(
-                session = %r.session, chat = %r.chat, message_id = %r.message_id, rule = %r.rule,
-                attempt = r.attempts + 1, status, duration_ms,
-                late_ms = millis_between(r.due_at.max(r.not_before), now), "marked seen"
-            );
-        }
-    }
-    match stored {
-        Ok(()) => {}
-        // A handover: the new owner finds the receipts pending and sends what is left.
-        Err(e @ StoreError::LeaseLost(_)) => {
-            info!(session = %session, chat = %chat.chat, reason = %e, "send outcomes left to the session's new owner");
-        }
-        Err(e) => {
-            // The outcomes are not recorded: the receipts are still pending and will be tried again.
-            error!(session = %session, chat = %chat.chat, error = %e, "cannot record send outcomes");
-            wake_at = Some(add(now, STORE_RETRY));
-        }
-    }
-    let _ = tx.send(Command::Done(Done {
-        ids: batch.iter().map(|r| r.id).collect(),
-        calls,
-        chat,
-        wake_at,
-        pause_until,
-    }));
-}
-
-/// What one receipt's answer means: how it counts, what the store records, and whether the session pauses.
-fn settle(
-    d: &Delivery,
-    r: &Receipt,
-    result: SendResult,
-    now: Timestamp,
-    duration_ms: u64,
-) -> (Delivered, Outcome, Option<Timestamp>) {
-    let attempt = r.attempts + 1;
-    match result {
-        Ok(_) => (Delivered::Sent, Outcome::Sent { at: now }, None),
-        Err(SendError::Retryable {
-            reason,
-            retry_after,
-            status,
-        }) if attempt < d.settings.max_attempts => {
-            let wait = retry_after.unwrap_or_else(|| {
-                backoff(
-                    attempt,
-                    d.settings.backoff_initial,
-                    d.settings.backoff_max,
-                    &mut rand::rng(),
-                )
-            });
-            let at = add(now, wait);
-            warn!(
-                session = %r.session, chat = %r.chat, message_id = %r.message_id, rule = %r.rule,
-                attempt, status, duration_ms, error = %reason, retry_in_ms = wait.as_millis() as u64,
-                "sendSeen failed; will retry"
-            );
-            let pause = (status == Some(429)).then_some(at);
-            let outcome = Outcome::Retry {
-                attempts: attempt,
-                at,
-                error: reason,
-            };
-            (Delivered::Retry, outcome, pause)
-        }
-        Err(SendError::Unauthorized { status, message }) => {
-            // The key is wrong for this session: every call would fail alike. Pause the session, keep its
-            // receipts (this attempt does not count), and let the other sessions go on.
-            let at = add(now, d.settings.auth_pause);
-            error!(
-                session = %r.session, status, error = %message,
-                pause_ms = d.settings.auth_pause.as_millis() as u64,
-                "Wasend refused this session's API key; the session is paused, its receipts wait"
-            );
-            let outcome = Outcome::Retry {
-                attempts: r.attempts,
-                at,
-                error: format!("HTTP {status}: {message}"),
-            };
-            (Delivered::Paused, outcome, Some(at))
-        }
-        Err(e) => {
-            error!(
-                session = %r.session, chat = %r.chat, message_id = %r.message_id, rule = %r.rule,
-                attempt, status = e.status(), duration_ms, error = %e,
-                "sendSeen failed for good; moved to dead letters"
-            );
-            let outcome = Outcome::Dead {
-                attempts: attempt,
-                error: e.to_string(),
-                at: now,
-            };
-            (Delivered::Dead, outcome, None)
-        }
     }
 }
 

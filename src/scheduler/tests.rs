@@ -13,7 +13,8 @@ use super::*;
 use crate::domain::{ChatId, MessageId};
 use crate::store::memory::MemoryStore;
 use crate::store::{Accepted, NewReceipt, Operator};
-use crate::time::from_millis;
+use crate::time::{from_millis, millis_between};
+use crate::wasend::{SendError, SendResult};
 
 const T0_MS: i64 = 1_800_000_000_000;
 

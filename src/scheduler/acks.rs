@@ -1,0 +1,52 @@
+//! Acks: this account read a message (on the phone, another device, or through our own sendSeen), so its
+//! chat's receipts up to it that are not yet handed to the sender are cancelled, and a sent one is confirmed.
+
+use super::{AckResult, Scheduler};
+use crate::domain::MessageKey;
+use crate::metric_names as names;
+use crate::store::{ReceiptId, StoreError};
+
+impl Scheduler {
+    /// Handles an ack: the acked message's receipt and those accepted before it in its chat are cancelled
+    /// unless already handed to the sender; the acked one counts as confirmed when sent or in flight.
+    pub(super) async fn apply_ack(
+        &mut self,
+        message: &MessageKey,
+    ) -> Result<AckResult, StoreError> {
+        let store = self.delivery.store.clone();
+        let through = store.receipts_through(message).await?;
+        let Some(acked) = through.last() else {
+            let confirmed = store.confirm_sent(message, false).await?;
+            return Ok(AckResult {
+                cancelled: 0,
+                confirmed: u64::from(confirmed),
+            });
+        };
+        let acked_in_flight = self.in_flight.contains(&acked.id);
+        let cancel: Vec<ReceiptId> = through
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| !self.in_flight.contains(id))
+            .collect();
+        let confirmed = acked_in_flight && store.confirm_sent(message, true).await?;
+        let cancelled = store.cancel(cancel.clone()).await?;
+        // Those already loaded wait in the session's ready queue: take them out.
+        let session = &message.session;
+        if let Some(queue) = self.ready.get_mut(session) {
+            queue.retain(|r| !cancel.contains(&r.id));
+            if queue.is_empty() {
+                self.ready.remove(session);
+                self.turns.retain(|s| s != session);
+            }
+        }
+        for id in &cancel {
+            self.taken.remove(id);
+        }
+        metrics::counter!(names::RECEIPTS_CANCELLED, "reason" => "read_elsewhere")
+            .increment(cancelled);
+        Ok(AckResult {
+            cancelled,
+            confirmed: u64::from(confirmed),
+        })
+    }
+}

@@ -1,0 +1,114 @@
+//! The store contract on a real PostgreSQL: each test gets a schema of its own, dropped after.
+
+use super::*;
+use crate::store::Store;
+use crate::store::contract::Backend;
+
+/// The server tests use: `AUTOSEEN_TEST_DATABASE_URL`, else the local default.
+pub fn test_url() -> String {
+    std::env::var("AUTOSEEN_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Whether a missing server fails the test (CI) rather than skipping it (a newcomer's machine).
+pub fn required() -> bool {
+    std::env::var("AUTOSEEN_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+/// A store in a fresh schema, or `None` (having said `skipped: …`) when no server answers and none is
+/// required.
+pub struct TempSchema {
+    store: PostgresStore,
+    schema: String,
+}
+
+impl TempSchema {
+    pub async fn new() -> Option<Self> {
+        let url = test_url();
+        let admin = match tokio_postgres::connect(&url, NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                client
+            }
+            Err(e) if !required() => {
+                println!("skipped: no PostgreSQL at {url} ({e})");
+                return None;
+            }
+            Err(e) => {
+                panic!("PostgreSQL is required (AUTOSEEN_TEST_REQUIRE_POSTGRES=1) at {url}: {e}")
+            }
+        };
+        let schema = format!("autoseen_test_{}", rand::random::<u64>());
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .unwrap();
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let scoped = format!("{url}{separator}options=-csearch_path%3D{schema}");
+        let store = PostgresStore::new(&StoreUrl::new(scoped)).unwrap();
+        Some(Self { store, schema })
+    }
+}
+
+impl Drop for TempSchema {
+    fn drop(&mut self) {
+        let statement = format!("DROP SCHEMA {} CASCADE", self.schema);
+        // The test's runtime cannot block on itself: a scoped thread with a runtime of its own does it.
+        std::thread::scope(|scope| {
+            scope.spawn(|| drop_blocking(&statement));
+        });
+    }
+}
+
+/// Runs one statement on the test server from a thread that is outside any runtime.
+fn drop_blocking(statement: &str) {
+    let Ok(runtime) = tokio::runtime::Runtime::new() else {
+        return;
+    };
+    runtime.block_on(async {
+        let Ok((client, connection)) = tokio_postgres::connect(&test_url(), NoTls).await else {
+            return;
+        };
+        let driver = tokio::spawn(connection);
+        let _ = client.batch_execute(statement).await;
+        driver.abort();
+    });
+}
+
+impl Backend for TempSchema {
+    fn store(&self) -> &dyn Store {
+        &self.store
+    }
+}
+
+crate::store_contract_tests!(async { TempSchema::new().await });
+
+#[tokio::test]
+async fn two_concurrent_deliveries_of_a_message_store_it_once() {
+    let Some(backend) = TempSchema::new().await else {
+        return;
+    };
+    let store = backend.store.clone();
+    let receipt = crate::store::contract::receipt(
+        "1@c.us",
+        "false_1@c.us_TWICE",
+        crate::store::contract::t(10),
+    );
+
+    let (a, b) = tokio::join!(store.accept(receipt.clone()), store.accept(receipt));
+
+    let mut answers = [a.unwrap(), b.unwrap()];
+    answers.sort_by_key(|a| matches!(a, Accepted::Duplicate));
+    assert!(matches!(answers[0], Accepted::New { .. }), "{answers:?}");
+    assert_eq!(answers[1], Accepted::Duplicate);
+    assert_eq!(store.list_pending(10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_not_a_crash() {
+    let store = PostgresStore::new(&StoreUrl::new("postgres://postgres@127.0.0.1:9/none")).unwrap();
+
+    let err = store.check_writable().await.unwrap_err();
+
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+}
