@@ -107,23 +107,9 @@ impl Application {
             console: Default::default(),
             openapi: Arc::new(crate::http::openapi_document()),
             proxies: TrustedProxies::new(&settings.server.trusted_proxies),
-            throttle: AuthThrottle::new(
-                settings.server.auth_failures,
-                settings.server.auth_failure_window,
-            ),
+            throttle: AuthThrottle::from_settings(&settings.server),
         });
-        let addr = settings.listen_addr();
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
-        let metrics_listener = match &settings.metrics.listen {
-            Some(a) => Some(
-                TcpListener::bind(a)
-                    .await
-                    .with_context(|| format!("cannot listen on {a} (metrics.listen)"))?,
-            ),
-            None => None,
-        };
+        let (listener, metrics_listener) = bind(&settings).await?;
         Ok(Self {
             listener,
             metrics_listener,
@@ -215,6 +201,23 @@ impl Application {
         info!("stopped");
         Ok(())
     }
+}
+
+/// The service's listener, and `/metrics`'s own when `metrics.listen` is set.
+async fn bind(settings: &Settings) -> anyhow::Result<(TcpListener, Option<TcpListener>)> {
+    let addr = settings.listen_addr();
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
+    let metrics_listener = match &settings.metrics.listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} (metrics.listen)"))?,
+        ),
+        None => None,
+    };
+    Ok((listener, metrics_listener))
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -4,6 +4,7 @@
 //! and see it sent, replay a dead letter, explain an event, watch the live feed. Without Chromium the test
 //! says `skipped: …` and passes, unless `AUTOSEEN_TEST_REQUIRE_BROWSER` is set (as `.ci/run` does). With
 //! `AUTOSEEN_SCREENSHOTS=DIR` it saves a screenshot of each page there (`docs/console/` holds the README's).
+#![allow(clippy::too_many_lines)] // tests read top to bottom as one story
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Hostile input, abusive clients, a misbehaving upstream, and secrets, tested the way trusted webhook
 //! receivers test theirs. Every load here targets 127.0.0.1 and is bounded in count and time.
+#![allow(clippy::too_many_lines)] // tests read top to bottom as one story
 
 mod common;
 

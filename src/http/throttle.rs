@@ -41,6 +41,11 @@ impl AuthThrottle {
         Self::with_capacity(max_failures, window, MAX_CLIENTS)
     }
 
+    /// As `server.auth_failures` and `server.auth_failure_window` say.
+    pub fn from_settings(server: &crate::settings::ServerSettings) -> Self {
+        Self::new(server.auth_failures, server.auth_failure_window)
+    }
+
     fn with_capacity(max_failures: u32, window: Duration, capacity: usize) -> Self {
         Self {
             max_failures: max_failures.max(1),

@@ -169,48 +169,13 @@ impl Receipts {
                 });
             }
         };
-        let (receipt, outcome) = match plan {
-            Plan::Schedule {
-                rule,
-                not_before,
-                delay,
-                read_on_reply,
-            } => {
-                let due_at = add(not_before, delay.sample(&mut rand::rng()));
-                let receipt = NewReceipt {
-                    read_on_reply,
-                    ..new_receipt(&m, rule.clone(), due_at, not_before, now)
-                };
-                let due_in_ms = millis_between(now, due_at);
-                (
-                    receipt,
-                    Outcome::Scheduled {
-                        rule,
-                        due_at,
-                        due_in_ms,
-                    },
-                )
-            }
-            Plan::Hold { rule, until, then } => {
-                // Its not-before is `until` too, so no earlier batch of the chat takes it along.
-                let receipt = NewReceipt {
-                    read_on_reply: true,
-                    on_reply: true,
-                    expires: then == WhenUnreleased::Drop,
-                    ..new_receipt(&m, rule.clone(), until, until, now)
-                };
-                let max_wait = match then {
-                    WhenUnreleased::SendAnyway(wait) => Some(wait),
-                    WhenUnreleased::Drop => None,
-                };
-                (receipt, Outcome::Held { rule, max_wait })
-            }
-            Plan::Ignore { reason, rule } => {
-                feed(What::Ignored, rule.clone(), Some(reason.code()));
-                return Ok(Outcome::Ignored { reason, rule });
-            }
-            plan @ (Plan::FlushReplies | Plan::Ack) => {
-                unreachable!("{plan:?} is carried out before a message's decision")
+        let (receipt, outcome) = match receipt_of(&m, plan, now) {
+            Ok(planned) => planned,
+            Err(ignored) => {
+                if let Outcome::Ignored { reason, rule } = &ignored {
+                    feed(What::Ignored, rule.clone(), Some(reason.code()));
+                }
+                return Ok(ignored);
             }
         };
         let chat = ChatKey {
@@ -314,6 +279,56 @@ impl Receipts {
         tracing::info!(chats = n, by = by.as_str(), "dead receipts replayed");
         Ok(n)
     }
+}
+
+/// The receipt a message's plan stores, and what the webhook answers once it is stored; or, for a plan that
+/// stores nothing, what it answers at once.
+fn receipt_of(
+    m: &IncomingMessage,
+    plan: Plan,
+    now: Timestamp,
+) -> Result<(NewReceipt, Outcome), Outcome> {
+    Ok(match plan {
+        Plan::Schedule {
+            rule,
+            not_before,
+            delay,
+            read_on_reply,
+        } => {
+            let due_at = add(not_before, delay.sample(&mut rand::rng()));
+            let receipt = NewReceipt {
+                read_on_reply,
+                ..new_receipt(m, rule.clone(), due_at, not_before, now)
+            };
+            let due_in_ms = millis_between(now, due_at);
+            (
+                receipt,
+                Outcome::Scheduled {
+                    rule,
+                    due_at,
+                    due_in_ms,
+                },
+            )
+        }
+        Plan::Hold { rule, until, then } => {
+            // Its not-before is `until` too, so no earlier batch of the chat takes it along.
+            let receipt = NewReceipt {
+                read_on_reply: true,
+                on_reply: true,
+                expires: then == WhenUnreleased::Drop,
+                ..new_receipt(m, rule.clone(), until, until, now)
+            };
+            let max_wait = match then {
+                WhenUnreleased::SendAnyway(wait) => Some(wait),
+                WhenUnreleased::Drop => None,
+            };
+            (receipt, Outcome::Held { rule, max_wait })
+        }
+        Plan::Ignore { reason, rule } => return Err(Outcome::Ignored { reason, rule }),
+        plan @ (Plan::FlushReplies | Plan::Ack) => {
+            unreachable!("{plan:?} is carried out before a message's decision")
+        }
+    })
 }
 
 /// The receipt of `m` under `rule`, due at `due_at`, not before `not_before`, neither read on reply nor held.

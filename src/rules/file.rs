@@ -156,8 +156,15 @@ pub fn read_sources(dir: &Path) -> Result<Vec<(PathBuf, String)>, RulesError> {
         .collect()
 }
 
-/// Compiles rule sources: the first is `rules.toml` (the only one that may hold `[defaults]`).
-pub fn compile(sources: &[(PathBuf, String)]) -> Result<Rules, RulesError> {
+/// The rule files read, before anything is compiled: `[defaults]` (from the first file), each rule with its
+/// file and line, and every syntax error.
+struct Parsed {
+    defaults: RawOutcome,
+    rules: Vec<(PathBuf, usize, RawRule)>,
+    errors: Vec<RuleError>,
+}
+
+fn parse_sources(sources: &[(PathBuf, String)]) -> Parsed {
     let mut errors = Vec::new();
     let mut defaults_raw = RawOutcome::default();
     let mut parsed = Vec::new();
@@ -193,6 +200,20 @@ pub fn compile(sources: &[(PathBuf, String)]) -> Result<Rules, RulesError> {
             }
         }
     }
+    Parsed {
+        defaults: defaults_raw,
+        rules: parsed,
+        errors,
+    }
+}
+
+/// Compiles rule sources: the first is `rules.toml` (the only one that may hold `[defaults]`).
+pub fn compile(sources: &[(PathBuf, String)]) -> Result<Rules, RulesError> {
+    let Parsed {
+        defaults: defaults_raw,
+        rules: parsed,
+        mut errors,
+    } = parse_sources(sources);
 
     let defaults_place = sources.first().map(|(f, _)| f.clone()).unwrap_or_default();
     let defaults = match compile_outcome(&defaults_raw, &Outcome::BUILT_IN) {
@@ -319,6 +340,37 @@ fn compile_outcome(raw: &RawOutcome, base: &Outcome) -> Result<Outcome, String> 
     })
 }
 
+/// A condition's list of patterns, normalized (phone numbers as chat ids when `chat_like`); problems go to
+/// `errors`.
+fn pattern_list(
+    key: &str,
+    values: &[String],
+    chat_like: bool,
+    errors: &mut Vec<String>,
+) -> Option<BTreeSet<String>> {
+    if values.is_empty() {
+        errors.push(format!(
+            "`{key}` is an empty list, which matches nothing; remove the key to match any"
+        ));
+        return None;
+    }
+    let mut out = BTreeSet::new();
+    for v in values {
+        let p = if chat_like {
+            normalize_chat_pattern(v)
+        } else {
+            Ok(v.trim().to_string())
+        };
+        match p {
+            Ok(p) => {
+                out.insert(p);
+            }
+            Err(e) => errors.push(format!("{key}: {e}")),
+        }
+    }
+    Some(out)
+}
+
 fn compile_rule(
     raw: &RawRule,
     defaults: &Outcome,
@@ -326,31 +378,9 @@ fn compile_rule(
     line: usize,
 ) -> Result<Rule, Vec<String>> {
     let mut errors = Vec::new();
-    let mut list =
-        |key: &str, values: &Option<Vec<String>>, chat_like: bool| -> Option<BTreeSet<String>> {
-            let values = values.as_ref()?;
-            if values.is_empty() {
-                errors.push(format!(
-                    "`{key}` is an empty list, which matches nothing; remove the key to match any"
-                ));
-                return None;
-            }
-            let mut out = BTreeSet::new();
-            for v in values {
-                let p = if chat_like {
-                    normalize_chat_pattern(v)
-                } else {
-                    Ok(v.trim().to_string())
-                };
-                match p {
-                    Ok(p) => {
-                        out.insert(p);
-                    }
-                    Err(e) => errors.push(format!("{key}: {e}")),
-                }
-            }
-            Some(out)
-        };
+    let mut list = |key: &str, values: &Option<Vec<String>>, chat_like: bool| {
+        pattern_list(key, values.as_ref()?, chat_like, &mut errors)
+    };
     let sessions = list("sessions", &raw.sessions, false);
     let chats = list("chats", &raw.chats, true);
     let senders = list("senders", &raw.senders, true);

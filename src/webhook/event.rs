@@ -221,6 +221,53 @@ fn alternative(raw: Option<&String>) -> Option<ChatId> {
     raw.and_then(|r| ChatId::phone_alternative(r))
 }
 
+/// The chat of a message whose id does not name it (not WAHA's shape): `payload.from`, or `payload.to` for
+/// our own (engines disagree on which of the two our own messages carry it in, which is why the id wins).
+fn chat_from_fields(wire: &WireMessage, from_me: bool) -> Result<ChatId, ParseError> {
+    let (field, raw) = match (from_me, &wire.to) {
+        (true, Some(to)) => ("payload.to", to),
+        _ => (
+            "payload.from",
+            wire.from
+                .as_ref()
+                .ok_or(ParseError::Missing("payload.from"))?,
+        ),
+    };
+    ChatId::parse(raw).map_err(invalid(field))
+}
+
+/// The phone numbers engines give beside LIDs: the chat's (`key.remoteJidAlt`, or GOWS's `Info`) and a
+/// group sender's (`key.participantAlt`, or `Info.SenderAlt`).
+fn phone_alternatives(
+    wire: &WireMessage,
+    chat: &ChatId,
+    sender: &ChatId,
+    from_me: bool,
+) -> (Option<ChatId>, Option<ChatId>) {
+    let (key, info) = (wire.data.key.as_ref(), wire.data.info.as_ref());
+    let chat_phone = if chat.is_lid() {
+        let gows = info.and_then(|i| {
+            if from_me {
+                i.recipient_alt.as_ref()
+            } else {
+                i.sender_alt.as_ref()
+            }
+        });
+        alternative(key.and_then(|k| k.remote_jid_alt.as_ref())).or_else(|| alternative(gows))
+    } else {
+        None
+    };
+    let sender_phone = if sender == chat {
+        chat_phone.clone()
+    } else if sender.is_lid() {
+        alternative(key.and_then(|k| k.participant_alt.as_ref()))
+            .or_else(|| alternative(info.and_then(|i| i.sender_alt.as_ref())))
+    } else {
+        None
+    };
+    (chat_phone, sender_phone)
+}
+
 /// Parses a webhook body. Messages and acks need `session` and `payload.id`; the chat comes from the id
 /// when it has WAHA's shape, else from `payload.from` (or `payload.to` for our own messages).
 pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
@@ -251,21 +298,9 @@ pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
         .from_me
         .or(parts.as_ref().map(|p| p.from_me))
         .unwrap_or(false);
-    // The id settles the chat: engines disagree on whether our own messages carry it in `from` or `to`.
     let chat = match parts.as_ref() {
         Some(p) => p.chat.clone(),
-        None => {
-            let (field, raw) = match (from_me, &wire.to) {
-                (true, Some(to)) => ("payload.to", to),
-                _ => (
-                    "payload.from",
-                    wire.from
-                        .as_ref()
-                        .ok_or(ParseError::Missing("payload.from"))?,
-                ),
-            };
-            ChatId::parse(raw).map_err(invalid(field))?
-        }
+        None => chat_from_fields(&wire, from_me)?,
     };
     if is_ack {
         let level = wire.ack.ok_or(ParseError::Missing("payload.ack"))?;
@@ -284,25 +319,7 @@ pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
             .and_then(|p| p.participant.clone())
             .unwrap_or_else(|| chat.clone()),
     };
-    let (key, info) = (wire.data.key.as_ref(), wire.data.info.as_ref());
-    let chat_phone = chat.is_lid().then(|| {
-        let gows = info.and_then(|i| {
-            if from_me {
-                i.recipient_alt.as_ref()
-            } else {
-                i.sender_alt.as_ref()
-            }
-        });
-        alternative(key.and_then(|k| k.remote_jid_alt.as_ref())).or_else(|| alternative(gows))
-    });
-    let sender_phone = if sender == chat {
-        chat_phone.clone().flatten()
-    } else if sender.is_lid() {
-        alternative(key.and_then(|k| k.participant_alt.as_ref()))
-            .or_else(|| alternative(info.and_then(|i| i.sender_alt.as_ref())))
-    } else {
-        None
-    };
+    let (chat_phone, sender_phone) = phone_alternatives(&wire, &chat, &sender, from_me);
     let sent_at = envelope
         .timestamp
         .filter(|t| t.is_finite())
@@ -315,7 +332,7 @@ pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
     Ok(Event::Message(IncomingMessage {
         session,
         chat,
-        chat_phone: chat_phone.flatten(),
+        chat_phone,
         id,
         sender,
         sender_phone,

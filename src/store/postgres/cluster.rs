@@ -55,47 +55,7 @@ impl Cluster for PostgresStore {
             )
             .await,
         )?;
-        let counts = tx
-            .query_one(
-                "SELECT (SELECT COUNT(*) FROM replicas WHERE heartbeat_at > $2::bigint - $3::bigint) AS live,
-                        (SELECT COUNT(*) FROM (SELECT session FROM pending
-                                               UNION SELECT session FROM leases WHERE owner IS NOT NULL AND expires_at > $2) s) AS sessions,
-                        (SELECT COUNT(*) FROM leases WHERE owner = $1 AND expires_at > $2) AS mine",
-                &[&me, &now, &ttl],
-            )
-            .await
-            .map_err(unavailable)?;
-        let (live, sessions, mine): (i64, i64, i64) = (
-            counts.get("live"),
-            counts.get("sessions"),
-            counts.get("mine"),
-        );
-        let share = sessions.div_euclid(live.max(1)) + i64::from(sessions % live.max(1) != 0);
-        if mine < share {
-            step(
-                tx.execute(
-                    "INSERT INTO leases (session, owner, token, expires_at)
-                     SELECT s.session, $1, 1, $2::bigint + $3::bigint
-                     FROM (SELECT DISTINCT session FROM pending) s LEFT JOIN leases l USING (session)
-                     WHERE l.session IS NULL OR l.owner IS NULL OR l.expires_at <= $2
-                     ORDER BY random() LIMIT $4
-                     ON CONFLICT (session) DO UPDATE SET owner = excluded.owner, token = leases.token + 1,
-                         expires_at = excluded.expires_at
-                     WHERE leases.owner IS NULL OR leases.expires_at <= $2",
-                    &[&me, &now, &ttl, &(share - mine)],
-                )
-                .await,
-            )?;
-        } else if mine > share + 1 {
-            step(
-                tx.execute(
-                    "UPDATE leases SET owner = NULL, expires_at = 0 WHERE session IN (
-                         SELECT session FROM leases WHERE owner = $1 AND expires_at > $2 ORDER BY random() LIMIT $3)",
-                    &[&me, &now, &(mine - share)],
-                )
-                .await,
-            )?;
-        }
+        take_fair_share(&tx, me, now, ttl).await?;
         let rows = tx
             .query(
                 "SELECT session, token, paused_until FROM leases WHERE owner = $1 AND expires_at > $2",
@@ -191,6 +151,59 @@ impl Cluster for PostgresStore {
             }
         }
     }
+}
+
+/// Takes free sessions until this replica holds its fair share (sessions over live replicas, rounded up), or
+/// gives back what is more than one over it, inside the heartbeat's transaction.
+async fn take_fair_share(
+    tx: &tokio_postgres::Transaction<'_>,
+    me: &str,
+    now: i64,
+    ttl: i64,
+) -> Result<(), StoreError> {
+    let step = |r: Result<u64, tokio_postgres::Error>| r.map_err(unavailable);
+    let counts = tx
+        .query_one(
+            "SELECT (SELECT COUNT(*) FROM replicas WHERE heartbeat_at > $2::bigint - $3::bigint) AS live,
+                    (SELECT COUNT(*) FROM (SELECT session FROM pending
+                                           UNION SELECT session FROM leases WHERE owner IS NOT NULL AND expires_at > $2) s) AS sessions,
+                    (SELECT COUNT(*) FROM leases WHERE owner = $1 AND expires_at > $2) AS mine",
+            &[&me, &now, &ttl],
+        )
+        .await
+        .map_err(unavailable)?;
+    let (live, sessions, mine): (i64, i64, i64) = (
+        counts.get("live"),
+        counts.get("sessions"),
+        counts.get("mine"),
+    );
+    let share = sessions.div_euclid(live.max(1)) + i64::from(sessions % live.max(1) != 0);
+    if mine < share {
+        step(
+            tx.execute(
+                "INSERT INTO leases (session, owner, token, expires_at)
+                 SELECT s.session, $1, 1, $2::bigint + $3::bigint
+                 FROM (SELECT DISTINCT session FROM pending) s LEFT JOIN leases l USING (session)
+                 WHERE l.session IS NULL OR l.owner IS NULL OR l.expires_at <= $2
+                 ORDER BY random() LIMIT $4
+                 ON CONFLICT (session) DO UPDATE SET owner = excluded.owner, token = leases.token + 1,
+                     expires_at = excluded.expires_at
+                 WHERE leases.owner IS NULL OR leases.expires_at <= $2",
+                &[&me, &now, &ttl, &(share - mine)],
+            )
+            .await,
+        )?;
+    } else if mine > share + 1 {
+        step(
+            tx.execute(
+                "UPDATE leases SET owner = NULL, expires_at = 0 WHERE session IN (
+                     SELECT session FROM leases WHERE owner = $1 AND expires_at > $2 ORDER BY random() LIMIT $3)",
+                &[&me, &now, &(mine - share)],
+            )
+            .await,
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
