@@ -98,10 +98,7 @@ impl AppState {
             locked_for_s = locked.map(|d| d.as_secs_f64()),
             "wrong credentials"
         );
-        Err(ApiError::Unauthorized(match what {
-            "console sign-in" => "wrong admin token",
-            _ => "missing or invalid bearer token",
-        }))
+        Err(ApiError::Unauthorized("missing or invalid bearer token"))
     }
 }
 
@@ -186,18 +183,42 @@ fn parse_chat(raw: &str) -> Result<ChatId, String> {
     normalize_chat_pattern(raw).and_then(|c| ChatId::parse(&c).map_err(|e| format!("chat {e}")))
 }
 
-/// Checks `Authorization: Bearer <token>` against `expected` in constant time, throttled per client. Without a
-/// token configured the route is off: 404 with `off`, so an endpoint nobody turned on does not even admit it
+/// The routes behind a bearer token, and which token guards each.
+#[derive(Clone, Copy)]
+enum Guarded {
+    Admin,
+    Bot,
+}
+
+impl Guarded {
+    fn token(self, settings: &Settings) -> Option<&Secret> {
+        match self {
+            Guarded::Admin => settings.admin.token.as_ref(),
+            Guarded::Bot => settings.bot.token.as_ref(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Guarded::Admin => "admin",
+            Guarded::Bot => "bot",
+        }
+    }
+
+    fn off(self) -> &'static str {
+        match self {
+            Guarded::Admin => "admin endpoints are off; set admin.token to turn them on",
+            Guarded::Bot => "the bot endpoint is off; set bot.token to turn it on",
+        }
+    }
+}
+
+/// Checks `Authorization: Bearer <token>` against the route's token in constant time, throttled per client.
+/// Without a token configured the route is off: 404, so an endpoint nobody turned on does not even admit it
 /// exists.
-fn bearer(
-    state: &AppState,
-    parts: &Parts,
-    expected: Option<&Secret>,
-    what: &'static str,
-    off: &'static str,
-) -> Result<(), ApiError> {
-    let Some(expected) = expected else {
-        return Err(ApiError::NotFound(off));
+fn bearer(state: &AppState, parts: &Parts, route: Guarded) -> Result<(), ApiError> {
+    let Some(expected) = route.token(&state.settings) else {
+        return Err(ApiError::NotFound(route.off()));
     };
     let given = parts
         .headers
@@ -205,7 +226,7 @@ fn bearer(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let ok = given.is_some_and(|token| expected.matches(token));
-    state.authenticate(Client::of(parts, state), what, ok)
+    state.authenticate(Client::of(parts, state), route.name(), ok)
 }
 
 /// A request that carried `admin.token`.
@@ -218,15 +239,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let off = "admin endpoints are off; set admin.token to turn them on";
-        bearer(
-            state,
-            parts,
-            state.settings.admin.token.as_ref(),
-            "admin",
-            off,
-        )
-        .map(|()| Admin)
+        bearer(state, parts, Guarded::Admin).map(|()| Admin)
     }
 }
 
@@ -240,8 +253,7 @@ impl FromRequestParts<Arc<AppState>> for Bot {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let off = "the bot endpoint is off; set bot.token to turn it on";
-        bearer(state, parts, state.settings.bot.token.as_ref(), "bot", off).map(|()| Bot)
+        bearer(state, parts, Guarded::Bot).map(|()| Bot)
     }
 }
 
