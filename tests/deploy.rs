@@ -160,7 +160,7 @@ fn the_compose_file_matches_the_image_and_the_settings() {
 }
 
 fn kubernetes() -> HashMap<String, Value> {
-    let kustomization = &yaml_docs("deploy/kubernetes/kustomization.yaml")[0];
+    let kustomization = &yaml_docs("deploy/kubernetes/base/kustomization.yaml")[0];
     let mut by_kind = HashMap::new();
     let listed: BTreeSet<String> = kustomization["resources"]
         .as_array()
@@ -168,7 +168,7 @@ fn kubernetes() -> HashMap<String, Value> {
         .iter()
         .map(|r| r.as_str().unwrap().to_string())
         .collect();
-    let present: BTreeSet<String> = std::fs::read_dir(repo("deploy/kubernetes"))
+    let present: BTreeSet<String> = std::fs::read_dir(repo("deploy/kubernetes/base"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file())
@@ -177,7 +177,7 @@ fn kubernetes() -> HashMap<String, Value> {
         .collect();
     assert_eq!(listed, present, "kustomization lists every manifest");
     for file in listed {
-        for doc in yaml_docs(&format!("deploy/kubernetes/{file}")) {
+        for doc in yaml_docs(&format!("deploy/kubernetes/base/{file}")) {
             by_kind.insert(doc["kind"].as_str().unwrap().to_string(), doc);
         }
     }
@@ -334,9 +334,10 @@ fn the_systemd_unit_is_hardened_and_its_settings_are_real() {
 #[test]
 fn the_postgres_overlay_runs_rolling_replicas_without_a_volume_on_the_url_from_the_secret() {
     let base = kubernetes();
-    let overlay = &yaml_docs("deploy/kubernetes/postgres/kustomization.yaml")[0];
+    let overlay = &yaml_docs("deploy/kubernetes/overlays/postgres/kustomization.yaml")[0];
     let resources = overlay["resources"].as_array().unwrap();
-    let patch = |file: &str| yaml_docs(&format!("deploy/kubernetes/postgres/{file}"))[0].clone();
+    let patch =
+        |file: &str| yaml_docs(&format!("deploy/kubernetes/overlays/postgres/{file}"))[0].clone();
     let deployment = patch("deployment-patch.yaml");
     let secret = patch("secret-patch.yaml");
     let pdb = patch("pdb.yaml");
@@ -357,7 +358,7 @@ fn the_postgres_overlay_runs_rolling_replicas_without_a_volume_on_the_url_from_t
     }
     let s = ready(dir.path(), &env);
 
-    assert_eq!(*resources, ["../", "pdb.yaml"]);
+    assert_eq!(*resources, ["../../base", "pdb.yaml"]);
     for p in overlay["patches"]
         .as_array()
         .unwrap()
@@ -365,7 +366,7 @@ fn the_postgres_overlay_runs_rolling_replicas_without_a_volume_on_the_url_from_t
         .filter_map(|p| p["path"].as_str())
     {
         assert!(
-            repo(&format!("deploy/kubernetes/postgres/{p}")).is_file(),
+            repo(&format!("deploy/kubernetes/overlays/postgres/{p}")).is_file(),
             "{p}"
         );
     }
