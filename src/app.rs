@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::activity::Activity;
+use crate::gateway::{self, wasend};
 use crate::http::client::TrustedProxies;
 use crate::http::server::{Limits, serve};
 use crate::http::throttle::AuthThrottle;
@@ -26,7 +27,6 @@ use crate::scheduler::{Scheduler, SchedulerHandle};
 use crate::settings::Settings;
 use crate::store::{self, Readiness};
 use crate::time::Clock;
-use crate::wasend::WasendClient;
 
 /// A built service, bound to its port, not yet running.
 pub struct Application {
@@ -63,8 +63,12 @@ impl Application {
             operator,
             cluster,
         } = store::open(&settings.store, clock, background.clone())?;
-        let client =
-            Arc::new(WasendClient::new(&settings.wasend).context("cannot build the HTTP client")?);
+        let wasend =
+            wasend::WasendClient::new(&settings.wasend).context("cannot build the HTTP client")?;
+        let client = Arc::new(gateway::Outbound::new(
+            settings.gateway.clone(),
+            Arc::new(wasend),
+        ));
         let activity = Activity::new(settings.metrics.max_sessions);
         let (scheduler, handle) =
             Scheduler::new(queue.clone(), client, clock, settings.delivery.clone());
@@ -93,7 +97,9 @@ impl Application {
             settings.store.dedup_window,
         );
         let state = Arc::new(AppState {
-            hmac_keys: settings.webhook.all_hmac_keys(),
+            gateways: crate::http::Inbound {
+                wasend: wasend::inbound::Inbound::new(&settings.webhook),
+            },
             settings: settings.clone(),
             reloader: Reloader::new(config_dir, live.clone()),
             rules: live,

@@ -11,7 +11,6 @@ use crate::app::{Application, shutdown_signal};
 use crate::explain;
 use crate::rules;
 use crate::settings::Settings;
-use crate::webhook;
 
 #[derive(Parser)]
 #[command(
@@ -163,7 +162,7 @@ fn explain(dir: &Path, event: &Path, at: Option<&str>) -> ExitCode {
     if let Err(e) = read {
         return print_problems([format!("{}: cannot read it ({e})", event.display())]);
     }
-    let out = match webhook::parse(&body) {
+    let out = match crate::gateway::wasend::parse(&body) {
         Ok(e) => explain::event(&settings, &rules, &e, now),
         Err(e) => return print_problems([format!("{}: {e}", event.display())]),
     };

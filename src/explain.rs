@@ -7,12 +7,12 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::domain::Event;
 use crate::domain::{BareMessageId, ChatId, IncomingMessage};
 use crate::receipts::{Ignored, Plan, WhenUnreleased, plan};
 use crate::rules::Rules;
 use crate::settings::{Flavor, Settings};
 use crate::time::add;
-use crate::webhook::Event;
 
 /// What the service would do with an event.
 #[derive(Debug, Serialize)]

@@ -1,8 +1,8 @@
 //! autoseen marks incoming WhatsApp messages as seen through Wasend, when and where rules say so.
 //!
-//! A webhook event flows one way through the modules below: received by `http`, verified and parsed by
-//! `webhook` into `domain` types, decided by `rules`, made durable by `store`, timed and paced by `scheduler`,
-//! and finally sent by `wasend`.
+//! A webhook event flows one way through the modules below: received by `http`, verified and parsed by its
+//! `gateway`'s inbound half into `domain` events, planned by `receipts` under `rules`, made durable by `store`,
+//! timed and paced by `scheduler`, and finally sent by the session's `gateway`'s outbound half.
 
 /// What this replica did lately (decisions, sends, pauses), for the console; never message text.
 pub mod activity;
@@ -14,6 +14,9 @@ pub mod cli;
 pub mod domain;
 /// `explain`: what the service would do with an event, for the command line and the console.
 pub mod explain;
+/// The gateways (Wasend/WAHA): each one's inbound half (authentication, bodies into events) and outbound half
+/// (marking a batch read, answers classified); which gateway serves a session.
+pub mod gateway;
 /// The axum router: webhook, health and admin routes, and how errors become responses.
 pub mod http;
 /// Every exported metric's name and meaning, in one place.
@@ -38,7 +41,3 @@ pub mod telemetry;
 pub mod time;
 /// File-and-line positions for TOML errors, shared by settings and rule files.
 pub mod toml_span;
-/// The outbound Wasend API client: `sendSeen` and how its answers are classified.
-pub mod wasend;
-/// The webhook edge: WAHA event wire types and signature verification.
-pub mod webhook;

@@ -36,14 +36,14 @@ async fn every_signature_rejection_is_401_with_one_and_the_same_body() {
     let app = TestApp::spawn(&fake, Options::default()).await;
     let body = message("default", "491511234567@c.us", "m-sig");
     let good = sign(&body);
-    let other_key = autoseen::webhook::signature::sign(
+    let other_key = autoseen::gateway::signature::sign(
         "wrong-key",
-        autoseen::webhook::Algorithm::Sha512,
+        autoseen::gateway::signature::Algorithm::Sha512,
         body.as_bytes(),
     );
-    let sha256 = autoseen::webhook::signature::sign(
+    let sha256 = autoseen::gateway::signature::sign(
         HMAC_KEY,
-        autoseen::webhook::Algorithm::Sha256,
+        autoseen::gateway::signature::Algorithm::Sha256,
         body.as_bytes(),
     );
     let mut modified = body.clone().into_bytes();
@@ -127,9 +127,9 @@ async fn every_signature_rejection_is_401_with_one_and_the_same_body() {
         &[
             (
                 "x-webhook-hmac",
-                &autoseen::webhook::signature::sign(
+                &autoseen::gateway::signature::sign(
                     HMAC_KEY,
-                    autoseen::webhook::Algorithm::Sha256,
+                    autoseen::gateway::signature::Algorithm::Sha256,
                     message("default", "491511234567@c.us", "m-256").as_bytes(),
                 ),
             ),
@@ -153,9 +153,9 @@ async fn during_key_rotation_both_keys_pass() {
     )
     .await;
     let body = message("default", "491511234567@c.us", "m-rotated");
-    let with_next = autoseen::webhook::signature::sign(
+    let with_next = autoseen::gateway::signature::sign(
         "next-key-2",
-        autoseen::webhook::Algorithm::Sha512,
+        autoseen::gateway::signature::Algorithm::Sha512,
         body.as_bytes(),
     );
 

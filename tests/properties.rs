@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use autoseen::domain::{ChatId, IncomingMessage, MessageId, SessionName};
+use autoseen::gateway::signature::{self, Algorithm};
+use autoseen::gateway::wasend::parse;
 use autoseen::rules::{DelayRange, Window, compile, normalize_chat_pattern};
 use autoseen::secret::Secret;
-use autoseen::webhook::{Algorithm, parse, signature};
 use proptest::prelude::*;
 use rand::SeedableRng;
 

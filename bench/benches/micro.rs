@@ -4,9 +4,11 @@
 
 use std::path::PathBuf;
 
+use autoseen::domain::Event;
+use autoseen::gateway::signature::{self, Algorithm};
+use autoseen::gateway::wasend::parse;
 use autoseen::rules::compile;
 use autoseen::settings::Secret;
-use autoseen::webhook::{Algorithm, Event, parse, signature};
 use criterion::{Criterion, criterion_group, criterion_main};
 use sha2::Digest;
 use std::hint::black_box;

@@ -282,9 +282,9 @@ fn event_body(conn: usize, seq: usize) -> String {
 }
 
 fn sign(body: &str) -> String {
-    autoseen::webhook::signature::sign(
+    autoseen::gateway::signature::sign(
         HMAC_KEY,
-        autoseen::webhook::Algorithm::Sha512,
+        autoseen::gateway::signature::Algorithm::Sha512,
         body.as_bytes(),
     )
 }
@@ -1096,9 +1096,9 @@ async fn cross_replica_lateness(url: &str, quick: bool) -> anyhow::Result<Value>
         let body = format!(
             r#"{{"event":"message","session":"lat{session}","payload":{{"id":"{id}","from":"4915{i:08}@c.us","fromMe":false,"body":"hi"}}}}"#
         );
-        let signature = autoseen::webhook::signature::sign(
+        let signature = autoseen::gateway::signature::sign(
             HMAC_KEY,
-            autoseen::webhook::Algorithm::Sha512,
+            autoseen::gateway::signature::Algorithm::Sha512,
             body.as_bytes(),
         );
         let request = client

@@ -420,3 +420,14 @@ mod tests {
         assert_eq!(normalize_chat(&once), once);
     }
 }
+
+/// What a gateway's inbound half makes of a body: one of these per message, ack or other event in it.
+#[derive(Debug)]
+pub enum Event {
+    /// A message in a chat: someone else's, or our own (`from_me`).
+    Message(IncomingMessage),
+    /// A delivery or read ack of a message.
+    Ack(Ack),
+    /// Any other event type; answered 200 "ignored" so the sender does not retry it.
+    Other { event: String },
+}

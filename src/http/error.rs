@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 
+use crate::gateway::Refused;
 use crate::rules::RulesError;
 use crate::store::StoreError;
 
@@ -97,6 +98,21 @@ impl ApiError {
     }
 }
 
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        let code = match &refused {
+            Refused::Credentials => return ApiError::bad_credentials(),
+            Refused::Invalid(_) => "bad_request",
+            Refused::Stale(_) => "stale_event",
+            Refused::WrongGateway { .. } => "wrong_gateway",
+        };
+        ApiError::BadRequest {
+            code,
+            message: refused.to_string(),
+        }
+    }
+}
+
 /// `axum::extract::Query`, refusing with our JSON error answer instead of axum's plain text.
 pub struct Query<T>(pub T);
 
@@ -131,7 +147,8 @@ pub struct ErrorBody {
     pub status: ErrorStatus,
     /// A stable code: `unauthorized`, `not_found`, `forbidden`, `bad_request`, `request_timeout`,
     /// `payload_too_large`, `unsupported_media_type`, `too_many_attempts`, `store_unavailable`,
-    /// `store_read_only`, `store_corrupt`, `invalid_rules`.
+    /// `store_read_only`, `store_corrupt`, `invalid_rules`; from the webhook also `stale_event` and
+    /// `wrong_gateway` (the session is served by another gateway).
     pub error: &'static str,
     /// What is wrong and what to do, in a sentence.
     pub message: String,

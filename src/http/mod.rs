@@ -42,6 +42,11 @@ use crate::store::{Operator, Readiness};
 use crate::time::Clock;
 use client::Client;
 
+/// The inbound halves of the gateways, as configured.
+pub struct Inbound {
+    pub wasend: crate::gateway::wasend::inbound::Inbound,
+}
+
 /// What the handlers share.
 pub struct AppState {
     pub settings: Arc<Settings>,
@@ -55,7 +60,8 @@ pub struct AppState {
     /// The sessions this replica reports on (all, with one process).
     pub holdings: Holdings,
     pub clock: Clock,
-    pub hmac_keys: Vec<Secret>,
+    /// The inbound half of each gateway: who may post to its route, and what a body becomes.
+    pub gateways: Inbound,
     /// The Prometheus recorder, when this process installed one.
     pub metrics: Option<MetricsState>,
     /// What this replica decided and sent lately, for the console.

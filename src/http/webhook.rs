@@ -1,7 +1,9 @@
-//! `POST /webhook` and `POST /webhook/{token}`: authenticate, read, verify, parse, decide, persist, answer.
+//! `POST /webhook` and `POST /webhook/{token}`, the Wasend/WAHA gateway's route: authenticate, read, verify,
+//! parse, decide, persist, answer.
 //!
 //! Order matters: the path token is checked first, then the content type and size, then the HMAC over the
-//! raw bytes, and only then is anything parsed. The answer for a scheduled message is sent after its receipt
+//! raw bytes, and only then is anything parsed (the gateway's inbound half, `gateway::wasend::inbound`); an
+//! event for a session another gateway serves is refused. The answer for a scheduled message is sent after its receipt
 //! is committed; sending happens later, in the scheduler.
 
 use std::sync::Arc;
@@ -19,15 +21,11 @@ use utoipa::ToSchema;
 use super::error::Path;
 use super::openapi::WebhookRefusals;
 use super::{ApiError, AppState};
-use crate::domain::IncomingMessage;
+use crate::domain::Event;
+use crate::gateway::{Gateway, wasend};
 use crate::metric_names as names;
 use crate::receipts::Outcome;
 use crate::scheduler::AckResult;
-use crate::time::millis_between;
-use crate::webhook::{self, Algorithm, Event};
-
-const HMAC_HEADER: &str = "x-webhook-hmac";
-const HMAC_ALGORITHM_HEADER: &str = "x-webhook-hmac-algorithm";
 
 /// What the webhook answers when it took the event: what became of it.
 #[derive(Serialize, ToSchema)]
@@ -58,7 +56,7 @@ pub enum WebhookAnswer {
 }
 
 /// The webhook body, as WAHA posts it: read raw for its signature, then parsed as this.
-pub type WebhookBody = webhook::WireEvent;
+pub type WebhookBody = wasend::WireEvent;
 
 /// Receives a WAHA event (no path token configured).
 #[utoipa::path(post, path = "/webhook", tag = "webhook",
@@ -186,14 +184,8 @@ async fn handle(
     body: Body,
 ) -> Result<Outcome, ApiError> {
     let settings = &state.settings;
-    let token_ok = match (&settings.webhook.token, &token) {
-        (None, None) => true,
-        (Some(expected), Some(given)) => expected.matches(given),
-        _ => false,
-    };
-    if !token_ok {
-        return Err(ApiError::bad_credentials());
-    }
+    let inbound = &state.gateways.wasend;
+    inbound.check_token(token.as_deref())?;
     check_content_type(headers)?;
     let body = super::body::read(
         headers,
@@ -202,51 +194,29 @@ async fn handle(
         settings.server.body_timeout,
     )
     .await?;
-    if !state.hmac_keys.is_empty() {
-        verify_signature(state, headers, &body)?;
-    }
-    let event = webhook::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    inbound.verify(headers, &body)?;
+    let mut events = inbound.events(&body, state.clock.now())?;
+    // WAHA posts one event per body.
+    let event = events.pop().expect("one WAHA event per body");
     let span = tracing::Span::current();
-    match &event {
+    let session = match &event {
         Event::Message(message) => {
-            if let Some(max_age) = settings.webhook.max_age {
-                check_age(message, max_age, state.clock.now())?;
-            }
-            span.record("session", message.session.as_str());
             span.record("chat", message.chat.as_str());
             span.record("message_id", message.id.as_str());
+            Some(&message.session)
         }
         Event::Ack(ack) => {
-            span.record("session", ack.session.as_str());
             span.record("chat", ack.chat.as_str());
             span.record("message_id", ack.bare.as_str());
+            Some(&ack.session)
         }
-        Event::Other { .. } => {}
+        Event::Other { .. } => None,
+    };
+    if let Some(session) = session {
+        span.record("session", session.as_str());
+        settings.gateway.check(session, Gateway::Wasend)?;
     }
     Ok(state.receipts.take(event, &state.rules.get()).await?)
-}
-
-/// Refuses an event whose envelope `timestamp` is missing or further than `max_age` from now: a replay.
-fn check_age(
-    message: &IncomingMessage,
-    max_age: std::time::Duration,
-    now: jiff::Timestamp,
-) -> Result<(), ApiError> {
-    let stale = |message: String| ApiError::BadRequest {
-        code: "stale_event",
-        message,
-    };
-    let max_ms = max_age.as_millis() as i64;
-    match message.sent_at {
-        Some(sent) if millis_between(sent, now).abs() <= max_ms => Ok(()),
-        Some(sent) => Err(stale(format!(
-            "event timestamp is {} s from now, more than webhook.max_age allows",
-            millis_between(sent, now) / 1000
-        ))),
-        None => Err(stale(
-            "missing field `timestamp`, required when webhook.max_age is set".into(),
-        )),
-    }
 }
 
 fn count_webhook(result: &'static str, reason: &'static str) {
@@ -268,26 +238,4 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     } else {
         Err(ApiError::UnsupportedMediaType)
     }
-}
-
-fn verify_signature(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
-    let single = |name: &str| -> Result<Option<&str>, ()> {
-        let mut values = headers.get_all(name).iter();
-        match (values.next(), values.next()) {
-            (None, _) => Ok(None),
-            (Some(v), None) => v.to_str().map(Some).map_err(drop),
-            (Some(_), Some(_)) => Err(()),
-        }
-    };
-    let result = (|| {
-        let algorithm =
-            single(HMAC_ALGORITHM_HEADER).map_err(|_| "several algorithm headers".to_string())?;
-        let algorithm = Algorithm::from_header(algorithm).map_err(|e| e.to_string())?;
-        let signature = single(HMAC_HEADER).map_err(|_| "several signature headers".to_string())?;
-        webhook::verify(&state.hmac_keys, algorithm, signature, body).map_err(|e| e.to_string())
-    })();
-    result.map_err(|reason| {
-        tracing::debug!(%reason, "signature refused");
-        ApiError::bad_credentials()
-    })
 }

@@ -15,6 +15,7 @@ use jiff::Timestamp;
 pub use plan::{Ignored, Plan, WhenUnreleased, plan};
 
 use crate::activity::{Activity, Happening, What};
+use crate::domain::Event;
 use crate::domain::{ChatId, ChatKey, IncomingMessage, MessageKey, SessionName};
 use crate::metric_names as names;
 use crate::rules::Rules;
@@ -25,7 +26,6 @@ use crate::store::{
     Accepted, Flush, FlushScope, NewReceipt, Operator, Queue, ReceiptId, StoreError,
 };
 use crate::time::{Clock, add, millis_between};
-use crate::webhook::Event;
 
 /// What became of an event.
 #[derive(Debug, Clone, PartialEq)]

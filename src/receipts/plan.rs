@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use crate::domain::Event;
 use crate::domain::{Ack, IncomingMessage};
 use crate::rules::{Decision, DelayRange, IgnoreReason, Rules};
 use crate::time::add;
-use crate::webhook::Event;
 
 /// Why an event is not marked seen.
 #[derive(Debug, Clone, PartialEq, Eq)]

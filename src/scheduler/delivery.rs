@@ -12,11 +12,11 @@ use super::pacing::backoff;
 use super::{Command, DeliverySettings, Done, STORE_RETRY, min_opt};
 use crate::activity::{Activity, Happening, What};
 use crate::domain::MessageId;
+use crate::gateway::{MarkRead, SendError, SendResult};
 use crate::metric_names as names;
 use crate::store::cluster::{Cluster, Fence, ReplicaId};
 use crate::store::{Outcome, Queue, Receipt, StoreError};
 use crate::time::{Clock, add, millis_between};
-use crate::wasend::{SendError, SendResult, SendSeen};
 
 /// What became of one receipt's send; each names the counter it adds to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ impl Delivered {
 /// Everything a send task needs, shared.
 pub(super) struct Delivery {
     pub(super) store: Arc<dyn Queue>,
-    pub(super) client: Arc<dyn SendSeen>,
+    pub(super) client: Arc<dyn MarkRead>,
     pub(super) clock: Clock,
     pub(super) settings: DeliverySettings,
     /// With several replicas: the shared store, where pauses are kept for the next owner.
@@ -73,7 +73,7 @@ pub(super) async fn deliver(
     let (session, chat) = (first.session.clone(), first.chat_key());
     let ids: Vec<MessageId> = batch.iter().map(|r| r.message_id.clone()).collect();
     let started = StdInstant::now();
-    let results = d.client.send_seen(&session, &chat.chat, &ids).await;
+    let results = d.client.mark_read(&session, &chat.chat, &ids).await;
     let duration_ms = started.elapsed().as_millis() as u64;
     let now = d.clock.now();
     let mut pause_until = None;

@@ -37,11 +37,11 @@ use pacing::Bucket;
 
 use crate::activity::Activity;
 use crate::domain::{ChatKey, MessageKey, SessionName};
+use crate::gateway::MarkRead;
 use crate::metric_names as names;
 use crate::store::cluster::{Cluster, Fence, Lease, ReplicaId};
 use crate::store::{DueCursor, DueQuery, Queue, Receipt, ReceiptId, StoreError};
 use crate::time::{Clock, add, from_millis};
-use crate::wasend::SendSeen;
 
 /// With several replicas, the pending chats of the sessions held are reloaded at least every this many
 /// heartbeats (about a minute with the default `store.lease_ttl`), besides whenever the holdings change.
@@ -135,7 +135,7 @@ pub struct Scheduler {
 impl Scheduler {
     pub fn new(
         store: Arc<dyn Queue>,
-        client: Arc<dyn SendSeen>,
+        client: Arc<dyn MarkRead>,
         clock: Clock,
         settings: DeliverySettings,
     ) -> (Self, SchedulerHandle) {

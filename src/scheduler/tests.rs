@@ -11,10 +11,10 @@ use tokio_util::sync::CancellationToken;
 use super::pacing::Rate;
 use super::*;
 use crate::domain::{ChatId, MessageId};
+use crate::gateway::{SendError, SendResult};
 use crate::store::memory::MemoryStore;
 use crate::store::{Accepted, NewReceipt, Operator};
 use crate::time::{from_millis, millis_between};
-use crate::wasend::{SendError, SendResult};
 
 const T0_MS: i64 = 1_800_000_000_000;
 
@@ -62,12 +62,12 @@ impl FakeSender {
 }
 
 #[async_trait::async_trait]
-impl SendSeen for FakeSender {
+impl MarkRead for FakeSender {
     fn calls_for(&self, _: &SessionName, ids: usize) -> usize {
         ids.div_ceil(self.ids_per_call.max(1))
     }
 
-    async fn send_seen(
+    async fn mark_read(
         &self,
         session: &SessionName,
         _: &ChatId,

@@ -24,11 +24,12 @@ pub use sections::{
 pub use server::{ServerSettings, parse_net};
 pub use store::{Backend, DEFAULT_SQLITE_PATH, StoreSettings, StoreUrl, Synchronous};
 
+pub use crate::gateway::wasend::{Flavor, SessionOverride, WasendSettings, origin};
+pub use crate::gateway::{Choice, Gateway};
 pub use crate::scheduler::DeliverySettings;
 pub use crate::scheduler::pacing::Rate;
 pub use crate::secret::Secret;
 use crate::toml_span::line_of;
-pub use crate::wasend::{Flavor, SessionOverride, WasendSettings, origin};
 
 /// Tokens (admin, bot, webhook path) shorter than this are refused; HMAC keys shorter are warned about.
 pub const MIN_SECRET_CHARS: usize = 16;
@@ -43,6 +44,7 @@ pub const ENV_PREFIX: &str = "AUTOSEEN";
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub server: ServerSettings,
+    pub gateway: Choice,
     pub webhook: WebhookSettings,
     pub wasend: WasendSettings,
     pub delivery: DeliverySettings,
@@ -183,6 +185,7 @@ impl Settings {
     fn problems(&self, place: &str) -> Vec<Problem> {
         let mut out = Problems::new(place);
         self.server.check(&mut out);
+        self.gateway.check_choice(&mut out);
         self.webhook.check(&mut out);
         self.wasend.check(&mut out);
         self.delivery.check(&mut out);

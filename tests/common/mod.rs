@@ -624,9 +624,9 @@ async fn start(dir: &Path, options: &Options) -> (Child, Arc<Mutex<Vec<String>>>
 }
 
 pub fn sign(body: &str) -> String {
-    autoseen::webhook::signature::sign(
+    autoseen::gateway::signature::sign(
         HMAC_KEY,
-        autoseen::webhook::Algorithm::Sha512,
+        autoseen::gateway::signature::Algorithm::Sha512,
         body.as_bytes(),
     )
 }

@@ -34,7 +34,6 @@ use super::{ApiError, AppState, parse_chat, parse_session};
 use crate::domain::{ChatId, ChatType, IncomingMessage, MessageId};
 use crate::receipts::By;
 use crate::store::{PendingQuery, ReceiptId};
-use crate::webhook;
 use session::SignedIn;
 
 /// Rows a listing page shows at most.
@@ -389,9 +388,9 @@ pub async fn explain(
 }
 
 /// The event a form describes; the text goes into it to decide and goes nowhere else.
-fn event_of(form: &Explain) -> Result<webhook::Event, String> {
+fn event_of(form: &Explain) -> Result<crate::domain::Event, String> {
     if let Some(body) = filled(&form.body) {
-        return webhook::parse(body.as_bytes()).map_err(|e| e.to_string());
+        return crate::gateway::wasend::parse(body.as_bytes()).map_err(|e| e.to_string());
     }
     let session = parse_session(filled(&form.session).unwrap_or("default"))?;
     let raw_chat = filled(&form.chat)
@@ -419,7 +418,7 @@ fn event_of(form: &Explain) -> Result<webhook::Event, String> {
     };
     let id = MessageId::parse(&format!("false_{}_EXPLAIN", chat.as_str()))
         .map_err(|e| format!("chat {e}"))?;
-    Ok(webhook::Event::Message(IncomingMessage {
+    Ok(crate::domain::Event::Message(IncomingMessage {
         session,
         sender: chat.clone(),
         chat,

@@ -1,4 +1,4 @@
-//! Wire types of WAHA webhook events, and `parse`, which turns a body into an [`Event`].
+//! Wire types of WAHA webhook events (all three engines), and `parse`, which turns a body into an [`Event`].
 //!
 //! Only the fields autoseen uses are read; everything else (including the engine-specific `_data`) is tolerated
 //! and ignored. The payload is kept raw until the event type says it is a message, so unknown events with any
@@ -13,19 +13,10 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::domain::{Ack, AckLevel, ChatId, IdError, IncomingMessage, MessageId, SessionName};
+use crate::domain::{
+    Ack, AckLevel, ChatId, Event, IdError, IncomingMessage, MessageId, SessionName,
+};
 use crate::time::from_millis;
-
-/// A webhook body, parsed.
-#[derive(Debug)]
-pub enum Event {
-    /// `message` or `message.any`.
-    Message(IncomingMessage),
-    /// `message.ack` or `message.ack.group`.
-    Ack(Ack),
-    /// Any other event type; answered 200 "ignored" so the sender does not retry it.
-    Other { event: String },
-}
 
 /// Why a body is not an event we can act on; each becomes a 400 naming the problem.
 #[derive(Debug, thiserror::Error)]
