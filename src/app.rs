@@ -65,9 +65,12 @@ impl Application {
         } = store::open(&settings.store, clock, background.clone())?;
         let wasend =
             wasend::WasendClient::new(&settings.wasend).context("cannot build the HTTP client")?;
+        let meta = gateway::meta::MetaClient::new(&settings.meta)
+            .context("cannot build the HTTP client")?;
         let client = Arc::new(gateway::Outbound::new(
             settings.gateway.clone(),
             Arc::new(wasend),
+            Arc::new(meta),
         ));
         let activity = Activity::new(settings.metrics.max_sessions);
         let (scheduler, handle) =
@@ -99,6 +102,7 @@ impl Application {
         let state = Arc::new(AppState {
             gateways: crate::http::Inbound {
                 wasend: wasend::inbound::Inbound::new(&settings.webhook),
+                meta: gateway::meta::inbound::Inbound::new(&settings.meta),
             },
             settings: settings.clone(),
             reloader: Reloader::new(config_dir, live.clone()),

@@ -162,8 +162,8 @@ fn explain(dir: &Path, event: &Path, at: Option<&str>) -> ExitCode {
     if let Err(e) = read {
         return print_problems([format!("{}: cannot read it ({e})", event.display())]);
     }
-    let out = match crate::gateway::wasend::parse(&body) {
-        Ok(e) => explain::event(&settings, &rules, &e, now),
+    let out = match explain::body(&settings, &rules, &body, now) {
+        Ok(out) => out,
         Err(e) => return print_problems([format!("{}: {e}", event.display())]),
     };
     println!(

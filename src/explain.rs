@@ -50,6 +50,60 @@ pub struct Filed {
     pub notes: Vec<&'static str>,
 }
 
+/// What `explain` makes of a webhook body: one explanation for a WAHA event, one per item for a Meta body.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Explained {
+    One(Box<Explanation>),
+    Items(Vec<ExplainedItem>),
+}
+
+/// One item of a Meta body: where it is, and what the service would do with it or why it skips it.
+#[derive(Debug, Serialize)]
+pub struct ExplainedItem {
+    pub item: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Explanation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+/// What the service would do with a webhook body at `now`: a Meta body (it has `object`) or a WAHA event.
+pub fn body(
+    settings: &Settings,
+    rules: &Rules,
+    body: &[u8],
+    now: Timestamp,
+) -> Result<Explained, String> {
+    #[derive(serde::Deserialize)]
+    struct Shape {
+        object: Option<serde::de::IgnoredAny>,
+    }
+    let is_meta = serde_json::from_slice::<Shape>(body).is_ok_and(|s| s.object.is_some());
+    if !is_meta {
+        let event = crate::gateway::wasend::parse(body).map_err(|e| e.to_string())?;
+        return Ok(Explained::One(Box::new(self::event(
+            settings, rules, &event, now,
+        ))));
+    }
+    let items = crate::gateway::meta::parse(body).map_err(|e| e.to_string())?;
+    let explained = items.into_iter().map(|item| {
+        let (explanation, skipped) = match &item.what {
+            Ok(e) => (Some(self::event(settings, rules, e, now)), None),
+            Err(s) => (None, Some(format!("{}: {}", s.code, s.reason))),
+        };
+        ExplainedItem {
+            item: item.path,
+            id: item.id,
+            explanation,
+            skipped,
+        }
+    });
+    Ok(Explained::Items(explained.collect()))
+}
+
 /// What the service would do with `event` at `now`.
 pub fn event(settings: &Settings, rules: &Rules, event: &Event, now: Timestamp) -> Explanation {
     let planned = plan(event, rules, settings.store.dedup_window, now);

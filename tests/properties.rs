@@ -129,6 +129,7 @@ proptest! {
             chat_phone: None,
             sender_phone: None,
             engine: None,
+            gateway: autoseen::domain::Gateway::Wasend,
         };
         let now = jiff::Timestamp::from_second(at).unwrap();
         if let autoseen::rules::Decision::Seen { not_before, delay, .. } = r.decide(&message, now) {

@@ -153,7 +153,7 @@ impl ChatId {
     pub fn chat_type(&self) -> ChatType {
         let server = self.0.rsplit_once('@').map_or("", |(_, s)| s);
         match server {
-            "c.us" | "lid" | "s.whatsapp.net" => ChatType::Direct,
+            "c.us" | "lid" | "s.whatsapp.net" | "bsuid" => ChatType::Direct,
             "g.us" => ChatType::Group,
             "newsletter" => ChatType::Channel,
             "broadcast" if self.0.starts_with("status@") => ChatType::Status,
@@ -263,6 +263,8 @@ pub struct IncomingMessage {
     pub sent_at: Option<jiff::Timestamp>,
     /// The WAHA engine that sent the event (`WEBJS`, `NOWEB`, `GOWS`), when the envelope says.
     pub engine: Option<String>,
+    /// The gateway it came from: what it can mark read depends on it.
+    pub gateway: Gateway,
 }
 
 impl IncomingMessage {
@@ -430,4 +432,36 @@ pub enum Event {
     Ack(Ack),
     /// Any other event type; answered 200 "ignored" so the sender does not retry it.
     Other { event: String },
+}
+
+/// A gateway autoseen speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gateway {
+    /// Wasend's hosted API or a self-hosted WAHA server (`[wasend]`, `[webhook]`; route `/webhook`).
+    #[default]
+    Wasend,
+    /// Meta's WhatsApp Cloud API (`[meta]`; route `/webhook/meta`).
+    Meta,
+}
+
+impl Gateway {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gateway::Wasend => "wasend",
+            Gateway::Meta => "meta",
+        }
+    }
+
+    /// Whether the gateway can mark messages of `chat_type` read: Meta lists marking group messages read as
+    /// unsupported.
+    pub fn marks(self, chat_type: ChatType) -> bool {
+        !(self == Gateway::Meta && chat_type == ChatType::Group)
+    }
+}
+
+impl fmt::Display for Gateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

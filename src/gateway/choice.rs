@@ -4,35 +4,12 @@
 //! settings written before there was a choice keep working unchanged.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::domain::Gateway;
 use crate::domain::SessionName;
 use crate::settings::Problems;
-
-/// A gateway autoseen speaks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Gateway {
-    /// Wasend's hosted API or a self-hosted WAHA server (`[wasend]`, `[webhook]`; route `/webhook`).
-    #[default]
-    Wasend,
-}
-
-impl Gateway {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Gateway::Wasend => "wasend",
-        }
-    }
-}
-
-impl fmt::Display for Gateway {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Which gateway serves each session.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -7,11 +7,15 @@
 //! - **Outbound**: marking a chat's batch read ([`MarkRead`]): how many calls, which ids in each, the headers
 //!   and body, and what each answer means ([`SendError`]).
 //!
+//! Gateways: `wasend` (Wasend and WAHA), `meta` (Meta's WhatsApp Cloud API).
+//!
 //! Which gateway serves a session is settings (`[gateway]`: a default and per-session choices, [`Choice`]).
 //! [`Outbound`] hands each batch to the session's gateway. A new gateway is a module here, a settings section
 //! of its own, a variant of [`Gateway`], its routes in `http`, and its fixtures in `tests/`.
 
 mod choice;
+pub(crate) mod json;
+pub mod meta;
 pub mod outbound;
 pub mod signature;
 pub mod wasend;
@@ -52,16 +56,22 @@ pub enum Refused {
 pub struct Outbound {
     choice: Choice,
     wasend: Arc<dyn MarkRead>,
+    meta: Arc<dyn MarkRead>,
 }
 
 impl Outbound {
-    pub fn new(choice: Choice, wasend: Arc<dyn MarkRead>) -> Self {
-        Self { choice, wasend }
+    pub fn new(choice: Choice, wasend: Arc<dyn MarkRead>, meta: Arc<dyn MarkRead>) -> Self {
+        Self {
+            choice,
+            wasend,
+            meta,
+        }
     }
 
     fn of(&self, session: &SessionName) -> &dyn MarkRead {
         match self.choice.of(session) {
             Gateway::Wasend => &*self.wasend,
+            Gateway::Meta => &*self.meta,
         }
     }
 }

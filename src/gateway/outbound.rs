@@ -63,7 +63,8 @@ pub trait MarkRead: Send + Sync + 'static {
     /// How many API calls marking `ids` messages of one chat takes for this session: what pacing counts.
     fn calls_for(&self, session: &SessionName, ids: usize) -> usize;
 
-    /// Marks `ids` (all of `chat`, due together) seen; one result per id, in the same order.
+    /// Marks `ids` (all of `chat`, due together, in the order they were accepted) read; one result per id, in
+    /// the same order.
     async fn mark_read(
         &self,
         session: &SessionName,
@@ -72,8 +73,23 @@ pub trait MarkRead: Send + Sync + 'static {
     ) -> Vec<SendResult>;
 }
 
-/// Sends a request and reads what its answer means: any 2xx is success.
-pub(crate) async fn answer(request: reqwest::RequestBuilder) -> SendResult {
+/// Classifies an error answer: its status, its body (capped), what `Retry-After` asked.
+pub(crate) type Classify = fn(StatusCode, String, Option<Duration>) -> SendError;
+
+/// The HTTP client a gateway's outbound half uses: its timeout, no redirects (a redirect would carry the key,
+/// `X-Api-Key` or a bearer token, to whatever host it names), one pool for every session.
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("autoseen/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// Sends a request and reads what its answer means: any 2xx is success, an error answer is `classify`'s.
+pub(crate) async fn answer(request: reqwest::RequestBuilder, classify: Classify) -> SendResult {
     let response = request.send().await.map_err(|e| SendError::Retryable {
         reason: describe_transport_error(&e),
         status: None,
@@ -101,6 +117,8 @@ pub(crate) async fn answer(request: reqwest::RequestBuilder) -> SendResult {
     Err(classify(status, message, retry_after))
 }
 
+/// The usual reading of an error status: 408, 429 and 5xx retry; 401 and 403 are the credentials; the rest is
+/// permanent.
 pub(crate) fn classify(
     status: StatusCode,
     message: String,

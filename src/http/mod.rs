@@ -11,6 +11,7 @@ pub mod client;
 pub mod console;
 mod error;
 mod health;
+mod meta;
 mod metrics;
 pub mod openapi;
 pub mod server;
@@ -45,6 +46,7 @@ use client::Client;
 /// The inbound halves of the gateways, as configured.
 pub struct Inbound {
     pub wasend: crate::gateway::wasend::inbound::Inbound,
+    pub meta: crate::gateway::meta::inbound::Inbound,
 }
 
 /// What the handlers share.

@@ -15,14 +15,14 @@ use utoipa::openapi::{InfoBuilder, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, admin, bot, console, health, webhook};
+use super::{AppState, admin, bot, console, health, meta, webhook};
 
 pub use super::error::ErrorBody;
 
-/// The refusals of both webhook routes.
+/// The refusals of every webhook route (WAHA's, Meta's POST).
 #[derive(IntoResponses)]
 pub enum WebhookRefusals {
-    /// Not an event autoseen can act on; the message names the field.
+    /// Not an event autoseen can act on (a Meta body: not one at all); the message names the field.
     #[response(status = 400)]
     BadRequest(ErrorBody),
     /// Missing or wrong token or signature (one answer for all).
@@ -83,6 +83,7 @@ pub fn api() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(webhook::open))
         .routes(routes!(webhook::with_token))
+        .routes(routes!(meta::handshake, meta::receive))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(bot::read))

@@ -123,44 +123,7 @@ async fn receive(
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
             Ok(outcome) => {
-                let body = match outcome {
-                    Outcome::Scheduled { rule, due_in_ms, .. } => {
-                        tracing::Span::current().record("rule", &*rule);
-                        debug!(status = "scheduled", due_in_ms, latency_ms, "webhook");
-                        count_webhook("scheduled", "");
-                        WebhookAnswer::Scheduled { rule, due_in_ms }
-                    }
-                    Outcome::Ignored { reason, rule } => {
-                        if let Some(rule) = &rule {
-                            tracing::Span::current().record("rule", &**rule);
-                        }
-                        let text = reason.reason();
-                        debug!(status = "ignored", reason = %text, latency_ms, "webhook");
-                        count_webhook("ignored", reason.code());
-                        WebhookAnswer::Ignored { reason: text, rule }
-                    }
-                    Outcome::Duplicate => {
-                        debug!(status = "duplicate", latency_ms, "webhook");
-                        count_webhook("duplicate", "");
-                        WebhookAnswer::Duplicate
-                    }
-                    Outcome::Held { rule, max_wait } => {
-                        let max_wait_ms = max_wait.map(|w| w.as_millis() as u64);
-                        tracing::Span::current().record("rule", &*rule);
-                        debug!(status = "on_reply", max_wait_ms, latency_ms, "webhook");
-                        count_webhook("on_reply", "");
-                        WebhookAnswer::OnReply { rule, max_wait_ms }
-                    }
-                    Outcome::Ack(AckResult {
-                        cancelled,
-                        confirmed,
-                    }) => {
-                        debug!(status = "ack", cancelled, confirmed, latency_ms, "webhook");
-                        count_webhook("ack", "");
-                        metrics::counter!(names::RECEIPTS_CONFIRMED).increment(confirmed);
-                        WebhookAnswer::Ack { cancelled, confirmed }
-                    }
-                };
+                let body = answer(outcome, latency_ms);
                 (StatusCode::OK, Json(body)).into_response()
             }
             Err(e) => {
@@ -175,6 +138,53 @@ async fn receive(
     }
     .instrument(span)
     .await
+}
+
+/// What became of an event, as answered, counted and logged (at debug, with its latency).
+pub(super) fn answer(outcome: Outcome, latency_ms: f64) -> WebhookAnswer {
+    match outcome {
+        Outcome::Scheduled {
+            rule, due_in_ms, ..
+        } => {
+            tracing::Span::current().record("rule", &*rule);
+            debug!(status = "scheduled", due_in_ms, latency_ms, "webhook");
+            count_webhook("scheduled", "");
+            WebhookAnswer::Scheduled { rule, due_in_ms }
+        }
+        Outcome::Ignored { reason, rule } => {
+            if let Some(rule) = &rule {
+                tracing::Span::current().record("rule", &**rule);
+            }
+            let text = reason.reason();
+            debug!(status = "ignored", reason = %text, latency_ms, "webhook");
+            count_webhook("ignored", reason.code());
+            WebhookAnswer::Ignored { reason: text, rule }
+        }
+        Outcome::Duplicate => {
+            debug!(status = "duplicate", latency_ms, "webhook");
+            count_webhook("duplicate", "");
+            WebhookAnswer::Duplicate
+        }
+        Outcome::Held { rule, max_wait } => {
+            let max_wait_ms = max_wait.map(|w| w.as_millis() as u64);
+            tracing::Span::current().record("rule", &*rule);
+            debug!(status = "on_reply", max_wait_ms, latency_ms, "webhook");
+            count_webhook("on_reply", "");
+            WebhookAnswer::OnReply { rule, max_wait_ms }
+        }
+        Outcome::Ack(AckResult {
+            cancelled,
+            confirmed,
+        }) => {
+            debug!(status = "ack", cancelled, confirmed, latency_ms, "webhook");
+            count_webhook("ack", "");
+            metrics::counter!(names::RECEIPTS_CONFIRMED).increment(confirmed);
+            WebhookAnswer::Ack {
+                cancelled,
+                confirmed,
+            }
+        }
+    }
 }
 
 async fn handle(
@@ -219,11 +229,11 @@ async fn handle(
     Ok(state.receipts.take(event, &state.rules.get()).await?)
 }
 
-fn count_webhook(result: &'static str, reason: &'static str) {
+pub(super) fn count_webhook(result: &'static str, reason: &'static str) {
     metrics::counter!(names::WEBHOOKS, "result" => result, "reason" => reason).increment(1);
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -26,6 +26,8 @@ pub enum Ignored {
     AckOfOwnMessage,
     /// An ack below READ (delivered, played on another device is READ too).
     AckNotRead,
+    /// The session's gateway cannot mark this kind of chat read (Meta: groups).
+    UnsupportedByGateway,
 }
 
 impl Ignored {
@@ -38,6 +40,7 @@ impl Ignored {
             Ignored::OutsideWindow => "outside_window",
             Ignored::AckOfOwnMessage => "ack_of_own_message",
             Ignored::AckNotRead => "ack_not_read",
+            Ignored::UnsupportedByGateway => "unsupported_by_gateway",
         }
     }
 
@@ -113,6 +116,12 @@ pub fn plan(event: &Event, rules: &Rules, dedup_window: Duration, now: Timestamp
 fn message(m: &IncomingMessage, rules: &Rules, dedup_window: Duration, now: Timestamp) -> Plan {
     if m.from_me {
         return Plan::FlushReplies;
+    }
+    if !m.gateway.marks(m.chat.chat_type()) {
+        return Plan::Ignore {
+            reason: Ignored::UnsupportedByGateway,
+            rule: None,
+        };
     }
     match rules.decide(m, now) {
         Decision::Seen {
@@ -203,6 +212,7 @@ mod tests {
             chat_phone: None,
             sender_phone: None,
             engine: None,
+            gateway: crate::domain::Gateway::Wasend,
         })
     }
 

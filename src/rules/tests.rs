@@ -27,6 +27,7 @@ fn msg(session: &str, chat: &str) -> IncomingMessage {
         chat_phone: None,
         sender_phone: None,
         engine: None,
+        gateway: crate::domain::Gateway::Wasend,
     }
 }
 

@@ -64,11 +64,14 @@ pub(super) struct Delivery {
 /// Sends one chat's batch and records every receipt's outcome in one commit: done, retry later, or dead.
 pub(super) async fn deliver(
     d: Arc<Delivery>,
-    batch: Vec<Receipt>,
+    mut batch: Vec<Receipt>,
     calls: usize,
     fence: Option<Fence>,
     tx: mpsc::UnboundedSender<Command>,
 ) {
+    // In the order they were accepted, as `MarkRead` promises (a gateway that reads a chat up to one id
+    // takes the last).
+    batch.sort_by_key(|r| r.id);
     let first = &batch[0];
     let (session, chat) = (first.session.clone(), first.chat_key());
     let ids: Vec<MessageId> = batch.iter().map(|r| r.message_id.clone()).collect();

@@ -445,6 +445,7 @@ windows = [{ days = "daily", hours = "09:00-10:00", tz = "UTC" }]
         chat_phone: None,
         sender_phone: None,
         engine: None,
+        gateway: crate::domain::Gateway::Wasend,
     };
     let crate::rules::Decision::Seen { not_before, .. } = rules.decide(&message, h.clock.now())
     else {

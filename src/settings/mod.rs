@@ -24,6 +24,7 @@ pub use sections::{
 pub use server::{ServerSettings, parse_net};
 pub use store::{Backend, DEFAULT_SQLITE_PATH, StoreSettings, StoreUrl, Synchronous};
 
+pub use crate::gateway::meta::MetaSettings;
 pub use crate::gateway::wasend::{Flavor, SessionOverride, WasendSettings, origin};
 pub use crate::gateway::{Choice, Gateway};
 pub use crate::scheduler::DeliverySettings;
@@ -47,6 +48,7 @@ pub struct Settings {
     pub gateway: Choice,
     pub webhook: WebhookSettings,
     pub wasend: WasendSettings,
+    pub meta: MetaSettings,
     pub delivery: DeliverySettings,
     pub store: StoreSettings,
     pub admin: AdminSettings,
@@ -188,6 +190,7 @@ impl Settings {
         self.gateway.check_choice(&mut out);
         self.webhook.check(&mut out);
         self.wasend.check(&mut out);
+        self.meta.check(&mut out);
         self.delivery.check(&mut out);
         self.store.check(&mut out);
         self.admin.check(&mut out);
@@ -233,17 +236,22 @@ impl Settings {
                 message: message.into(),
             })
         };
+        let serves = |g: Gateway| {
+            self.gateway.default == g || self.gateway.sessions.values().any(|&s| s == g)
+        };
         // Self-hosted WAHA may run without a key; Wasend never does.
-        if !(self.wasend.dry_run
-            || self.wasend.api_key.is_some()
-            || self.wasend.flavor == Flavor::Waha)
+        if serves(Gateway::Wasend)
+            && !(self.wasend.dry_run
+                || self.wasend.api_key.is_some()
+                || self.wasend.flavor == Flavor::Waha)
         {
             missing(
                 "`wasend.api_key` is not set: set AUTOSEEN__WASEND__API_KEY to your Wasend API key \
                  (or set `wasend.dry_run = true` to try rules without calling the API)",
             );
         }
-        if self.webhook.token.is_none()
+        if serves(Gateway::Wasend)
+            && self.webhook.token.is_none()
             && self.webhook.all_hmac_keys().is_empty()
             && !self.webhook.allow_unsigned
         {
@@ -251,6 +259,18 @@ impl Settings {
                 "`webhook.hmac_key` is not set, nor `webhook.token`: the webhook would be open to anyone who can \
                  reach it. Set AUTOSEEN__WEBHOOK__HMAC_KEY to the key configured on the gateway's webhook (or \
                  `webhook.token`), or `webhook.allow_unsigned = true` for a local try",
+            );
+        }
+        if serves(Gateway::Meta) && self.meta.app_secret.is_none() {
+            missing(
+                "`meta.app_secret` is not set: set AUTOSEEN__META__APP_SECRET to the Meta app's secret (App \
+                 settings > Basic); every POST to /webhook/meta is checked against it",
+            );
+        }
+        if serves(Gateway::Meta) && !self.meta.dry_run && self.meta.access_token.is_none() {
+            missing(
+                "`meta.access_token` is not set: set AUTOSEEN__META__ACCESS_TOKEN to a system user's token with \
+                 whatsapp_business_messaging (or `meta.dry_run = true` to try rules without calling the API)",
             );
         }
         if problems.is_empty() {

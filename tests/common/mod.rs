@@ -27,6 +27,12 @@ use serde_json::{Value, json};
 pub const API_KEY: &str = "test-api-key-5f1c";
 pub const HMAC_KEY: &str = "test-hmac-key-9a2e";
 pub const ADMIN_TOKEN: &str = "test-admin-token-77b0";
+/// Meta: the app secret that signs webhooks, the handshake's verify token, the Graph API token.
+pub const META_APP_SECRET: &str = "test-meta-app-secret-3c1d";
+pub const META_VERIFY_TOKEN: &str = "test-meta-verify-token-8e4f";
+pub const META_ACCESS_TOKEN: &str = "test-meta-access-token-2b7a";
+/// The business number (`phone_number_id`) of every Meta fixture.
+pub const META_NUMBER: &str = "730011223344551";
 /// `server.shutdown_timeout` of every app under test.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -67,6 +73,11 @@ impl Call {
     /// The message a Wasend call marks.
     pub fn message_id(&self) -> &str {
         self.body["messageId"].as_str().unwrap_or_default()
+    }
+
+    /// The message a Meta Graph API call marks.
+    pub fn meta_message_id(&self) -> &str {
+        self.body["message_id"].as_str().unwrap_or_default()
     }
 
     /// The messages a WAHA call marks.
@@ -223,10 +234,15 @@ async fn record(
             .map(String::from),
         body: serde_json::from_str(&body).unwrap_or(Value::Null),
     };
+    // Wasend and WAHA name the session in the body; Meta in the path (`/{version}/{number}/messages`).
     let session = call.body["session"]
         .as_str()
-        .unwrap_or_default()
-        .to_string();
+        .map(String::from)
+        .or_else(|| {
+            let path = call.path.strip_suffix("/messages")?;
+            path.rsplit('/').next().map(String::from)
+        })
+        .unwrap_or_default();
     state.calls.lock().unwrap().push(call);
     let for_session = state.per_session.lock().unwrap().get(&session).cloned();
     let answer = for_session
@@ -401,6 +417,10 @@ shutdown_timeout = "{shutdown_timeout}s"
 base_url = "{api_url}"
 timeout = "2s"
 
+[meta]
+base_url = "{api_url}"
+timeout = "2s"
+
 [delivery]
 backoff_initial = "100ms"
 backoff_max = "400ms"
@@ -425,7 +445,18 @@ url = "sqlite:{store}"
 
 /// The environment the app gets: the API key, the HMAC key unless off, and the options' settings.
 fn environment(options: &Options) -> Vec<(String, String)> {
-    let mut env = vec![("AUTOSEEN__WASEND__API_KEY".to_string(), API_KEY.to_string())];
+    let mut env = vec![
+        ("AUTOSEEN__WASEND__API_KEY".to_string(), API_KEY.to_string()),
+        ("AUTOSEEN__META__APP_SECRET".into(), META_APP_SECRET.into()),
+        (
+            "AUTOSEEN__META__VERIFY_TOKEN".into(),
+            META_VERIFY_TOKEN.into(),
+        ),
+        (
+            "AUTOSEEN__META__ACCESS_TOKEN".into(),
+            META_ACCESS_TOKEN.into(),
+        ),
+    ];
     if options.hmac {
         env.push(("AUTOSEEN__WEBHOOK__HMAC_KEY".into(), HMAC_KEY.into()));
     } else if !options
@@ -537,6 +568,27 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
+    /// Posts a body to /webhook/meta, signed with the test app secret as Meta signs it.
+    pub async fn post_meta(&self, body: &str) -> (u16, Value) {
+        let signature = format!("sha256={}", meta_sign(body));
+        self.post_meta_with(body, Some(&signature)).await
+    }
+
+    /// Posts a body to /webhook/meta with this `X-Hub-Signature-256` (or none).
+    pub async fn post_meta_with(&self, body: &str, signature: Option<&str>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(self.url("/webhook/meta"))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(signature) = signature {
+            request = request.header("x-hub-signature-256", signature);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// Posts and returns the status and JSON answer.
     pub async fn send(&self, body: &str) -> (u16, Value) {
         let r = self.post(body).await;
@@ -629,6 +681,35 @@ pub fn sign(body: &str) -> String {
         autoseen::gateway::signature::Algorithm::Sha512,
         body.as_bytes(),
     )
+}
+
+/// The hex HMAC-SHA256 of a body with the test app secret: what Meta puts after `sha256=`.
+pub fn meta_sign(body: &str) -> String {
+    autoseen::gateway::signature::sign(
+        META_APP_SECRET,
+        autoseen::gateway::signature::Algorithm::Sha256,
+        body.as_bytes(),
+    )
+}
+
+/// A fixture body from `tests/events/meta/NAME.json`.
+pub fn meta_fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/events/meta/{name}.json"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A Meta body with one text message from `from` (phone digits) to the test business number.
+pub fn meta_text(from: &str, id: &str) -> String {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "889900112233445", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550109999", "phone_number_id": META_NUMBER},
+            "contacts": [{"profile": {"name": "x"}, "wa_id": from}],
+            "messages": [{"from": from, "id": id, "timestamp": "1764000000", "type": "text", "text": {"body": "hi"}}]
+        }}]}]
+    })
+    .to_string()
 }
 
 /// A WAHA `message` event from `chat` in `session`.

@@ -4,18 +4,14 @@
 //! and ignored. The payload is kept raw until the event type says it is a message, so unknown events with any
 //! payload shape are never a parse error.
 
-use std::fmt;
-use std::marker::PhantomData;
-
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::domain::{
     Ack, AckLevel, ChatId, Event, IdError, IncomingMessage, MessageId, SessionName,
 };
+use crate::gateway::json::{MAX_DEPTH, from_object, nests_at_most, object, optional_object};
 use crate::time::from_millis;
 
 /// Why a body is not an event we can act on; each becomes a 400 naming the problem.
@@ -34,38 +30,6 @@ pub enum ParseError {
     AckLevel(i64),
     #[error("body is nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
-}
-
-/// Deepest nesting of arrays and objects a body may have, in the fields autoseen reads and in those it skips.
-pub const MAX_DEPTH: usize = 128;
-
-/// Whether the brackets of `json` (outside strings) nest at most `max` deep. serde_json limits the depth of
-/// what it builds, but skips unknown fields without counting; this holds the whole body to one limit.
-fn nests_at_most(json: &[u8], max: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in json {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return false;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    true
 }
 
 impl ParseError {
@@ -158,50 +122,6 @@ struct GowsInfo {
     sender_alt: Option<String>,
     #[serde(rename = "RecipientAlt")]
     recipient_alt: Option<String>,
-}
-
-/// Reads a `T` from a JSON object only. Serde's derive would also take an array of the fields in order,
-/// which no WAHA event sends and the documented schema does not allow.
-fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
-    struct Only<T>(PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for Only<T> {
-        type Value = T;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-            T::deserialize(MapAccessDeserializer::new(map))
-        }
-    }
-    d.deserialize_map(Only(PhantomData))
-}
-
-/// [`object`], or `null`.
-fn optional_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<T>, D::Error> {
-    struct Maybe<T>(PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for Maybe<T> {
-        type Value = Option<T>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an object or null")
-        }
-        fn visit_none<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            object(d).map(Some)
-        }
-    }
-    d.deserialize_option(Maybe(PhantomData))
-}
-
-/// A whole JSON text that is one object.
-fn from_object<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, serde_json::Error> {
-    let mut d = serde_json::Deserializer::from_slice(json);
-    let value = object(&mut d)?;
-    d.end()?;
-    Ok(value)
 }
 
 fn invalid(field: &'static str) -> impl Fn(IdError) -> ParseError {
@@ -332,6 +252,7 @@ pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
         has_media: wire.has_media,
         sent_at,
         engine: envelope.engine,
+        gateway: crate::domain::Gateway::Wasend,
     }))
 }
 

@@ -8,13 +8,12 @@
 //! misbehaving upstream cannot make us buffer megabytes. One connection pool serves every session.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use serde::Serialize;
 
 use super::config::{Flavor, WasendSettings, origin};
 use crate::domain::{ChatId, MessageId, SessionName};
-use crate::gateway::outbound::{MarkRead, SendError, SendResult, answer};
+use crate::gateway::outbound::{MarkRead, SendError, SendResult, answer, classify, http_client};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
@@ -67,14 +66,7 @@ fn send_seen_url(flavor: Flavor, base: &str) -> String {
 
 impl WasendClient {
     pub fn new(settings: &WasendSettings) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("autoseen/", env!("CARGO_PKG_VERSION")))
-            // A redirect would carry the key (`X-Api-Key` is not stripped) to whatever host it names.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let http = http_client(settings.timeout)?;
         let default = Endpoint {
             url: send_seen_url(settings.flavor, &settings.base_url),
             api_key: settings.api_key.clone(),
@@ -136,7 +128,7 @@ impl WasendClient {
             .post(&endpoint.url)
             .bearer_auth(key.expose())
             .json(&body);
-        answer(request).await
+        answer(request, classify).await
     }
 
     /// One WAHA call for up to [`WAHA_MAX_IDS`] messages of one chat.
@@ -165,7 +157,7 @@ impl WasendClient {
         if let Some(key) = &endpoint.api_key {
             request = request.header("X-Api-Key", key.expose());
         }
-        answer(request).await
+        answer(request, classify).await
     }
 }
 

@@ -380,18 +380,24 @@ pub async fn explain(
 ) -> Result<Response, ApiError> {
     check_csrf(&op, form.csrf.as_deref())?;
     let now = state.clock.now();
-    let answer = event_of(&form).map(|event| {
-        let explained = crate::explain::event(&state.settings, &state.rules.get(), &event, now);
-        serde_json::to_value(explained).expect("an explanation serializes")
-    });
+    let (settings, rules) = (&state.settings, state.rules.get());
+    let explained = match filled(&form.body) {
+        Some(body) => crate::explain::body(settings, &rules, body.as_bytes(), now),
+        None => event_of(&form, settings).map(|event| {
+            crate::explain::Explained::One(Box::new(crate::explain::event(
+                settings, &rules, &event, now,
+            )))
+        }),
+    };
+    let answer = explained.map(|e| serde_json::to_value(e).expect("an explanation serializes"));
     Ok(pages::explain(&op.0.csrf, Some(&answer)).into_response())
 }
 
-/// The event a form describes; the text goes into it to decide and goes nowhere else.
-fn event_of(form: &Explain) -> Result<crate::domain::Event, String> {
-    if let Some(body) = filled(&form.body) {
-        return crate::gateway::wasend::parse(body.as_bytes()).map_err(|e| e.to_string());
-    }
+/// The event a form's fields describe; the text goes into it to decide and goes nowhere else.
+fn event_of(
+    form: &Explain,
+    settings: &crate::settings::Settings,
+) -> Result<crate::domain::Event, String> {
     let session = parse_session(filled(&form.session).unwrap_or("default"))?;
     let raw_chat = filled(&form.chat)
         .ok_or("give a chat (an id or a phone number), or paste a webhook body")?;
@@ -418,6 +424,7 @@ fn event_of(form: &Explain) -> Result<crate::domain::Event, String> {
     };
     let id = MessageId::parse(&format!("false_{}_EXPLAIN", chat.as_str()))
         .map_err(|e| format!("chat {e}"))?;
+    let gateway = settings.gateway.of(&session);
     Ok(crate::domain::Event::Message(IncomingMessage {
         session,
         sender: chat.clone(),
@@ -430,6 +437,7 @@ fn event_of(form: &Explain) -> Result<crate::domain::Event, String> {
         has_media: false,
         sent_at: None,
         engine: None,
+        gateway,
     }))
 }
 
