@@ -35,6 +35,25 @@ async fn accept_many(app: &TestApp, n: usize, chats: usize, prefix: &str) -> Vec
     ids
 }
 
+/// `n` Meta messages to the test business number, each from a chat of its own (Meta marks a chat up to its
+/// newest message in one call, so one message per chat makes every id a call of its own).
+async fn accept_many_meta(app: &TestApp, n: usize, prefix: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("wamid.{prefix}-{i}");
+        let (status, v) = app
+            .post_meta(&meta_text(&format!("5511900000{i:03}"), &id))
+            .await;
+        assert_eq!(
+            (status, v["items"][0]["status"].as_str()),
+            (200, Some("scheduled")),
+            "{v}"
+        );
+        ids.push(id);
+    }
+    ids
+}
+
 async fn wait_until_nothing_pending(app: &TestApp) {
     eventually(WAIT, "no pending receipts", async || {
         let (_, v) = app.admin(Method::GET, "/admin/pending").await;
@@ -61,10 +80,13 @@ async fn receipts_accepted_before_a_sigkill_are_all_sent_once_after_restart() {
     let fake = FakeWasend::start().await;
     let mut app = TestApp::spawn_process(
         &fake,
-        Options::default().rules("[defaults]\ndelay = \"4s\"\n"),
+        Options::default()
+            .rules("[defaults]\ndelay = \"4s\"\n")
+            .set(&format!("gateway.sessions.{META_NUMBER}"), "meta"),
     )
     .await;
-    let ids = accept_many(&app, 200, 20, "kill").await;
+    let mut ids = accept_many(&app, 200, 20, "kill").await;
+    ids.extend(accept_many_meta(&app, 50, "kill").await);
 
     app.kill();
     assert!(fake.calls().is_empty(), "nothing was due before the kill");

@@ -110,8 +110,9 @@ async fn a_body_is_taken_only_with_the_app_secrets_signature_of_its_raw_bytes() 
     assert_ne!(compact, body);
     let (status, _) = app.post_meta_with(&compact, Some(&signature)).await;
     assert_eq!(status, 401);
-    // The bare hex without Meta's `sha256=` prefix is not Meta's header either.
-    let (status, _) = app.post_meta_with(&body, Some(&meta_sign(&body))).await;
+    // Meta sends lower-case hex; the same digest in upper case is not its header.
+    let upper = format!("sha256={}", meta_sign(&body).to_uppercase());
+    let (status, _) = app.post_meta_with(&body, Some(&upper)).await;
     assert_eq!(status, 401);
     assert!(pending_ids(&app).await.is_empty());
 

@@ -70,9 +70,12 @@ pub struct Call {
 }
 
 impl Call {
-    /// The message a Wasend call marks.
+    /// The message a Wasend call (or a Meta call) marks.
     pub fn message_id(&self) -> &str {
-        self.body["messageId"].as_str().unwrap_or_default()
+        self.body["messageId"]
+            .as_str()
+            .or(self.body["message_id"].as_str())
+            .unwrap_or_default()
     }
 
     /// The message a Meta Graph API call marks.

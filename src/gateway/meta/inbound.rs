@@ -3,7 +3,8 @@
 //! The handshake answers `hub.challenge` when `hub.mode` is `subscribe` and `hub.verify_token` is
 //! `meta.verify_token` (compared in constant time); anything else is refused. A POST must carry
 //! `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body with the app secret>`, checked on the raw bytes
-//! before anything is parsed; missing and wrong are one refusal.
+//! before anything is parsed; missing and wrong are one refusal. The header is read as pywa reads it (its
+//! validator is the reference `.ci/meta-pywa` compares with): lower-case hex, the prefix optional.
 
 use http::HeaderMap;
 
@@ -64,7 +65,11 @@ impl Inbound {
             (Some(v), None) => v.to_str().ok(),
             _ => None,
         };
-        let hex = given.and_then(|v| v.trim().strip_prefix("sha256="));
+        // As Meta's most used client (pywa) reads it: the `sha256=` prefix, then exactly the lower-case hex
+        // digest Meta sends.
+        let hex = given
+            .map(|v| v.strip_prefix("sha256=").unwrap_or(v))
+            .filter(|h| h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
         signature::verify(std::slice::from_ref(secret), Algorithm::Sha256, hex, body).map_err(
             |reason| {
                 tracing::debug!(%reason, "meta signature refused");
