@@ -63,15 +63,9 @@ impl Application {
             operator,
             cluster,
         } = store::open(&settings.store, clock, background.clone())?;
-        let wasend =
-            wasend::WasendClient::new(&settings.wasend).context("cannot build the HTTP client")?;
-        let meta = gateway::meta::MetaClient::new(&settings.meta)
-            .context("cannot build the HTTP client")?;
-        let client = Arc::new(gateway::Outbound::new(
-            settings.gateway.clone(),
-            Arc::new(wasend),
-            Arc::new(meta),
-        ));
+        let client = Arc::new(
+            gateway::Outbound::from_settings(&settings).context("cannot build the HTTP client")?,
+        );
         let activity = Activity::new(settings.metrics.max_sessions);
         let (scheduler, handle) =
             Scheduler::new(queue.clone(), client, clock, settings.delivery.clone());

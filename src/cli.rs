@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check` and `explain`, each reading the same config folder.
+//! The command line: `serve`, `check`, `explain` and `credentials`, each reading the same config folder, and
+//! `probe`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,15 @@ enum Command {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Check each session's gateway credentials with a call that marks nothing (where the gateway has one).
+    Credentials {
+        #[command(flatten)]
+        config: ConfigDir,
+        /// Sessions to check (a Meta session is its phone_number_id); default: every session the settings
+        /// name, and `default` when the default gateway is Wasend/WAHA.
+        #[arg(long = "session", value_name = "NAME")]
+        sessions: Vec<String>,
+    },
     /// GET a URL and exit 0 on a 2xx answer: a health check for images without curl.
     Probe {
         /// For example http://127.0.0.1:8080/readyz
@@ -64,6 +74,7 @@ pub fn run() -> ExitCode {
         Command::Serve(c) => serve(&c.dir),
         Command::Check(c) => check(&c.dir),
         Command::Explain { config, event, at } => explain(&config.dir, &event, at.as_deref()),
+        Command::Credentials { config, sessions } => credentials(&config.dir, sessions),
         Command::Probe { url } => probe(&url),
     }
 }
@@ -171,6 +182,71 @@ fn explain(dir: &Path, event: &Path, at: Option<&str>) -> ExitCode {
         serde_json::to_string_pretty(&out).expect("JSON values serialize")
     );
     ExitCode::SUCCESS
+}
+
+fn credentials(dir: &Path, sessions: Vec<String>) -> ExitCode {
+    use crate::gateway::{Gateway, MarkRead, Outbound, Verdict};
+    let settings = match Settings::load(dir) {
+        Ok(s) => s,
+        Err(e) => return print_problems(e.problems.iter().map(ToString::to_string)),
+    };
+    let named = if sessions.is_empty() {
+        let mut named: std::collections::BTreeSet<String> =
+            settings.gateway.sessions.keys().cloned().collect();
+        named.extend(settings.wasend.sessions.keys().cloned());
+        if settings.gateway.default == Gateway::Wasend {
+            named.insert("default".into());
+        }
+        named.into_iter().collect()
+    } else {
+        sessions
+    };
+    if named.is_empty() {
+        return print_problems([
+            "no session to check: name one with --session (a Meta session is its phone_number_id)"
+                .into(),
+        ]);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return print_problems([format!("cannot start the runtime: {e}")]),
+    };
+    let outbound = match Outbound::from_settings(&settings) {
+        Ok(o) => o,
+        Err(e) => return print_problems([format!("{e:#}")]),
+    };
+    let mut failed = false;
+    for name in named {
+        let session = match crate::domain::SessionName::parse(&name) {
+            Ok(s) => s,
+            Err(e) => {
+                failed = true;
+                eprintln!("error: session `{name}` {e}");
+                continue;
+            }
+        };
+        let gateway = settings.gateway.of(&session);
+        match runtime.block_on(outbound.check_credentials(&session)) {
+            Verdict::Valid(what) => println!("ok: {name} ({gateway}): {what}"),
+            Verdict::NotOffered(why) => println!("not checked: {name} ({gateway}): {why}"),
+            Verdict::Refused(why) => {
+                failed = true;
+                eprintln!("error: {name} ({gateway}): refused: {why}");
+            }
+            Verdict::Unknown(why) => {
+                failed = true;
+                eprintln!("error: {name} ({gateway}): no verdict: {why}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn probe(url: &str) -> ExitCode {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ADMIN_TOKEN, FakeWasend, Options, TestApp, eventually, waha_message};
+use common::{ADMIN_TOKEN, FakeWasend, META_NUMBER, Options, TestApp, eventually, waha_message};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::Value;
 
@@ -368,4 +368,35 @@ async fn no_message_text_reaches_a_page_a_log_line_or_the_live_feed() {
     for (place, text) in &seen {
         assert!(!text.contains(TEXT), "{place} holds the message text");
     }
+}
+
+#[tokio::test]
+async fn the_overview_shows_each_sessions_gateway() {
+    let fake = FakeWasend::start().await;
+    let app = TestApp::spawn(
+        &fake,
+        hour_delay().set(&format!("gateway.sessions.{META_NUMBER}"), "meta"),
+    )
+    .await;
+    app.send(&waha_message("491511234567@c.us", "GW1", "hi"))
+        .await;
+    let b = Browser::signed_in(&app).await;
+
+    let (_, html) = b.get("/ui").await;
+    let row = |session: &str| {
+        let start = html
+            .find(&format!(r#"data-session="{session}""#))
+            .unwrap_or_else(|| panic!("no row for {session}: {html}"));
+        html[start..].split("</tr>").next().unwrap().to_string()
+    };
+    assert!(
+        row("default").contains(r#"<td class="gateway">wasend</td>"#),
+        "{}",
+        row("default")
+    );
+    assert!(
+        row(META_NUMBER).contains(r#"<td class="gateway">meta</td>"#),
+        "{}",
+        row(META_NUMBER)
+    );
 }

@@ -391,3 +391,80 @@ async fn an_event_on_another_gateways_route_is_refused_naming_both() {
     assert_eq!(answer["items"][0]["code"], "wrong_gateway");
     assert!(pending_ids(&app).await.is_empty());
 }
+
+/// `autoseen credentials` on the app's config folder, with the test secrets and a Meta number.
+async fn credentials(app: &TestApp, extra: &[(&str, &str)]) -> (bool, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_autoseen"));
+    command
+        .args(["credentials", "--config"])
+        .arg(app.config_dir())
+        .env("AUTOSEEN__META__ACCESS_TOKEN", META_ACCESS_TOKEN)
+        .env(
+            format!("AUTOSEEN__GATEWAY__SESSIONS__{META_NUMBER}"),
+            "meta",
+        )
+        .env("AUTOSEEN__WASEND__API_KEY", API_KEY);
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn credentials_are_checked_with_calls_that_mark_nothing_and_said_where_a_gateway_has_none() {
+    let fake = FakeWasend::start().await;
+    let app = meta_app(&fake, BASE_RULES).await;
+
+    let (ok, text) = credentials(&app, &[]).await;
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!("ok: {META_NUMBER} (meta)")),
+        "{text}"
+    );
+    assert!(text.contains("not checked: default (wasend)"), "{text}");
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].method, "GET");
+    assert_eq!(calls[0].path, format!("/v23.0/{META_NUMBER}"));
+    assert_eq!(
+        calls[0].authorization.as_deref(),
+        Some(format!("Bearer {META_ACCESS_TOKEN}").as_str())
+    );
+
+    // An expired token: refused, and the exit status says so.
+    fake.answer_always(Answer::status(401).body(
+        r#"{"error":{"message":"Error validating access token","type":"OAuthException","code":190}}"#,
+    ));
+    let (ok, text) = credentials(&app, &[]).await;
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("error: {META_NUMBER} (meta): refused: HTTP 401")),
+        "{text}"
+    );
+
+    // WAHA has a harmless call: the session's own status.
+    fake.answer_always(Answer::status(200));
+    let (ok, text) = credentials(&app, &[("AUTOSEEN__WASEND__FLAVOR", "waha")]).await;
+    assert!(ok, "{text}");
+    assert!(text.contains("ok: default (wasend)"), "{text}");
+    let waha = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.path == "/api/sessions/default");
+    assert_eq!(
+        waha.expect("WAHA's session read").api_key.as_deref(),
+        Some(API_KEY)
+    );
+    assert!(
+        fake.calls().iter().all(|c| c.method == "GET"),
+        "nothing was marked"
+    );
+}

@@ -19,6 +19,9 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 const HMAC_KEY: &str = "bench-hmac-key-5e0c9a71";
+/// Meta: the app secret that signs its bodies, and the business number the bench sends for.
+const META_SECRET: &str = "bench-meta-app-secret-4b81d2";
+const META_NUMBER: &str = "730011223344551";
 
 fn main() -> anyhow::Result<()> {
     let which: Vec<String> = std::env::args().skip(1).collect();
@@ -212,8 +215,10 @@ fn autoseen_config(
     std::fs::write(
         dir.join("autoseen.toml"),
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[webhook]\nhmac_key = \"{HMAC_KEY}\"\n[wasend]\nbase_url = \"{api}\"\n\
-             api_key = \"bench-api-key\"\n[delivery]\n{delivery}\n[store]\nurl = \"sqlite:{}\"\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\n[gateway]\nsessions = {{ \"{META_NUMBER}\" = \"meta\" }}\n\
+             [webhook]\nhmac_key = \"{HMAC_KEY}\"\n[wasend]\nbase_url = \"{api}\"\n\
+             api_key = \"bench-api-key\"\n[meta]\nbase_url = \"{api}\"\napp_secret = \"{META_SECRET}\"\n\
+             access_token = \"bench-meta-token\"\n[delivery]\n{delivery}\n[store]\nurl = \"sqlite:{}\"\n",
             store.display()
         ),
     )?;
@@ -281,6 +286,51 @@ fn event_body(conn: usize, seq: usize) -> String {
     )
 }
 
+/// Messages per Meta body: Meta batches several messages (and contacts) in one POST.
+const META_BATCH: usize = 3;
+
+/// A unique signed Meta body with [`META_BATCH`] text messages from as many users, for request `seq` of
+/// stream `stream`: phone numbers and `wamid.` ids drawn from a fixed-seed generator, as random as real ones.
+fn meta_body(stream: usize, seq: usize) -> String {
+    // splitmix64 over (stream, seq, i): the same bodies every run, no order in the ids.
+    let mix = |x: u64| {
+        let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let (mut contacts, mut messages) = (Vec::new(), Vec::new());
+    for i in 0..META_BATCH {
+        let r = mix(((stream as u64) << 48) ^ ((seq * META_BATCH + i) as u64));
+        let phone = format!("55119{:08}", r % 100_000_000);
+        let id = format!(
+            "wamid.HBgN{phone}FQIAEhgU{:016X}{:08X}AA==",
+            mix(r),
+            r >> 32
+        );
+        contacts.push(format!(
+            r#"{{"profile":{{"name":"Cliente"}},"wa_id":"{phone}"}}"#
+        ));
+        messages.push(format!(
+            r#"{{"from":"{phone}","id":"{id}","timestamp":"1764147600","type":"text","text":{{"body":"Olá, ainda está disponível?"}}}}"#
+        ));
+    }
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"889900112233445","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550109999","phone_number_id":"{META_NUMBER}"}},"contacts":[{}],"messages":[{}]}}}}]}}]}}"#,
+        contacts.join(","),
+        messages.join(",")
+    )
+}
+
+fn meta_sign(body: &str) -> String {
+    let hex = autoseen::gateway::signature::sign(
+        META_SECRET,
+        autoseen::gateway::signature::Algorithm::Sha256,
+        body.as_bytes(),
+    );
+    format!("sha256={hex}")
+}
+
 fn sign(body: &str) -> String {
     autoseen::gateway::signature::sign(
         HMAC_KEY,
@@ -294,10 +344,24 @@ fn sign(body: &str) -> String {
 struct Requests {
     path: PathBuf,
     lines: usize,
+    kind: Kind,
     _dir: tempfile::TempDir,
 }
 
+/// Which webhooks a request file holds.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// WAHA events to `/webhook`, `X-Webhook-Hmac`.
+    Waha,
+    /// Meta bodies of [`META_BATCH`] messages to `/webhook/meta`, `X-Hub-Signature-256`.
+    Meta,
+}
+
 fn signed_requests(n: usize, stream: usize) -> anyhow::Result<Requests> {
+    signed_requests_of(Kind::Waha, n, stream)
+}
+
+fn signed_requests_of(kind: Kind, n: usize, stream: usize) -> anyhow::Result<Requests> {
     use std::io::Write;
     // In memory where the machine has a tmpfs: a gigabyte written to disk just before a run would be flushed
     // during it, and slow every fsync of the server measured (PostgreSQL's above all).
@@ -310,8 +374,16 @@ fn signed_requests(n: usize, stream: usize) -> anyhow::Result<Requests> {
     let path = dir.path().join("requests.txt");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
     for seq in 0..n {
-        let body = event_body(stream, seq);
-        writeln!(out, "{}\t{body}", sign(&body))?;
+        match kind {
+            Kind::Waha => {
+                let body = event_body(stream, seq);
+                writeln!(out, "{}\t{body}", sign(&body))?;
+            }
+            Kind::Meta => {
+                let body = meta_body(stream, seq);
+                writeln!(out, "{}\t{body}", meta_sign(&body))?;
+            }
+        }
     }
     out.flush()?;
     drop(out);
@@ -320,6 +392,7 @@ fn signed_requests(n: usize, stream: usize) -> anyhow::Result<Requests> {
     Ok(Requests {
         path,
         lines: n,
+        kind,
         _dir: dir,
     })
 }
@@ -342,6 +415,11 @@ async fn wrk(
         .env("AUTOSEEN_BENCH_BODY", event_body(0, 0));
     if let Some(r) = requests {
         command.env("AUTOSEEN_BENCH_REQUESTS", &r.path);
+        if r.kind == Kind::Meta {
+            command
+                .env("AUTOSEEN_BENCH_PATH", "/webhook/meta")
+                .env("AUTOSEEN_BENCH_SIGNATURE_HEADER", "X-Hub-Signature-256");
+        }
     }
     let output = tokio::task::spawn_blocking(move || command.output())
         .await?
@@ -385,18 +463,25 @@ async fn ingest(table: &mut Table, quick: bool) -> anyhow::Result<()> {
     let rounds = if quick { 1 } else { 3 };
     eprintln!("ingest: signing the requests ...");
     let requests = signed_requests(if quick { 400_000 } else { 1_000_000 }, 0)?;
+    let meta = signed_requests_of(Kind::Meta, if quick { 200_000 } else { 500_000 }, 0)?;
     let (mut ceiling, mut bare, mut autoseen) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut meta_bare, mut meta_autoseen) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         eprintln!("ingest: round {round}/{rounds}: baseline, static then signed ...");
         let baseline = spawn(Command::new(bin("baseline")))?;
         ceiling.push(wrk(baseline.addr, None, connections, duration).await?);
         bare.push(wrk(baseline.addr, Some(&requests), connections, duration).await?);
+        meta_bare.push(wrk(baseline.addr, Some(&meta), connections, duration).await?);
         drop(baseline);
-        eprintln!("ingest: round {round}/{rounds}: autoseen ...");
+        eprintln!("ingest: round {round}/{rounds}: autoseen, WAHA then Meta ...");
         let (_dir, app) = shipped_autoseen()?;
         autoseen.push(wrk(app.addr, Some(&requests), connections, duration).await?);
         drop(app);
+        let (_dir, app) = shipped_autoseen()?;
+        meta_autoseen.push(wrk(app.addr, Some(&meta), connections, duration).await?);
+        drop(app);
     }
+    meta_rows(table, median_by(meta_bare), median_by(meta_autoseen))?;
     let (ceiling, a, b) = (median_by(ceiling), median_by(bare), median_by(autoseen));
     if a.errors + b.errors > 0 {
         bail!(
@@ -444,6 +529,40 @@ async fn ingest(table: &mut Table, quick: bool) -> anyhow::Result<()> {
         Some(ratio >= 0.5),
     );
     latency(table, b.rps / 2.0, quick).await
+}
+
+/// The Meta row of the ingest rounds: signed bodies of [`META_BATCH`] messages, against bare axum taking the
+/// same file.
+fn meta_rows(table: &mut Table, bare: Load, ours: Load) -> anyhow::Result<()> {
+    if bare.errors + ours.errors > 0 {
+        bail!(
+            "ingest (Meta): {} baseline and {} autoseen requests failed",
+            bare.errors,
+            ours.errors
+        );
+    }
+    let s = "ingest (wrk -t1 -c64, median of rounds)";
+    table.row(
+        s,
+        &format!("Meta: autoseen bodies/s ({META_BATCH} messages each, signed)"),
+        format!(
+            "{:.0} ({:.0} messages/s; p99 {:.2} ms)",
+            ours.rps,
+            ours.rps * META_BATCH as f64,
+            ours.p99_ms
+        ),
+        "",
+        None,
+    );
+    let ratio = ours.rps / bare.rps;
+    table.row(
+        s,
+        "Meta: ratio autoseen / bare axum (same bodies)",
+        format!("{ratio:.2}"),
+        "as measured",
+        None,
+    );
+    Ok(())
 }
 
 /// Open-loop latency at `rate` (half autoseen's peak): a steady spell, then a flood that grows the pending

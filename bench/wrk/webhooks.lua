@@ -4,6 +4,10 @@
 -- Either way `done` prints one line, "BENCH {json}", that the bench parses.
 
 local path = os.getenv("AUTOSEEN_BENCH_REQUESTS")
+-- Where the file's webhooks go, and which header carries their signature (WAHA's by default; Meta's bodies
+-- go to /webhook/meta with X-Hub-Signature-256).
+local target = os.getenv("AUTOSEEN_BENCH_PATH") or "/webhook"
+local signature_header = os.getenv("AUTOSEEN_BENCH_SIGNATURE_HEADER") or "X-Webhook-Hmac"
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
@@ -22,8 +26,8 @@ if path then
       line = file:read("*l")
     end
     local tab = line:find("\t", 1, true)
-    headers["X-Webhook-Hmac"] = line:sub(1, tab - 1)
-    return wrk.format(nil, "/webhook", headers, line:sub(tab + 1))
+    headers[signature_header] = line:sub(1, tab - 1)
+    return wrk.format(nil, target, headers, line:sub(tab + 1))
   end
 else
   wrk.path = "/webhook"

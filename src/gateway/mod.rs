@@ -23,7 +23,7 @@ pub mod wasend;
 use std::sync::Arc;
 
 pub use choice::{Choice, Gateway};
-pub use outbound::{MarkRead, SendError, SendResult};
+pub use outbound::{MarkRead, SendError, SendResult, Verdict};
 
 use crate::domain::{ChatId, MessageId, SessionName};
 
@@ -60,6 +60,15 @@ pub struct Outbound {
 }
 
 impl Outbound {
+    /// The outbound half of every gateway, as the settings configure them.
+    pub fn from_settings(settings: &crate::settings::Settings) -> anyhow::Result<Self> {
+        Ok(Self::new(
+            settings.gateway.clone(),
+            Arc::new(wasend::WasendClient::new(&settings.wasend)?),
+            Arc::new(meta::MetaClient::new(&settings.meta)?),
+        ))
+    }
+
     pub fn new(choice: Choice, wasend: Arc<dyn MarkRead>, meta: Arc<dyn MarkRead>) -> Self {
         Self {
             choice,
@@ -78,6 +87,10 @@ impl Outbound {
 
 #[async_trait::async_trait]
 impl MarkRead for Outbound {
+    async fn check_credentials(&self, session: &SessionName) -> Verdict {
+        self.of(session).check_credentials(session).await
+    }
+
     fn calls_for(&self, session: &SessionName, ids: usize) -> usize {
         self.of(session).calls_for(session, ids)
     }

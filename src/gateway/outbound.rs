@@ -63,6 +63,15 @@ pub trait MarkRead: Send + Sync + 'static {
     /// How many API calls marking `ids` messages of one chat takes for this session: what pacing counts.
     fn calls_for(&self, session: &SessionName, ids: usize) -> usize;
 
+    /// Whether the session's credentials would be taken, by a call that marks nothing, where the gateway
+    /// offers one (`autoseen credentials`).
+    async fn check_credentials(&self, session: &SessionName) -> Verdict {
+        let _ = session;
+        Verdict::NotOffered(
+            "this gateway offers no call that checks credentials without marking".into(),
+        )
+    }
+
     /// Marks `ids` (all of `chat`, due together, in the order they were accepted) read; one result per id, in
     /// the same order.
     async fn mark_read(
@@ -71,6 +80,36 @@ pub trait MarkRead: Send + Sync + 'static {
         chat: &ChatId,
         ids: &[MessageId],
     ) -> Vec<SendResult>;
+}
+
+/// What a credentials check found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// The gateway took them.
+    Valid(String),
+    /// The gateway refused them, or the session.
+    Refused(String),
+    /// No answer that says either.
+    Unknown(String),
+    /// The gateway has no harmless call to check them with.
+    NotOffered(String),
+}
+
+/// A credentials check's GET, read: 2xx valid, 401 and 403 refused (with what the gateway said), anything
+/// else unknown.
+pub(crate) async fn check_get(request: reqwest::RequestBuilder, valid: &str) -> Verdict {
+    match request.send().await {
+        Ok(r) if r.status().is_success() => Verdict::Valid(valid.into()),
+        Ok(r) if matches!(r.status().as_u16(), 401 | 403 | 404) => {
+            let status = r.status().as_u16();
+            Verdict::Refused(format!("HTTP {status}: {}", read_capped(r).await))
+        }
+        Ok(r) => {
+            let status = r.status().as_u16();
+            Verdict::Unknown(format!("HTTP {status}: {}", read_capped(r).await))
+        }
+        Err(e) => Verdict::Unknown(describe_transport_error(&e)),
+    }
 }
 
 /// Classifies an error answer: its status, its body (capped), what `Retry-After` asked.

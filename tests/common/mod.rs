@@ -21,7 +21,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::any;
 use serde_json::{Value, json};
 
 pub const API_KEY: &str = "test-api-key-5f1c";
@@ -62,7 +62,10 @@ pub async fn eventually<T>(
 #[derive(Debug, Clone)]
 pub struct Call {
     pub at: Instant,
+    pub method: String,
     pub path: String,
+    /// The query string, when there is one.
+    pub query: Option<String>,
     pub authorization: Option<String>,
     /// WAHA's key header.
     pub api_key: Option<String>,
@@ -156,7 +159,7 @@ impl FakeWasend {
     pub async fn start_on(addr: SocketAddr) -> Self {
         let state = Arc::new(FakeState::default());
         let app = Router::new()
-            .fallback(post(record))
+            .fallback(any(record))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -220,13 +223,16 @@ impl FakeWasend {
 
 async fn record(
     State(state): State<Arc<FakeState>>,
+    method: axum::http::Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: String,
 ) -> Response {
     let call = Call {
         at: Instant::now(),
+        method: method.to_string(),
         path: uri.path().to_string(),
+        query: uri.query().map(String::from),
         authorization: headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())

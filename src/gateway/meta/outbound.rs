@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::MetaSettings;
 use crate::domain::{ChatId, MessageId, SessionName};
-use crate::gateway::outbound::{MarkRead, SendError, SendResult, answer, classify, http_client};
+use crate::gateway::outbound::{
+    MarkRead, SendError, SendResult, Verdict, answer, check_get, classify, http_client,
+};
 use crate::secret::Secret;
 use reqwest::StatusCode;
 use std::time::Duration;
@@ -53,6 +55,20 @@ impl MetaClient {
 
 #[async_trait::async_trait]
 impl MarkRead for MetaClient {
+    /// `GET {base}/{version}/{phone_number_id}?fields=id` with the token: reads the number, marks nothing.
+    async fn check_credentials(&self, session: &SessionName) -> Verdict {
+        let Some(token) = &self.token else {
+            return Verdict::Refused("meta.access_token is not set".into());
+        };
+        let url = format!("{}/{}", self.base, session.as_str());
+        let request = self
+            .http
+            .get(url)
+            .query(&[("fields", "id")])
+            .bearer_auth(token.expose());
+        check_get(request, "the access token reads this phone number id").await
+    }
+
     fn calls_for(&self, _: &SessionName, ids: usize) -> usize {
         ids.min(1)
     }

@@ -13,7 +13,9 @@ use serde::Serialize;
 
 use super::config::{Flavor, WasendSettings, origin};
 use crate::domain::{ChatId, MessageId, SessionName};
-use crate::gateway::outbound::{MarkRead, SendError, SendResult, answer, classify, http_client};
+use crate::gateway::outbound::{
+    MarkRead, SendError, SendResult, Verdict, answer, check_get, classify, http_client,
+};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
@@ -163,6 +165,27 @@ impl WasendClient {
 
 #[async_trait::async_trait]
 impl MarkRead for WasendClient {
+    /// WAHA: `GET {base_url}/api/sessions/{session}` with the key, which reads the session and marks nothing.
+    /// Wasend's hosted API has no such call: the first sendSeen tells (a 401 pauses the session).
+    async fn check_credentials(&self, session: &SessionName) -> Verdict {
+        let endpoint = self.endpoint(session);
+        if endpoint.flavor == Flavor::Wasend {
+            return Verdict::NotOffered(
+                "Wasend's API has no call that checks a key without marking a message; the first sendSeen \
+                 tells (a 401 pauses the session and is logged)"
+                    .into(),
+            );
+        }
+        let root = endpoint.url.trim_end_matches("/api/sendSeen");
+        let mut request = self
+            .http
+            .get(format!("{root}/api/sessions/{}", session.as_str()));
+        if let Some(key) = &endpoint.api_key {
+            request = request.header("X-Api-Key", key.expose());
+        }
+        check_get(request, "WAHA knows the session and takes the key").await
+    }
+
     fn calls_for(&self, session: &SessionName, ids: usize) -> usize {
         match self.endpoint(session).flavor {
             Flavor::Wasend => ids,

@@ -212,7 +212,14 @@ async fn overview(State(state): State<Arc<AppState>>, op: Signed) -> Result<Resp
     let now = state.clock.now();
     let pending = state.operator.pending_stats().await?;
     let activity = state.activity.summary(now);
-    Ok(pages::overview(&op.0.csrf, now, &pending, &activity).into_response())
+    Ok(pages::overview(
+        &op.0.csrf,
+        now,
+        &pending,
+        &activity,
+        &state.settings.gateway,
+    )
+    .into_response())
 }
 
 /// Which receipts the pending page lists; a notice after an action.

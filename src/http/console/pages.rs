@@ -7,6 +7,7 @@ use maud::{DOCTYPE, Markup, html};
 
 use crate::activity::{MINUTES, SessionActivity};
 use crate::domain::{ChatId, MessageId, SessionName};
+use crate::gateway::Choice;
 use crate::rules::Rules;
 use crate::rules::reload::ReloadReport;
 use crate::store::{DeadReceipt, PendingStats, Receipt};
@@ -128,11 +129,14 @@ pub fn overview(
     now: Timestamp,
     pending: &[PendingStats],
     activity: &[SessionActivity],
+    gateways: &Choice,
 ) -> Markup {
+    // Every session with receipts or sends, and every session the settings give a gateway of its own.
     let mut sessions: Vec<&str> = pending
         .iter()
         .map(|p| p.session.as_str())
         .chain(activity.iter().map(|a| a.session.as_str()))
+        .chain(gateways.sessions.keys().map(String::as_str))
         .collect();
     sessions.sort_unstable();
     sessions.dedup();
@@ -147,7 +151,7 @@ pub fn overview(
             } @else {
                 table.overview {
                     thead { tr {
-                        th { "Session" } th { "Pending" } th { "Oldest pending" }
+                        th { "Session" } th { "Gateway" } th { "Pending" } th { "Oldest pending" }
                         th { "Sent (this replica, 1 h)" } th { "Failed" } th { "Confirmed" }
                         th { "Paused until (this replica)" } th { "Sends per minute" }
                     } }
@@ -157,6 +161,7 @@ pub fn overview(
                             @let a = activity.iter().find(|a| a.session.as_str() == *s);
                             tr data-session=(s) {
                                 td { (s) }
+                                td.gateway { (SessionName::parse(s).map_or(gateways.default, |s| gateways.of(&s)).as_str()) }
                                 td.pending { (p.map_or(0, |p| p.count)) }
                                 td { (p.map_or(String::from("–"), |p| relative(p.oldest_accepted_at, now))) }
                                 td.sent { (a.map_or(0, |a| a.last_hour.sent)) }
