@@ -279,3 +279,36 @@ fn check_refuses_short_or_empty_tokens_and_a_key_that_would_leave_for_another_se
     assert!(err.contains("`wasend.sessions.sales.base_url`"), "{err}");
     assert!(!err.contains("default-key"), "{err}");
 }
+
+#[test]
+fn explain_takes_a_meta_body_item_by_item_with_meta_chats_in_their_canonical_forms() {
+    let dir = config_with(
+        "[gateway]\ndefault = \"meta\"\n",
+        "[defaults]\naction = \"seen\"\ndelay = \"5s\"\n\n[[rules]]\nname = \"usernames\"\nchats = [\"*@bsuid\"]\naction = \"ignore\"\n",
+    );
+    let config = dir.path().display().to_string();
+
+    let batch = explain(&config, &repo("tests/events/meta/batch.json"), None);
+    let items = batch.as_array().expect("one explanation per item");
+    assert_eq!(items.len(), 6, "{batch}");
+    assert_eq!(items[0]["item"], "entry[0].changes[0].value.messages[0]");
+    assert_eq!(items[0]["decision"], "seen");
+    assert_eq!(items[0]["chat"], "5511987650001@c.us");
+    assert!(
+        items[2]["skipped"]
+            .as_str()
+            .unwrap()
+            .starts_with("unsupported_type"),
+        "{}",
+        items[2]
+    );
+    assert_eq!(items[5]["decision"], "ignore", "a delivered status");
+
+    let username = explain(&config, &repo("tests/events/meta/username.json"), None);
+    assert_eq!(username[0]["chat"], "US.13491208655302741918@bsuid");
+    assert_eq!(username[0]["rule"], "usernames");
+    let group = explain(&config, &repo("tests/events/meta/group.json"), None);
+    assert_eq!(group[0]["chat"], "Y2FmZWJhYmUtZ3JvdXAtMQ@g.us");
+    assert_eq!(group[0]["sender"], "447700900123@c.us");
+    assert_eq!(group[0]["reason"], "unsupported_by_gateway");
+}

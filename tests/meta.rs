@@ -468,3 +468,60 @@ async fn credentials_are_checked_with_calls_that_mark_nothing_and_said_where_a_g
         "nothing was marked"
     );
 }
+
+#[tokio::test]
+async fn meta_calls_are_paced_per_number_one_token_per_chat_batch() {
+    let fake = FakeWasend::start().await;
+    let rate = 4.0;
+    let options = Options::default()
+        .rules(ON_REPLY)
+        .set("gateway.default", "meta")
+        .set("delivery.rate_per_session", "4/s")
+        .set("delivery.burst", "1");
+    let app = TestApp::spawn(&fake, options).await;
+    // Four chats held for a reply: one with ten messages, three with one.
+    let chats = [
+        "5511987650001",
+        "5511987650002",
+        "5511987650003",
+        "5511987650004",
+    ];
+    for i in 0..10 {
+        app.post_meta(&meta_text(chats[0], &format!("wamid.busy.{i}")))
+            .await;
+    }
+    for chat in &chats[1..] {
+        app.post_meta(&meta_text(chat, &format!("wamid.one.{chat}")))
+            .await;
+    }
+    // A sent status per chat releases them all at once.
+    for chat in chats {
+        let status = meta_fixture("status-sent").replace("5511987650001", chat);
+        let (_, answer) = app.post_meta(&status).await;
+        assert_eq!(answer["items"][0]["reason"], "from_me", "{answer}");
+    }
+
+    let calls = fake.wait_for_calls(4, WAIT).await;
+    let ids: Vec<&str> = calls.iter().map(|c| c.meta_message_id()).collect();
+    assert!(
+        ids.contains(&"wamid.busy.9"),
+        "the busy chat up to its newest: {ids:?}"
+    );
+    eventually(WAIT, "nothing pending", async || {
+        pending_ids(&app).await.is_empty().then_some(())
+    })
+    .await;
+    // Ten messages of one chat are one call, one token: four calls for four chats.
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 4, "{ids:?}");
+    // One token per call at `rate` after a burst of one: the last call no sooner than 3 intervals after the
+    // first (with a fifth of slack for timer granularity).
+    let mut at: Vec<_> = calls.iter().map(|c| c.at).collect();
+    at.sort();
+    let spread = at[3] - at[0];
+    let least = Duration::from_secs_f64(3.0 / rate * 0.8);
+    assert!(
+        spread >= least,
+        "4 calls within {spread:?}, less than {least:?}"
+    );
+}
