@@ -312,3 +312,35 @@ fn explain_takes_a_meta_body_item_by_item_with_meta_chats_in_their_canonical_for
     assert_eq!(group[0]["sender"], "447700900123@c.us");
     assert_eq!(group[0]["reason"], "unsupported_by_gateway");
 }
+
+#[test]
+fn a_meta_session_needs_the_app_secret_and_the_access_token_to_serve() {
+    let dir = config_with(
+        "[gateway]\ndefault = \"meta\"\n[meta]\nverify_token = \"short\"\n",
+        "[defaults]\naction = \"seen\"\n",
+    );
+    let config = dir.path().display().to_string();
+    let out = autoseen(&["check", "--config", &config]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("`meta.verify_token` is too short"), "{text}");
+
+    std::fs::write(
+        dir.path().join("autoseen.toml"),
+        "[gateway]\ndefault = \"meta\"\n",
+    )
+    .unwrap();
+    let out = autoseen(&["check", "--config", &config]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("`meta.app_secret` is not set"), "{text}");
+    assert!(text.contains("`meta.access_token` is not set"), "{text}");
+    assert!(
+        !text.contains("wasend.api_key"),
+        "no Wasend session: {text}"
+    );
+
+    let out = autoseen(&["serve", "--config", &config]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AUTOSEEN__META__APP_SECRET"));
+}
