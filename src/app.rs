@@ -97,6 +97,7 @@ impl Application {
             gateways: crate::http::Inbound {
                 wasend: wasend::inbound::Inbound::new(&settings.webhook),
                 meta: gateway::meta::inbound::Inbound::new(&settings.meta),
+                green: gateway::green::inbound::Inbound::new(&settings.green),
             },
             settings: settings.clone(),
             reloader: Reloader::new(config_dir, live.clone()),

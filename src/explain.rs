@@ -70,7 +70,8 @@ pub struct ExplainedItem {
     pub skipped: Option<String>,
 }
 
-/// What the service would do with a webhook body at `now`: a Meta body (it has `object`) or a WAHA event.
+/// What the service would do with a webhook body at `now`: a Meta body (it has `object`), a Green API
+/// notification (`typeWebhook`) or a WAHA event.
 pub fn body(
     settings: &Settings,
     rules: &Rules,

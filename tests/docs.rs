@@ -15,7 +15,8 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Every settings key, dotted, from the settings' own shape; per-session overrides as `wasend.sessions.<name>.…`.
+/// Every settings key, dotted, from the settings' own shape; per-session overrides as `wasend.sessions.<name>.…`
+/// and `green.instances.<id>.…`.
 fn settings_keys() -> BTreeSet<String> {
     fn walk(prefix: &str, v: &Value, out: &mut BTreeSet<String>) {
         match v {
@@ -43,13 +44,16 @@ fn settings_keys() -> BTreeSet<String> {
     keys.remove("wasend.sessions");
     let session = serde_json::to_value(autoseen::settings::SessionOverride::default()).unwrap();
     walk("wasend.sessions.<name>", &session, &mut keys);
+    keys.remove("green.instances");
+    let instance = serde_json::to_value(autoseen::settings::InstanceOverride::default()).unwrap();
+    walk("green.instances.<id>", &instance, &mut keys);
     keys
 }
 
 /// The keys `config/autoseen.toml` shows, set or commented out, with their section; a session override's table
 /// (`[wasend.sessions.sales]`) counts as `wasend.sessions.<name>`.
 fn shipped_config_keys() -> BTreeSet<String> {
-    let table = regex::Regex::new(r"^#?\s*\[([a-z_.]+)\]").unwrap();
+    let table = regex::Regex::new(r"^#?\s*\[([a-z0-9_.]+)\]").unwrap();
     let key = regex::Regex::new(r"^#?\s*([a-z_]+)\s*=").unwrap();
     let mut section = String::new();
     let mut keys = BTreeSet::new();
@@ -58,6 +62,9 @@ fn shipped_config_keys() -> BTreeSet<String> {
             section = c[1].to_string();
             if let Some(rest) = section.strip_prefix("wasend.sessions.") {
                 section = section.replace(rest, "<name>");
+            }
+            if let Some(rest) = section.strip_prefix("green.instances.") {
+                section = section.replace(rest, "<id>");
             }
         } else if let Some(c) = key.captures(line) {
             keys.insert(format!("{section}.{}", &c[1]));

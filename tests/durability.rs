@@ -54,6 +54,24 @@ async fn accept_many_meta(app: &TestApp, n: usize, prefix: &str) -> Vec<String> 
     ids
 }
 
+/// `n` Green notifications, each from a chat of its own (Green reads a chat up to one id per call).
+async fn accept_many_green(app: &TestApp, n: usize, prefix: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("{prefix}{i:012}");
+        let (status, v) = app
+            .post_green(&green_text(&format!("7900{i:07}@c.us"), &id))
+            .await;
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("scheduled")),
+            "{v}"
+        );
+        ids.push(id);
+    }
+    ids
+}
+
 async fn wait_until_nothing_pending(app: &TestApp) {
     eventually(WAIT, "no pending receipts", async || {
         let (_, v) = app.admin(Method::GET, "/admin/pending").await;
@@ -82,11 +100,13 @@ async fn receipts_accepted_before_a_sigkill_are_all_sent_once_after_restart() {
         &fake,
         Options::default()
             .rules("[defaults]\ndelay = \"4s\"\n")
-            .set(&format!("gateway.sessions.{META_NUMBER}"), "meta"),
+            .set(&format!("gateway.sessions.{META_NUMBER}"), "meta")
+            .set(&format!("gateway.sessions.{GREEN_INSTANCE}"), "green"),
     )
     .await;
     let mut ids = accept_many(&app, 200, 20, "kill").await;
     ids.extend(accept_many_meta(&app, 50, "kill").await);
+    ids.extend(accept_many_green(&app, 50, "BAE5").await);
 
     app.kill();
     assert!(fake.calls().is_empty(), "nothing was due before the kill");

@@ -443,6 +443,8 @@ pub enum Gateway {
     Wasend,
     /// Meta's WhatsApp Cloud API (`[meta]`; route `/webhook/meta`).
     Meta,
+    /// Green API (`[green]`; route `/webhook/green`).
+    Green,
 }
 
 impl Gateway {
@@ -450,6 +452,7 @@ impl Gateway {
         match self {
             Gateway::Wasend => "wasend",
             Gateway::Meta => "meta",
+            Gateway::Green => "green",
         }
     }
 

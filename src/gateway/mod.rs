@@ -7,13 +7,14 @@
 //! - **Outbound**: marking a chat's batch read ([`MarkRead`]): how many calls, which ids in each, the headers
 //!   and body, and what each answer means ([`SendError`]).
 //!
-//! Gateways: `wasend` (Wasend and WAHA), `meta` (Meta's WhatsApp Cloud API).
+//! Gateways: `wasend` (Wasend and WAHA), `meta` (Meta's WhatsApp Cloud API), `green` (Green API).
 //!
 //! Which gateway serves a session is settings (`[gateway]`: a default and per-session choices, [`Choice`]).
 //! [`Outbound`] hands each batch to the session's gateway. A new gateway is a module here, a settings section
 //! of its own, a variant of [`Gateway`], its routes in `http`, and its fixtures in `tests/`.
 
 mod choice;
+pub mod green;
 pub(crate) mod json;
 pub mod meta;
 pub mod outbound;
@@ -57,6 +58,7 @@ pub struct Outbound {
     choice: Choice,
     wasend: Arc<dyn MarkRead>,
     meta: Arc<dyn MarkRead>,
+    green: Arc<dyn MarkRead>,
 }
 
 impl Outbound {
@@ -66,14 +68,21 @@ impl Outbound {
             settings.gateway.clone(),
             Arc::new(wasend::WasendClient::new(&settings.wasend)?),
             Arc::new(meta::MetaClient::new(&settings.meta)?),
+            Arc::new(green::GreenClient::new(&settings.green)?),
         ))
     }
 
-    pub fn new(choice: Choice, wasend: Arc<dyn MarkRead>, meta: Arc<dyn MarkRead>) -> Self {
+    pub fn new(
+        choice: Choice,
+        wasend: Arc<dyn MarkRead>,
+        meta: Arc<dyn MarkRead>,
+        green: Arc<dyn MarkRead>,
+    ) -> Self {
         Self {
             choice,
             wasend,
             meta,
+            green,
         }
     }
 
@@ -81,6 +90,7 @@ impl Outbound {
         match self.choice.of(session) {
             Gateway::Wasend => &*self.wasend,
             Gateway::Meta => &*self.meta,
+            Gateway::Green => &*self.green,
         }
     }
 }

@@ -47,6 +47,7 @@ use client::Client;
 pub struct Inbound {
     pub wasend: crate::gateway::wasend::inbound::Inbound,
     pub meta: crate::gateway::meta::inbound::Inbound,
+    pub green: crate::gateway::green::inbound::Inbound,
 }
 
 /// What the handlers share.

@@ -84,6 +84,7 @@ pub fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(webhook::open))
         .routes(routes!(webhook::with_token))
         .routes(routes!(meta::handshake, meta::receive))
+        .routes(routes!(webhook::green))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(bot::read))

@@ -70,7 +70,7 @@ pub type WebhookBody = wasend::WireEvent;
         WebhookRefusals,
     ))]
 pub async fn open(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    receive(state, None, headers, body).await
+    receive(state, Route::Wasend(None), headers, body).await
 }
 
 /// Receives a WAHA event, with the path token `webhook.token`.
@@ -91,15 +91,42 @@ pub async fn with_token(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    receive(state, Some(token), headers, body).await
+    receive(state, Route::Wasend(Some(token)), headers, body).await
 }
 
-async fn receive(
-    state: Arc<AppState>,
-    token: Option<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+/// Receives a Green API notification (`Authorization: Bearer <green.webhook_token>`).
+#[utoipa::path(post, path = "/webhook/green", tag = "webhook",
+    request_body(content = Object, content_type = "application/json",
+        description = "A Green API notification: `{\"typeWebhook\",\"instanceData\":{\"idInstance\"},\"idMessage\",\"senderData\",…}`"),
+    params(
+        ("authorization" = Option<String>, Header, description = "`Bearer ` and the value of `green.webhook_token` (Green's `webhookUrlToken`)"),
+    ),
+    responses(
+        (status = 200, description = "Taken: what became of the notification", body = WebhookAnswer),
+        WebhookRefusals,
+    ))]
+pub async fn green(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    receive(state, Route::Green, headers, body).await
+}
+
+/// Which gateway's route a webhook came on, with what its path carried.
+enum Route {
+    /// `/webhook` or `/webhook/{token}`.
+    Wasend(Option<String>),
+    /// `/webhook/green`.
+    Green,
+}
+
+impl Route {
+    fn gateway(&self) -> Gateway {
+        match self {
+            Route::Wasend(_) => Gateway::Wasend,
+            Route::Green => Gateway::Green,
+        }
+    }
+}
+
+async fn receive(state: Arc<AppState>, route: Route, headers: HeaderMap, body: Body) -> Response {
     // One line per accepted webhook is a debug line: at info it would cost about a quarter of the ingest
     // rate (docs/performance.md). Rejections are warnings, with the request id.
     let request_id = |headers: &HeaderMap| {
@@ -119,7 +146,7 @@ async fn receive(
     );
     async move {
         let started = Instant::now();
-        let result = handle(&state, token, &headers, body).await;
+        let result = handle(&state, route, &headers, body).await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
             Ok(outcome) => {
@@ -189,13 +216,16 @@ pub(super) fn answer(outcome: Outcome, latency_ms: f64) -> WebhookAnswer {
 
 async fn handle(
     state: &AppState,
-    token: Option<String>,
+    route: Route,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Outcome, ApiError> {
     let settings = &state.settings;
-    let inbound = &state.gateways.wasend;
-    inbound.check_token(token.as_deref())?;
+    let gateways = &state.gateways;
+    match &route {
+        Route::Wasend(token) => gateways.wasend.check_token(token.as_deref())?,
+        Route::Green => gateways.green.authenticate(headers)?,
+    }
     check_content_type(headers)?;
     let body = super::body::read(
         headers,
@@ -204,10 +234,15 @@ async fn handle(
         settings.server.body_timeout,
     )
     .await?;
-    inbound.verify(headers, &body)?;
-    let mut events = inbound.events(&body, state.clock.now())?;
-    // WAHA posts one event per body.
-    let event = events.pop().expect("one WAHA event per body");
+    let mut events = match &route {
+        Route::Wasend(_) => {
+            gateways.wasend.verify(headers, &body)?;
+            gateways.wasend.events(&body, state.clock.now())?
+        }
+        Route::Green => gateways.green.events(&body)?,
+    };
+    // WAHA and Green post one event per body.
+    let event = events.pop().expect("one event per body");
     let span = tracing::Span::current();
     let session = match &event {
         Event::Message(message) => {
@@ -224,7 +259,7 @@ async fn handle(
     };
     if let Some(session) = session {
         span.record("session", session.as_str());
-        settings.gateway.check(session, Gateway::Wasend)?;
+        settings.gateway.check(session, route.gateway())?;
     }
     Ok(state.receipts.take(event, &state.rules.get()).await?)
 }

@@ -24,6 +24,7 @@ pub use sections::{
 pub use server::{ServerSettings, parse_net};
 pub use store::{Backend, DEFAULT_SQLITE_PATH, StoreSettings, StoreUrl, Synchronous};
 
+pub use crate::gateway::green::{GreenSettings, InstanceOverride};
 pub use crate::gateway::meta::MetaSettings;
 pub use crate::gateway::wasend::{Flavor, SessionOverride, WasendSettings, origin};
 pub use crate::gateway::{Choice, Gateway};
@@ -49,6 +50,7 @@ pub struct Settings {
     pub webhook: WebhookSettings,
     pub wasend: WasendSettings,
     pub meta: MetaSettings,
+    pub green: GreenSettings,
     pub delivery: DeliverySettings,
     pub store: StoreSettings,
     pub admin: AdminSettings,
@@ -191,6 +193,7 @@ impl Settings {
         self.webhook.check(&mut out);
         self.wasend.check(&mut out);
         self.meta.check(&mut out);
+        self.green.check(&mut out);
         self.delivery.check(&mut out);
         self.store.check(&mut out);
         self.admin.check(&mut out);
@@ -207,6 +210,15 @@ impl Settings {
             .iter()
             .any(|k| (1..MIN_SECRET_CHARS).contains(&k.expose().chars().count()));
         let mut out = Vec::new();
+        let green = self.gateway.default == Gateway::Green
+            || self.gateway.sessions.values().any(|&g| g == Gateway::Green);
+        if green && !matches!(self.delivery.rate_per_session, Rate::PerSecond(r) if r <= 10.0) {
+            out.push(
+                "`delivery.rate_per_session` is off or above 10 per second, Green API's limit for readChat per instance: \
+                 Green will answer 429, which autoseen retries after a wait"
+                    .into(),
+            );
+        }
         if short {
             out.push(format!(
                 "`webhook.hmac_key`: a key shorter than {MIN_SECRET_CHARS} characters is easy to guess; set a longer one \
@@ -271,6 +283,18 @@ impl Settings {
             missing(
                 "`meta.access_token` is not set: set AUTOSEEN__META__ACCESS_TOKEN to a system user's token with \
                  whatsapp_business_messaging (or `meta.dry_run = true` to try rules without calling the API)",
+            );
+        }
+        if serves(Gateway::Green) && self.green.webhook_token.is_none() {
+            missing(
+                "`green.webhook_token` is not set: set AUTOSEEN__GREEN__WEBHOOK_TOKEN to the instance's \
+                 webhookUrlToken (SetSettings); Green signs nothing, so this token is the webhook's only guard",
+            );
+        }
+        if serves(Gateway::Green) && !self.green.dry_run && self.green.api_token.is_none() {
+            missing(
+                "`green.api_token` is not set: set AUTOSEEN__GREEN__API_TOKEN to the instance's apiTokenInstance \
+                 (or `green.dry_run = true` to try rules without calling the API)",
             );
         }
         if problems.is_empty() {

@@ -31,6 +31,10 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-77b0";
 pub const META_APP_SECRET: &str = "test-meta-app-secret-3c1d";
 pub const META_VERIFY_TOKEN: &str = "test-meta-verify-token-8e4f";
 pub const META_ACCESS_TOKEN: &str = "test-meta-access-token-2b7a";
+/// Green API: the webhook token, the instance's API token, and the instance of every Green fixture.
+pub const GREEN_WEBHOOK_TOKEN: &str = "test-green-webhook-token-6a9c";
+pub const GREEN_API_TOKEN: &str = "test-green-api-token-0f3b";
+pub const GREEN_INSTANCE: &str = "1101000001";
 /// The business number (`phone_number_id`) of every Meta fixture.
 pub const META_NUMBER: &str = "730011223344551";
 /// `server.shutdown_timeout` of every app under test.
@@ -73,12 +77,21 @@ pub struct Call {
 }
 
 impl Call {
-    /// The message a Wasend call (or a Meta call) marks.
+    /// The message a Wasend call (or a Meta call, or a Green readChat) marks.
     pub fn message_id(&self) -> &str {
         self.body["messageId"]
             .as_str()
             .or(self.body["message_id"].as_str())
+            .or(self.body["idMessage"].as_str())
             .unwrap_or_default()
+    }
+
+    /// The chat and message a Green readChat call reads up to.
+    pub fn green_read(&self) -> (&str, &str) {
+        (
+            self.body["chatId"].as_str().unwrap_or_default(),
+            self.body["idMessage"].as_str().unwrap_or_default(),
+        )
     }
 
     /// The message a Meta Graph API call marks.
@@ -243,13 +256,18 @@ async fn record(
             .map(String::from),
         body: serde_json::from_str(&body).unwrap_or(Value::Null),
     };
-    // Wasend and WAHA name the session in the body; Meta in the path (`/{version}/{number}/messages`).
+    // Wasend and WAHA name the session in the body; Meta in the path (`/{version}/{number}/messages`), Green
+    // too (`/waInstance{id}/readChat/{token}`).
     let session = call.body["session"]
         .as_str()
         .map(String::from)
         .or_else(|| {
             let path = call.path.strip_suffix("/messages")?;
             path.rsplit('/').next().map(String::from)
+        })
+        .or_else(|| {
+            let rest = call.path.strip_prefix("/waInstance")?;
+            rest.split('/').next().map(String::from)
         })
         .unwrap_or_default();
     state.calls.lock().unwrap().push(call);
@@ -430,6 +448,10 @@ timeout = "2s"
 base_url = "{api_url}"
 timeout = "2s"
 
+[green]
+api_url = "{api_url}"
+timeout = "2s"
+
 [delivery]
 backoff_initial = "100ms"
 backoff_max = "400ms"
@@ -465,6 +487,11 @@ fn environment(options: &Options) -> Vec<(String, String)> {
             "AUTOSEEN__META__ACCESS_TOKEN".into(),
             META_ACCESS_TOKEN.into(),
         ),
+        (
+            "AUTOSEEN__GREEN__WEBHOOK_TOKEN".into(),
+            GREEN_WEBHOOK_TOKEN.into(),
+        ),
+        ("AUTOSEEN__GREEN__API_TOKEN".into(), GREEN_API_TOKEN.into()),
     ];
     if options.hmac {
         env.push(("AUTOSEEN__WEBHOOK__HMAC_KEY".into(), HMAC_KEY.into()));
@@ -598,6 +625,27 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Posts a notification to /webhook/green with this `Authorization` header (or none).
+    pub async fn post_green_with(&self, body: &str, authorization: Option<&str>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(self.url("/webhook/green"))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Posts a notification to /webhook/green with the test webhook token, as Green sends it.
+    pub async fn post_green(&self, body: &str) -> (u16, Value) {
+        let authorization = format!("Bearer {GREEN_WEBHOOK_TOKEN}");
+        self.post_green_with(body, Some(&authorization)).await
+    }
+
     /// Posts and returns the status and JSON answer.
     pub async fn send(&self, body: &str) -> (u16, Value) {
         let r = self.post(body).await;
@@ -699,6 +747,26 @@ pub fn meta_sign(body: &str) -> String {
         autoseen::gateway::signature::Algorithm::Sha256,
         body.as_bytes(),
     )
+}
+
+/// A fixture body from `tests/events/green/NAME.json`.
+pub fn green_fixture(name: &str) -> String {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/events/green/{name}.json"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A Green incoming text message from `chat` with this id.
+pub fn green_text(chat: &str, id: &str) -> String {
+    json!({
+        "typeWebhook": "incomingMessageReceived",
+        "instanceData": {"idInstance": GREEN_INSTANCE.parse::<u64>().unwrap(), "wid": "79876543210@c.us", "typeInstance": "whatsapp"},
+        "timestamp": 1_764_000_000,
+        "idMessage": id,
+        "senderData": {"chatId": chat, "chatName": "x", "sender": chat, "senderName": "x"},
+        "messageData": {"typeMessage": "textMessage", "textMessageData": {"textMessage": "hi"}}
+    })
+    .to_string()
 }
 
 /// A fixture body from `tests/events/meta/NAME.json`.
