@@ -98,6 +98,7 @@ impl Application {
                 wasend: wasend::inbound::Inbound::new(&settings.webhook),
                 meta: gateway::meta::inbound::Inbound::new(&settings.meta),
                 green: gateway::green::inbound::Inbound::new(&settings.green),
+                evolution: gateway::evolution::inbound::Inbound::new(&settings.evolution),
             },
             settings: settings.clone(),
             reloader: Reloader::new(config_dir, live.clone()),

@@ -78,16 +78,25 @@ pub fn body(
     body: &[u8],
     now: Timestamp,
 ) -> Result<Explained, String> {
-    #[derive(serde::Deserialize)]
+    #[derive(serde::Deserialize, Default)]
     struct Shape {
+        /// Meta's bodies say `"object": "whatsapp_business_account"`.
         object: Option<serde::de::IgnoredAny>,
+        /// Green's notifications name their type.
+        #[serde(rename = "typeWebhook")]
+        green: Option<serde::de::IgnoredAny>,
+        /// Evolution's envelope names its instance.
+        instance: Option<serde::de::IgnoredAny>,
     }
-    let is_meta = serde_json::from_slice::<Shape>(body).is_ok_and(|s| s.object.is_some());
-    if !is_meta {
-        let event = crate::gateway::wasend::parse(body).map_err(|e| e.to_string())?;
-        return Ok(Explained::One(Box::new(self::event(
-            settings, rules, &event, now,
-        ))));
+    let shape = serde_json::from_slice::<Shape>(body).unwrap_or_default();
+    if shape.object.is_none() {
+        let event = match (shape.green, shape.instance) {
+            (Some(_), _) => crate::gateway::green::parse(body).map_err(|e| e.to_string())?,
+            (None, Some(_)) => crate::gateway::evolution::parse(body).map_err(|e| e.to_string())?,
+            (None, None) => crate::gateway::wasend::parse(body).map_err(|e| e.to_string())?,
+        };
+        let explained = self::event(settings, rules, &event, now);
+        return Ok(Explained::One(Box::new(explained)));
     }
     let items = crate::gateway::meta::parse(body).map_err(|e| e.to_string())?;
     let explained = items.into_iter().map(|item| {
@@ -117,6 +126,10 @@ pub fn event(settings: &Settings, rules: &Rules, event: &Event, now: Timestamp) 
         Event::Ack(a) => {
             out.chat = Some(a.chat.clone());
             out.message = Some(a.bare.clone());
+        }
+        Event::Deleted(d) => {
+            out.chat = Some(d.chat.clone());
+            out.message = Some(d.bare.clone());
         }
         Event::Other { .. } => {}
     }
@@ -167,6 +180,9 @@ fn shown(planned: Plan, now: Timestamp) -> Explanation {
         Plan::FlushReplies => out.reason = Ignored::FromMe.reason(),
         Plan::Ack => {
             out.reason = "this account read the message: waiting receipts of its chat up to it are cancelled, a sent one is confirmed".into();
+        }
+        Plan::Forget => {
+            out.reason = "its sender deleted the message: its receipt is cancelled unless already sent; earlier ones stay".into();
         }
         Plan::Ignore { reason, .. } => out.reason = reason.reason(),
     }

@@ -33,7 +33,7 @@ metrics! {
         RECEIPTS_DEAD = "autoseen_receipts_dead_total": "Receipts given up and moved to the dead letters, by session.",
         SESSION_PAUSED = "autoseen_session_paused_total": "Sends refused for the session's API key (401/403), each pausing the session, by session.",
         SEND_SEEN_RESPONSES = "autoseen_send_seen_responses_total": "sendSeen answers by HTTP status (0: no answer).",
-        RECEIPTS_CANCELLED = "autoseen_receipts_cancelled_total": "Receipts dropped unsent, by reason: read_elsewhere (an ack says the chat was read) or expired (held for a reply that never came).",
+        RECEIPTS_CANCELLED = "autoseen_receipts_cancelled_total": "Receipts dropped unsent, by reason: read_elsewhere (an ack says the chat was read), deleted (its sender deleted the message) or expired (held for a reply that never came).",
         RECEIPTS_CONFIRMED = "autoseen_receipts_confirmed_total": "Sent receipts that an ack (READ or PLAYED) confirmed.",
         // What the edge refused before any request was answered, and credentials refused.
         CONNECTIONS_CLOSED = "autoseen_connections_closed_total": "Connections closed by autoseen, by reason: silent (no request head within server.header_timeout of accept), idle (nothing in flight for server.idle_timeout), per_ip_cap (over server.max_connections_per_ip).",

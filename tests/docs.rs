@@ -44,6 +44,9 @@ fn settings_keys() -> BTreeSet<String> {
     keys.remove("wasend.sessions");
     let session = serde_json::to_value(autoseen::settings::SessionOverride::default()).unwrap();
     walk("wasend.sessions.<name>", &session, &mut keys);
+    keys.remove("evolution.instances");
+    let instance = serde_json::to_value(autoseen::settings::EvolutionInstance::default()).unwrap();
+    walk("evolution.instances.<name>", &instance, &mut keys);
     keys.remove("green.instances");
     let instance = serde_json::to_value(autoseen::settings::InstanceOverride::default()).unwrap();
     walk("green.instances.<id>", &instance, &mut keys);
@@ -61,6 +64,9 @@ fn shipped_config_keys() -> BTreeSet<String> {
         if let Some(c) = table.captures(line) {
             section = c[1].to_string();
             if let Some(rest) = section.strip_prefix("wasend.sessions.") {
+                section = section.replace(rest, "<name>");
+            }
+            if let Some(rest) = section.strip_prefix("evolution.instances.") {
                 section = section.replace(rest, "<name>");
             }
             if let Some(rest) = section.strip_prefix("green.instances.") {

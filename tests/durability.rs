@@ -54,6 +54,23 @@ async fn accept_many_meta(app: &TestApp, n: usize, prefix: &str) -> Vec<String> 
     ids
 }
 
+/// `n` Evolution messages, each from a chat of its own.
+async fn accept_many_evolution(app: &TestApp, n: usize, prefix: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("{prefix}{i:012}");
+        let jid = format!("55119{i:08}@s.whatsapp.net");
+        let (status, v) = app.post_evolution(&evolution_text(&jid, &id)).await;
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("scheduled")),
+            "{v}"
+        );
+        ids.push(id);
+    }
+    ids
+}
+
 /// `n` Green notifications, each from a chat of its own (Green reads a chat up to one id per call).
 async fn accept_many_green(app: &TestApp, n: usize, prefix: &str) -> Vec<String> {
     let mut ids = Vec::new();
@@ -99,14 +116,19 @@ async fn receipts_accepted_before_a_sigkill_are_all_sent_once_after_restart() {
     let mut app = TestApp::spawn_process(
         &fake,
         Options::default()
-            .rules("[defaults]\ndelay = \"4s\"\n")
+            .rules("[defaults]\ndelay = \"8s\"\n")
             .set(&format!("gateway.sessions.{META_NUMBER}"), "meta")
-            .set(&format!("gateway.sessions.{GREEN_INSTANCE}"), "green"),
+            .set(&format!("gateway.sessions.{GREEN_INSTANCE}"), "green")
+            .set(
+                &format!("gateway.sessions.{EVOLUTION_INSTANCE}"),
+                "evolution",
+            ),
     )
     .await;
     let mut ids = accept_many(&app, 200, 20, "kill").await;
     ids.extend(accept_many_meta(&app, 50, "kill").await);
     ids.extend(accept_many_green(&app, 50, "BAE5").await);
+    ids.extend(accept_many_evolution(&app, 50, "3EB0").await);
 
     app.kill();
     assert!(fake.calls().is_empty(), "nothing was due before the kill");

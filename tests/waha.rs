@@ -290,7 +290,7 @@ async fn acks_of_our_own_messages_and_below_read_change_nothing() {
 }
 
 #[tokio::test]
-async fn reactions_votes_presence_revokes_and_edits_are_ignored_events() {
+async fn reactions_votes_presence_and_edits_are_ignored_events() {
     let fake = FakeWasend::start().await;
     let app = app_with(&fake, &rules(), &[]).await;
 
@@ -298,7 +298,6 @@ async fn reactions_votes_presence_revokes_and_edits_are_ignored_events() {
         ("reaction", "message.reaction"),
         ("poll-vote", "poll.vote"),
         ("presence", "presence.update"),
-        ("revoked", "message.revoked"),
         ("edited", "message.edited"),
     ] {
         let (status, answer) = app.send(&fixture(name)).await;
@@ -311,6 +310,34 @@ async fn reactions_votes_presence_revokes_and_edits_are_ignored_events() {
         );
     }
     assert!(pending(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_message_its_sender_deleted_before_its_receipt_went_out_is_never_marked() {
+    let fake = FakeWasend::start().await;
+    let app = app_with(&fake, "[defaults]\ndelay = \"1h\"\n", &[]).await;
+    let chat = "491511110023@c.us";
+    for bare in ["3EB0C0FFEE22", "3EB0C0FFEE23", "3EB0C0FFEE24"] {
+        let (_, answer) = app.send(&waha_message(chat, bare, "hi")).await;
+        assert_eq!(answer["status"], "scheduled", "{answer}");
+    }
+
+    // The fixture revokes 3EB0C0FFEE23: its receipt alone is cancelled; the others are still unread.
+    let (status, answer) = app.send(&fixture("revoked")).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer, json!({"status": "deleted", "cancelled": 1}));
+    let ids = pending_ids(&app).await;
+    assert_eq!(
+        ids,
+        [
+            format!("false_{chat}_3EB0C0FFEE22"),
+            format!("false_{chat}_3EB0C0FFEE24")
+        ]
+    );
+    // A second delivery of the same revocation finds nothing left to cancel.
+    let (_, answer) = app.send(&fixture("revoked")).await;
+    assert_eq!(answer, json!({"status": "deleted", "cancelled": 0}));
+    assert_eq!(pending_ids(&app).await.len(), 2);
 }
 
 /// An app sending in WAHA's shape to the fake API's root.

@@ -289,6 +289,16 @@ pub struct MessageKey {
     pub bare: BareMessageId,
 }
 
+/// A message deleted by its sender for everyone (WAHA `message.revoked`, Evolution `messages.delete`).
+#[derive(Debug, Clone)]
+pub struct Deletion {
+    pub session: SessionName,
+    /// The chat, as the gateway names it.
+    pub chat: ChatId,
+    /// The deleted message.
+    pub bare: BareMessageId,
+}
+
 /// A delivery receipt (`message.ack`, `message.ack.group`) for a message.
 #[derive(Debug, Clone)]
 pub struct Ack {
@@ -430,6 +440,8 @@ pub enum Event {
     Message(IncomingMessage),
     /// A delivery or read ack of a message.
     Ack(Ack),
+    /// A message its sender deleted for everyone.
+    Deleted(Deletion),
     /// Any other event type; answered 200 "ignored" so the sender does not retry it.
     Other { event: String },
 }
@@ -445,6 +457,8 @@ pub enum Gateway {
     Meta,
     /// Green API (`[green]`; route `/webhook/green`).
     Green,
+    /// Evolution API (`[evolution]`; route `/webhook/evolution`).
+    Evolution,
 }
 
 impl Gateway {
@@ -453,6 +467,7 @@ impl Gateway {
             Gateway::Wasend => "wasend",
             Gateway::Meta => "meta",
             Gateway::Green => "green",
+            Gateway::Evolution => "evolution",
         }
     }
 

@@ -7,13 +7,15 @@
 //! - **Outbound**: marking a chat's batch read ([`MarkRead`]): how many calls, which ids in each, the headers
 //!   and body, and what each answer means ([`SendError`]).
 //!
-//! Gateways: `wasend` (Wasend and WAHA), `meta` (Meta's WhatsApp Cloud API), `green` (Green API).
+//! Gateways: `wasend` (Wasend and WAHA), `meta` (Meta's WhatsApp Cloud API), `green` (Green API), `evolution`
+//! (Evolution API).
 //!
 //! Which gateway serves a session is settings (`[gateway]`: a default and per-session choices, [`Choice`]).
 //! [`Outbound`] hands each batch to the session's gateway. A new gateway is a module here, a settings section
 //! of its own, a variant of [`Gateway`], its routes in `http`, and its fixtures in `tests/`.
 
 mod choice;
+pub mod evolution;
 pub mod green;
 pub(crate) mod json;
 pub mod meta;
@@ -59,6 +61,7 @@ pub struct Outbound {
     wasend: Arc<dyn MarkRead>,
     meta: Arc<dyn MarkRead>,
     green: Arc<dyn MarkRead>,
+    evolution: Arc<dyn MarkRead>,
 }
 
 impl Outbound {
@@ -69,6 +72,7 @@ impl Outbound {
             Arc::new(wasend::WasendClient::new(&settings.wasend)?),
             Arc::new(meta::MetaClient::new(&settings.meta)?),
             Arc::new(green::GreenClient::new(&settings.green)?),
+            Arc::new(evolution::EvolutionClient::new(&settings.evolution)?),
         ))
     }
 
@@ -77,12 +81,14 @@ impl Outbound {
         wasend: Arc<dyn MarkRead>,
         meta: Arc<dyn MarkRead>,
         green: Arc<dyn MarkRead>,
+        evolution: Arc<dyn MarkRead>,
     ) -> Self {
         Self {
             choice,
             wasend,
             meta,
             green,
+            evolution,
         }
     }
 
@@ -91,6 +97,7 @@ impl Outbound {
             Gateway::Wasend => &*self.wasend,
             Gateway::Meta => &*self.meta,
             Gateway::Green => &*self.green,
+            Gateway::Evolution => &*self.evolution,
         }
     }
 }
@@ -109,8 +116,9 @@ impl MarkRead for Outbound {
         &self,
         session: &SessionName,
         chat: &ChatId,
+        phone: Option<&ChatId>,
         ids: &[MessageId],
     ) -> Vec<SendResult> {
-        self.of(session).mark_read(session, chat, ids).await
+        self.of(session).mark_read(session, chat, phone, ids).await
     }
 }

@@ -74,10 +74,12 @@ pub trait MarkRead: Send + Sync + 'static {
 
     /// Marks `ids` (all of `chat`, due together, in the order they were accepted) read; one result per id, in
     /// the same order.
+    /// `phone` is the chat's phone-number form when `chat` is a LID and it is known.
     async fn mark_read(
         &self,
         session: &SessionName,
         chat: &ChatId,
+        phone: Option<&ChatId>,
         ids: &[MessageId],
     ) -> Vec<SendResult>;
 }

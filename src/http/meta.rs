@@ -183,6 +183,7 @@ fn on_this_route(state: &AppState, event: Event) -> Result<Event, Skipped> {
     let session = match &event {
         Event::Message(m) => &m.session,
         Event::Ack(a) => &a.session,
+        Event::Deleted(d) => &d.session,
         Event::Other { .. } => return Ok(event),
     };
     match state.settings.gateway.check(session, Gateway::Meta) {
@@ -201,6 +202,7 @@ fn status_of(outcome: &ItemOutcome) -> &'static str {
         ItemOutcome::Taken(WebhookAnswer::Duplicate) => "duplicate",
         ItemOutcome::Taken(WebhookAnswer::Ignored { .. }) => "ignored",
         ItemOutcome::Taken(WebhookAnswer::Ack { .. }) => "ack",
+        ItemOutcome::Taken(WebhookAnswer::Deleted { .. }) => "deleted",
         ItemOutcome::Skipped(_) => "skipped",
     }
 }

@@ -48,6 +48,7 @@ pub struct Inbound {
     pub wasend: crate::gateway::wasend::inbound::Inbound,
     pub meta: crate::gateway::meta::inbound::Inbound,
     pub green: crate::gateway::green::inbound::Inbound,
+    pub evolution: crate::gateway::evolution::inbound::Inbound,
 }
 
 /// What the handlers share.

@@ -85,6 +85,8 @@ pub fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(webhook::with_token))
         .routes(routes!(meta::handshake, meta::receive))
         .routes(routes!(webhook::green))
+        .routes(routes!(webhook::evolution))
+        .routes(routes!(webhook::evolution_by_event))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(bot::read))

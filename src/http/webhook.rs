@@ -53,6 +53,8 @@ pub enum WebhookAnswer {
     },
     /// An ack: receipts it cancelled (the chat was read elsewhere) and sent ones it confirmed.
     Ack { cancelled: u64, confirmed: u64 },
+    /// A message its sender deleted: its receipt cancelled (1) or none waiting (0); it is never marked.
+    Deleted { cancelled: u64 },
 }
 
 /// The webhook body, as WAHA posts it: read raw for its signature, then parsed as this.
@@ -109,12 +111,56 @@ pub async fn green(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
     receive(state, Route::Green, headers, body).await
 }
 
+/// Receives an Evolution API event (the static header `evolution.header`, or Evolution's `jwt_key` JWT).
+#[utoipa::path(post, path = "/webhook/evolution", tag = "webhook",
+    request_body(content = Object, content_type = "application/json",
+        description = "An Evolution API event: `{\"event\",\"instance\",\"data\",…}`"),
+    params(
+        ("x-autoseen-token" = Option<String>, Header, description = "`evolution.token`, under the header `evolution.header` names"),
+        ("authorization" = Option<String>, Header, description = "`Bearer ` and an HS256 JWT made with `evolution.jwt_key`"),
+    ),
+    responses(
+        (status = 200, description = "Taken: what became of the event", body = WebhookAnswer),
+        WebhookRefusals,
+    ))]
+pub async fn evolution(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    receive(state, Route::Evolution, headers, body).await
+}
+
+/// Receives an Evolution API event on the path Evolution uses when `byEvents` is on.
+#[utoipa::path(post, path = "/webhook/evolution/{event}", tag = "webhook",
+    request_body(content = Object, content_type = "application/json",
+        description = "An Evolution API event: `{\"event\",\"instance\",\"data\",…}`"),
+    params(
+        ("event" = String, Path, description = "The suffix Evolution appends, e.g. `messages-upsert`; the body's `event` decides"),
+        ("x-autoseen-token" = Option<String>, Header, description = "`evolution.token`, under the header `evolution.header` names"),
+        ("authorization" = Option<String>, Header, description = "`Bearer ` and an HS256 JWT made with `evolution.jwt_key`"),
+    ),
+    responses(
+        (status = 200, description = "Taken: what became of the event", body = WebhookAnswer),
+        WebhookRefusals,
+    ))]
+pub async fn evolution_by_event(
+    State(state): State<Arc<AppState>>,
+    Path(_event): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    receive(state, Route::Evolution, headers, body).await
+}
+
 /// Which gateway's route a webhook came on, with what its path carried.
 enum Route {
     /// `/webhook` or `/webhook/{token}`.
     Wasend(Option<String>),
     /// `/webhook/green`.
     Green,
+    /// `/webhook/evolution`, with or without an event suffix.
+    Evolution,
 }
 
 impl Route {
@@ -122,6 +168,7 @@ impl Route {
         match self {
             Route::Wasend(_) => Gateway::Wasend,
             Route::Green => Gateway::Green,
+            Route::Evolution => Gateway::Evolution,
         }
     }
 }
@@ -211,6 +258,11 @@ pub(super) fn answer(outcome: Outcome, latency_ms: f64) -> WebhookAnswer {
                 confirmed,
             }
         }
+        Outcome::Deleted { cancelled } => {
+            debug!(status = "deleted", cancelled, latency_ms, "webhook");
+            count_webhook("deleted", "");
+            WebhookAnswer::Deleted { cancelled }
+        }
     }
 }
 
@@ -225,6 +277,7 @@ async fn handle(
     match &route {
         Route::Wasend(token) => gateways.wasend.check_token(token.as_deref())?,
         Route::Green => gateways.green.authenticate(headers)?,
+        Route::Evolution => gateways.evolution.authenticate(headers)?,
     }
     check_content_type(headers)?;
     let body = super::body::read(
@@ -240,6 +293,7 @@ async fn handle(
             gateways.wasend.events(&body, state.clock.now())?
         }
         Route::Green => gateways.green.events(&body)?,
+        Route::Evolution => gateways.evolution.events(&body)?,
     };
     // WAHA and Green post one event per body.
     let event = events.pop().expect("one event per body");
@@ -254,6 +308,11 @@ async fn handle(
             span.record("chat", ack.chat.as_str());
             span.record("message_id", ack.bare.as_str());
             Some(&ack.session)
+        }
+        Event::Deleted(d) => {
+            span.record("chat", d.chat.as_str());
+            span.record("message_id", d.bare.as_str());
+            Some(&d.session)
         }
         Event::Other { .. } => None,
     };

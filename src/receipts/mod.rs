@@ -45,6 +45,8 @@ pub enum Outcome {
     Duplicate,
     /// Receipts an ack cancelled and confirmed.
     Ack(AckResult),
+    /// A message its sender deleted: whether its receipt was cancelled (0 when none waited).
+    Deleted { cancelled: u64 },
     Ignored {
         reason: Ignored,
         rule: Option<Arc<str>>,
@@ -136,6 +138,16 @@ impl Receipts {
                     bare: a.bare,
                 };
                 self.ack(key, a.chat).await.map(Outcome::Ack)
+            }
+            (Plan::Forget, Event::Deleted(d)) => {
+                let key = MessageKey {
+                    session: d.session,
+                    bare: d.bare,
+                };
+                let result = self.scheduler.deleted(key).await?;
+                Ok(Outcome::Deleted {
+                    cancelled: result.cancelled,
+                })
             }
             (plan, Event::Message(m)) => self.message(m, plan, now).await,
             (Plan::Ignore { reason, rule }, _) => Ok(Outcome::Ignored { reason, rule }),
@@ -325,7 +337,7 @@ fn receipt_of(
             (receipt, Outcome::Held { rule, max_wait })
         }
         Plan::Ignore { reason, rule } => return Err(Outcome::Ignored { reason, rule }),
-        plan @ (Plan::FlushReplies | Plan::Ack) => {
+        plan @ (Plan::FlushReplies | Plan::Ack | Plan::Forget) => {
             unreachable!("{plan:?} is carried out before a message's decision")
         }
     })

@@ -94,6 +94,8 @@ pub enum Plan {
     /// This account read a message we received: its chat's waiting receipts up to it are cancelled, a sent
     /// one is confirmed.
     Ack,
+    /// Its sender deleted a message: its receipt, when not yet handed to the gateway, is cancelled.
+    Forget,
     /// Nothing to mark.
     Ignore {
         reason: Ignored,
@@ -106,6 +108,7 @@ pub fn plan(event: &Event, rules: &Rules, dedup_window: Duration, now: Timestamp
     match event {
         Event::Message(m) => message(m, rules, dedup_window, now),
         Event::Ack(a) => ack(a),
+        Event::Deleted(_) => Plan::Forget,
         Event::Other { event } => Plan::Ignore {
             reason: Ignored::OtherEvent(event.clone()),
             rule: None,
@@ -167,6 +170,7 @@ impl Plan {
             Plan::Schedule { .. } => "seen",
             Plan::Hold { .. } => "on_reply",
             Plan::Ack => "ack",
+            Plan::Forget => "deleted",
             Plan::FlushReplies | Plan::Ignore { .. } => "ignore",
         }
     }
@@ -176,7 +180,7 @@ impl Plan {
         match self {
             Plan::Schedule { rule, .. } | Plan::Hold { rule, .. } => Some(rule),
             Plan::Ignore { rule, .. } => rule.as_ref(),
-            Plan::FlushReplies | Plan::Ack => None,
+            Plan::FlushReplies | Plan::Ack | Plan::Forget => None,
         }
     }
 }

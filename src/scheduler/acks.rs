@@ -1,7 +1,8 @@
 //! Acks: this account read a message (on the phone, another device, or through our own sendSeen), so its
-//! chat's receipts up to it that are not yet handed to the sender are cancelled, and a sent one is confirmed.
+//! chat's receipts up to it that are not yet handed to the sender are cancelled, and a sent one is confirmed;
+//! or its sender deleted it, so its own receipt alone is cancelled.
 
-use super::{AckResult, Scheduler};
+use super::{AckKind, AckResult, Scheduler};
 use crate::domain::MessageKey;
 use crate::metric_names as names;
 use crate::store::{ReceiptId, StoreError};
@@ -12,9 +13,17 @@ impl Scheduler {
     pub(super) async fn apply_ack(
         &mut self,
         message: &MessageKey,
+        kind: AckKind,
     ) -> Result<AckResult, StoreError> {
         let store = self.delivery.store.clone();
-        let through = store.receipts_through(message).await?;
+        let mut through = store.receipts_through(message).await?;
+        if kind == AckKind::Deleted {
+            // Only the deleted message's own receipt: the ones before it are still unread.
+            through.retain(|r| r.message_id.bare() == message.bare);
+            if through.is_empty() {
+                return Ok(AckResult::default());
+            }
+        }
         let Some(acked) = through.last() else {
             let confirmed = store.confirm_sent(message, false).await?;
             return Ok(AckResult {
@@ -28,7 +37,8 @@ impl Scheduler {
             .map(|r| r.id)
             .filter(|id| !self.in_flight.contains(id))
             .collect();
-        let confirmed = acked_in_flight && store.confirm_sent(message, true).await?;
+        let confirmed =
+            kind == AckKind::Read && acked_in_flight && store.confirm_sent(message, true).await?;
         let cancelled = store.cancel(cancel.clone()).await?;
         // Those already loaded wait in the session's ready queue: take them out.
         let session = &message.session;
@@ -42,8 +52,11 @@ impl Scheduler {
         for id in &cancel {
             self.taken.remove(id);
         }
-        metrics::counter!(names::RECEIPTS_CANCELLED, "reason" => "read_elsewhere")
-            .increment(cancelled);
+        let reason = match kind {
+            AckKind::Read => "read_elsewhere",
+            AckKind::Deleted => "deleted",
+        };
+        metrics::counter!(names::RECEIPTS_CANCELLED, "reason" => reason).increment(cancelled);
         Ok(AckResult {
             cancelled,
             confirmed: u64::from(confirmed),

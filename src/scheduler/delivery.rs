@@ -76,7 +76,11 @@ pub(super) async fn deliver(
     let (session, chat) = (first.session.clone(), first.chat_key());
     let ids: Vec<MessageId> = batch.iter().map(|r| r.message_id.clone()).collect();
     let started = StdInstant::now();
-    let results = d.client.mark_read(&session, &chat.chat, &ids).await;
+    let phone = first.chat_phone.clone();
+    let results = d
+        .client
+        .mark_read(&session, &chat.chat, phone.as_ref(), &ids)
+        .await;
     let duration_ms = started.elapsed().as_millis() as u64;
     let now = d.clock.now();
     let mut pause_until = None;

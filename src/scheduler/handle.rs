@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{AckRequest, AckResult, Command};
+use super::{AckKind, AckRequest, AckResult, Command};
 use crate::domain::{ChatKey, MessageKey};
 use crate::store::StoreError;
 use crate::store::cluster::Lease;
@@ -45,9 +45,22 @@ impl SchedulerHandle {
     /// This account read `message`: cancels the receipts of its chat up to it that are not yet
     /// handed to the sender, and confirms it if it was sent or is being sent.
     pub async fn ack(&self, message: MessageKey) -> Result<AckResult, StoreError> {
+        self.ack_as(message, AckKind::Read).await
+    }
+
+    /// Its sender deleted `message`: cancels its receipt unless already handed to the sender.
+    pub async fn deleted(&self, message: MessageKey) -> Result<AckResult, StoreError> {
+        self.ack_as(message, AckKind::Deleted).await
+    }
+
+    async fn ack_as(&self, message: MessageKey, kind: AckKind) -> Result<AckResult, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command::Ack(AckRequest { message, reply }))
+            .send(Command::Ack(AckRequest {
+                message,
+                kind,
+                reply,
+            }))
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }

@@ -72,7 +72,18 @@ enum Command {
 
 struct AckRequest {
     message: MessageKey,
+    /// Read: the chat up to the message. Deleted: the message alone.
+    kind: AckKind,
     reply: oneshot::Sender<Result<AckResult, StoreError>>,
+}
+
+/// What an ack says about a message we received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckKind {
+    /// This account read it (and so everything before it in its chat).
+    Read,
+    /// Its sender deleted it for everyone: it alone is no longer to be marked.
+    Deleted,
 }
 
 /// What an ack did.
@@ -265,7 +276,7 @@ impl Scheduler {
             let now = clock.now();
             let mut next_wake = None;
             for ack in std::mem::take(&mut self.acks) {
-                let result = self.apply_ack(&ack.message).await;
+                let result = self.apply_ack(&ack.message, ack.kind).await;
                 let _ = ack.reply.send(result);
             }
             if self.reload_owned && !stopping {

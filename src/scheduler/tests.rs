@@ -71,6 +71,7 @@ impl MarkRead for FakeSender {
         &self,
         session: &SessionName,
         _: &ChatId,
+        _phone: Option<&ChatId>,
         ids: &[MessageId],
     ) -> Vec<SendResult> {
         let at = self.start.lock().unwrap().expect("started").elapsed();

@@ -24,6 +24,7 @@ pub use sections::{
 pub use server::{ServerSettings, parse_net};
 pub use store::{Backend, DEFAULT_SQLITE_PATH, StoreSettings, StoreUrl, Synchronous};
 
+pub use crate::gateway::evolution::{EvolutionInstance, EvolutionSettings};
 pub use crate::gateway::green::{GreenSettings, InstanceOverride};
 pub use crate::gateway::meta::MetaSettings;
 pub use crate::gateway::wasend::{Flavor, SessionOverride, WasendSettings, origin};
@@ -51,6 +52,7 @@ pub struct Settings {
     pub wasend: WasendSettings,
     pub meta: MetaSettings,
     pub green: GreenSettings,
+    pub evolution: EvolutionSettings,
     pub delivery: DeliverySettings,
     pub store: StoreSettings,
     pub admin: AdminSettings,
@@ -194,6 +196,7 @@ impl Settings {
         self.wasend.check(&mut out);
         self.meta.check(&mut out);
         self.green.check(&mut out);
+        self.evolution.check(&mut out);
         self.delivery.check(&mut out);
         self.store.check(&mut out);
         self.admin.check(&mut out);
@@ -295,6 +298,23 @@ impl Settings {
             missing(
                 "`green.api_token` is not set: set AUTOSEEN__GREEN__API_TOKEN to the instance's apiTokenInstance \
                  (or `green.dry_run = true` to try rules without calling the API)",
+            );
+        }
+        if serves(Gateway::Evolution)
+            && self.evolution.token.is_none()
+            && self.evolution.jwt_key.is_none()
+        {
+            missing(
+                "`evolution.token` is not set, nor `evolution.jwt_key`: Evolution signs nothing, so its webhook \
+                 would be open. Set AUTOSEEN__EVOLUTION__TOKEN and put the same value in the instance webhook's \
+                 headers under `evolution.header` (or use `jwt_key`)",
+            );
+        }
+        if serves(Gateway::Evolution) && !self.evolution.dry_run && self.evolution.api_key.is_none()
+        {
+            missing(
+                "`evolution.api_key` is not set: set AUTOSEEN__EVOLUTION__API_KEY to the instance's token (or \
+                 `evolution.dry_run = true` to try rules without calling the API)",
             );
         }
         if problems.is_empty() {

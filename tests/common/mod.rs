@@ -31,6 +31,11 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-77b0";
 pub const META_APP_SECRET: &str = "test-meta-app-secret-3c1d";
 pub const META_VERIFY_TOKEN: &str = "test-meta-verify-token-8e4f";
 pub const META_ACCESS_TOKEN: &str = "test-meta-access-token-2b7a";
+/// Evolution: the header token, the JWT key, the instance's API key, and the instance of every fixture.
+pub const EVOLUTION_TOKEN: &str = "test-evolution-token-4d2a";
+pub const EVOLUTION_JWT_KEY: &str = "test-evolution-jwt-key-9b1e";
+pub const EVOLUTION_API_KEY: &str = "test-evolution-api-key-7c3f";
+pub const EVOLUTION_INSTANCE: &str = "sales";
 /// Green API: the webhook token, the instance's API token, and the instance of every Green fixture.
 pub const GREEN_WEBHOOK_TOKEN: &str = "test-green-webhook-token-6a9c";
 pub const GREEN_API_TOKEN: &str = "test-green-api-token-0f3b";
@@ -71,18 +76,36 @@ pub struct Call {
     /// The query string, when there is one.
     pub query: Option<String>,
     pub authorization: Option<String>,
-    /// WAHA's key header.
+    /// WAHA's key header (`X-Api-Key`), or Evolution's (`apikey`).
     pub api_key: Option<String>,
     pub body: Value,
 }
 
 impl Call {
-    /// The message a Wasend call (or a Meta call, or a Green readChat) marks.
+    /// The message a Wasend call (or a Meta call, a Green readChat, an Evolution call's first key) marks.
     pub fn message_id(&self) -> &str {
         self.body["messageId"]
             .as_str()
             .or(self.body["message_id"].as_str())
             .or(self.body["idMessage"].as_str())
+            .or(self.body["readMessages"][0]["id"].as_str())
+            .unwrap_or_default()
+    }
+
+    /// The keys an Evolution markMessageAsRead call reads: `(remoteJid, id)` each.
+    pub fn evolution_keys(&self) -> Vec<(String, String)> {
+        self.body["readMessages"]
+            .as_array()
+            .map(|keys| {
+                keys.iter()
+                    .map(|k| {
+                        (
+                            k["remoteJid"].as_str().unwrap_or_default().to_string(),
+                            k["id"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -252,6 +275,7 @@ async fn record(
             .map(String::from),
         api_key: headers
             .get("x-api-key")
+            .or(headers.get("apikey"))
             .and_then(|v| v.to_str().ok())
             .map(String::from),
         body: serde_json::from_str(&body).unwrap_or(Value::Null),
@@ -268,6 +292,10 @@ async fn record(
         .or_else(|| {
             let rest = call.path.strip_prefix("/waInstance")?;
             rest.split('/').next().map(String::from)
+        })
+        .or_else(|| {
+            let rest = call.path.strip_prefix("/chat/markMessageAsRead/")?;
+            Some(rest.to_string())
         })
         .unwrap_or_default();
     state.calls.lock().unwrap().push(call);
@@ -452,6 +480,10 @@ timeout = "2s"
 api_url = "{api_url}"
 timeout = "2s"
 
+[evolution]
+base_url = "{api_url}"
+timeout = "2s"
+
 [delivery]
 backoff_initial = "100ms"
 backoff_max = "400ms"
@@ -492,6 +524,15 @@ fn environment(options: &Options) -> Vec<(String, String)> {
             GREEN_WEBHOOK_TOKEN.into(),
         ),
         ("AUTOSEEN__GREEN__API_TOKEN".into(), GREEN_API_TOKEN.into()),
+        ("AUTOSEEN__EVOLUTION__TOKEN".into(), EVOLUTION_TOKEN.into()),
+        (
+            "AUTOSEEN__EVOLUTION__JWT_KEY".into(),
+            EVOLUTION_JWT_KEY.into(),
+        ),
+        (
+            "AUTOSEEN__EVOLUTION__API_KEY".into(),
+            EVOLUTION_API_KEY.into(),
+        ),
     ];
     if options.hmac {
         env.push(("AUTOSEEN__WEBHOOK__HMAC_KEY".into(), HMAC_KEY.into()));
@@ -625,6 +666,36 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Posts an event to `path` (`/webhook/evolution…`) with these headers.
+    pub async fn post_evolution_with(
+        &self,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Posts an event to /webhook/evolution with the test header token, as an instance webhook sends it.
+    pub async fn post_evolution(&self, body: &str) -> (u16, Value) {
+        self.post_evolution_with(
+            "/webhook/evolution",
+            body,
+            &[("x-autoseen-token", EVOLUTION_TOKEN)],
+        )
+        .await
+    }
+
     /// Posts a notification to /webhook/green with this `Authorization` header (or none).
     pub async fn post_green_with(&self, body: &str, authorization: Option<&str>) -> (u16, Value) {
         let mut request = self
@@ -747,6 +818,31 @@ pub fn meta_sign(body: &str) -> String {
         autoseen::gateway::signature::Algorithm::Sha256,
         body.as_bytes(),
     )
+}
+
+/// A fixture body from `tests/events/evolution/NAME.json`.
+pub fn evolution_fixture(name: &str) -> String {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/events/evolution/{name}.json"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// An Evolution `messages.upsert` from `jid` with this id.
+pub fn evolution_text(jid: &str, id: &str) -> String {
+    json!({
+        "event": "messages.upsert",
+        "instance": EVOLUTION_INSTANCE,
+        "data": {
+            "key": {"remoteJid": jid, "fromMe": false, "id": id},
+            "pushName": "x", "status": "DELIVERY_ACK",
+            "message": {"conversation": "hi"}, "messageType": "conversation",
+            "messageTimestamp": 1_764_252_000, "source": "android"
+        },
+        "date_time": "2026-11-27T14:00:00.000Z",
+        "sender": "5511988880000@s.whatsapp.net",
+        "apikey": null
+    })
+    .to_string()
 }
 
 /// A fixture body from `tests/events/green/NAME.json`.

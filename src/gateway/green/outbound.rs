@@ -78,6 +78,7 @@ impl MarkRead for GreenClient {
         &self,
         session: &SessionName,
         chat: &ChatId,
+        _phone: Option<&ChatId>,
         ids: &[MessageId],
     ) -> Vec<SendResult> {
         if self.settings.dry_run {

@@ -77,6 +77,7 @@ impl MarkRead for MetaClient {
         &self,
         session: &SessionName,
         _chat: &ChatId,
+        _phone: Option<&ChatId>,
         ids: &[MessageId],
     ) -> Vec<SendResult> {
         let Some(newest) = ids.last() else {

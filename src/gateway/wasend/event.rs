@@ -9,7 +9,8 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::domain::{
-    Ack, AckLevel, ChatId, Event, IdError, IncomingMessage, MessageId, SessionName,
+    Ack, AckLevel, BareMessageId, ChatId, Deletion, Event, IdError, IncomingMessage, MessageId,
+    SessionName,
 };
 use crate::gateway::json::{MAX_DEPTH, from_object, nests_at_most, object, optional_object};
 use crate::time::from_millis;
@@ -179,6 +180,56 @@ fn phone_alternatives(
     (chat_phone, sender_phone)
 }
 
+/// `message.revoked`: `payload.revokedMessageId` is the deleted message's bare id; its chat is the one the
+/// revocation's id (`payload.after.id`, else the original's `payload.before.id`) names, else `after.from`.
+/// Shape from WAHA's docs (content/docs/how-to/events/index.md, "message.revoked").
+fn revoked(envelope: &Envelope<'_>) -> Result<Event, ParseError> {
+    #[derive(Deserialize)]
+    struct Revoked {
+        #[serde(default, deserialize_with = "optional_object")]
+        after: Option<Side>,
+        #[serde(default, deserialize_with = "optional_object")]
+        before: Option<Side>,
+        #[serde(rename = "revokedMessageId")]
+        revoked: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Side {
+        id: Option<String>,
+        from: Option<String>,
+    }
+    let session = envelope
+        .session
+        .as_deref()
+        .ok_or(ParseError::Missing("session"))?;
+    let session = SessionName::parse(session).map_err(invalid("session"))?;
+    let payload = envelope.payload.ok_or(ParseError::Missing("payload"))?;
+    let wire: Revoked = from_object(payload.get().as_bytes())?;
+    let parts = |side: &Option<Side>| {
+        let id = side.as_ref()?.id.as_deref()?;
+        MessageId::parse(id).ok()?.parts()
+    };
+    let (after, before) = (parts(&wire.after), parts(&wire.before));
+    let bare = match (wire.revoked.as_deref(), &before) {
+        (Some(id), _) => BareMessageId::parse(id).map_err(invalid("payload.revokedMessageId"))?,
+        (None, Some(p)) => p.bare.clone(),
+        (None, None) => return Err(ParseError::Missing("payload.revokedMessageId")),
+    };
+    let chat = match after.or(before) {
+        Some(p) => p.chat,
+        None => {
+            let from = wire.after.and_then(|a| a.from);
+            let from = from.ok_or(ParseError::Missing("payload.after.id"))?;
+            ChatId::parse(&from).map_err(invalid("payload.after.from"))?
+        }
+    };
+    Ok(Event::Deleted(Deletion {
+        session,
+        chat,
+        bare,
+    }))
+}
+
 /// Parses a webhook body. Messages and acks need `session` and `payload.id`; the chat comes from the id
 /// when it has WAHA's shape, else from `payload.from` (or `payload.to` for our own messages).
 pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
@@ -190,6 +241,7 @@ pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
     let is_ack = match event.as_str() {
         "message" | "message.any" => false,
         "message.ack" | "message.ack.group" => true,
+        "message.revoked" => return revoked(&envelope),
         _ => return Ok(Event::Other { event }),
     };
     let session = envelope

@@ -197,6 +197,7 @@ impl MarkRead for WasendClient {
         &self,
         session: &SessionName,
         chat: &ChatId,
+        _phone: Option<&ChatId>,
         ids: &[MessageId],
     ) -> Vec<SendResult> {
         if self.dry_run {
