@@ -4,7 +4,7 @@
 //! `meta.verify_token` (compared in constant time); anything else is refused. A POST must carry
 //! `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body with the app secret>`, checked on the raw bytes
 //! before anything is parsed; missing and wrong are one refusal. The header is read as pywa reads it (its
-//! validator is the reference `.ci/meta-pywa` compares with): lower-case hex, the prefix optional.
+//! validator is the reference `.ci/gateway-sdks` compares with): lower-case hex, the prefix optional.
 
 use http::HeaderMap;
 

@@ -1,6 +1,6 @@
 """autoseen's Meta gateway beside pywa: the same mark-read request, the same verdict on signatures.
 
-Usage: compare.py <autoseen binary>. A recording fake Graph API runs on 127.0.0.1; pywa marks a message read
+Usage: meta.py <autoseen binary>. A recording fake Graph API runs on 127.0.0.1; pywa marks a message read
 against it, then autoseen (served with a Meta session, rules that mark at once) takes a signed webhook for the
 same message id and marks it. The two recorded requests must agree. Then a set of right, wrong and missing
 signatures goes to pywa.utils.webhook_updates_validator and to autoseen's /webhook/meta: the verdicts must be
@@ -202,8 +202,8 @@ def main():
             process.wait(timeout=15)
     server.shutdown()
     if failures:
-        sys.exit("meta-pywa: differences:\n  " + "\n  ".join(failures))
-    print(f"meta-pywa: autoseen agrees with pywa {pywa.__version__}")
+        sys.exit("gateway-sdks: differences:\n  " + "\n  ".join(failures))
+    print(f"gateway-sdks: autoseen agrees with pywa {pywa.__version__}")
 
 
 if __name__ == "__main__":
