@@ -344,3 +344,30 @@ fn a_meta_session_needs_the_app_secret_and_the_access_token_to_serve() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("AUTOSEEN__META__APP_SECRET"));
 }
+
+#[test]
+fn explain_takes_green_and_evolution_bodies() {
+    let dir = config_with(
+        "[gateway]\nsessions = { \"1101000001\" = \"green\", sales = \"evolution\" }\n",
+        "[defaults]\naction = \"seen\"\ndelay = \"5s\"\n",
+    );
+    let config = dir.path().display().to_string();
+
+    let green = explain(&config, &repo("tests/events/green/group.json"), None);
+    assert_eq!(green["decision"], "seen", "{green}");
+    assert_eq!(green["chat"], "79001234567-1587570015@g.us");
+    assert_eq!(green["sender"], "79005550101@c.us");
+    let read = explain(&config, &repo("tests/events/green/status-read.json"), None);
+    assert_eq!(read["decision"], "ack", "{read}");
+
+    let lid = explain(
+        &config,
+        &repo("tests/events/evolution/upsert-lid.json"),
+        None,
+    );
+    assert_eq!(lid["chat"], "181234567890123@lid", "{lid}");
+    assert_eq!(lid["chat_phone"], "5511999990002@c.us");
+    let deleted = explain(&config, &repo("tests/events/evolution/delete.json"), None);
+    assert_eq!(deleted["decision"], "deleted", "{deleted}");
+    assert_eq!(deleted["message"], "3EB0C431C26A1916E07A");
+}

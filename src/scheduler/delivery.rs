@@ -216,7 +216,7 @@ fn settle(
             error!(
                 session = %r.session, status, error = %message,
                 pause_ms = d.settings.auth_pause.as_millis() as u64,
-                "Wasend refused this session's API key; the session is paused, its receipts wait"
+                "the gateway refused this session's API key (or does not know its instance); the session is paused, its receipts wait"
             );
             let outcome = Outcome::Retry {
                 attempts: r.attempts,
