@@ -35,55 +35,30 @@ async fn accept_many(app: &TestApp, n: usize, chats: usize, prefix: &str) -> Vec
     ids
 }
 
-/// `n` Meta messages to the test business number, each from a chat of its own (Meta marks a chat up to its
-/// newest message in one call, so one message per chat makes every id a call of its own).
-async fn accept_many_meta(app: &TestApp, n: usize, prefix: &str) -> Vec<String> {
+/// `n` messages through another gateway's route (`meta`, `green`, `evolution`), each from a chat of its own:
+/// Meta and Green read a chat up to one id per call, so one message per chat makes every id a call of its own.
+async fn accept_one_per_chat(app: &TestApp, n: usize, gateway: &str) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
-        let id = format!("wamid.{prefix}-{i}");
-        let (status, v) = app
-            .post_meta(&meta_text(&format!("5511900000{i:03}"), &id))
-            .await;
-        assert_eq!(
-            (status, v["items"][0]["status"].as_str()),
-            (200, Some("scheduled")),
-            "{v}"
-        );
-        ids.push(id);
-    }
-    ids
-}
-
-/// `n` Evolution messages, each from a chat of its own.
-async fn accept_many_evolution(app: &TestApp, n: usize, prefix: &str) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let id = format!("{prefix}{i:012}");
-        let jid = format!("55119{i:08}@s.whatsapp.net");
-        let (status, v) = app.post_evolution(&evolution_text(&jid, &id)).await;
-        assert_eq!(
-            (status, v["status"].as_str()),
-            (200, Some("scheduled")),
-            "{v}"
-        );
-        ids.push(id);
-    }
-    ids
-}
-
-/// `n` Green notifications, each from a chat of its own (Green reads a chat up to one id per call).
-async fn accept_many_green(app: &TestApp, n: usize, prefix: &str) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let id = format!("{prefix}{i:012}");
-        let (status, v) = app
-            .post_green(&green_text(&format!("7900{i:07}@c.us"), &id))
-            .await;
-        assert_eq!(
-            (status, v["status"].as_str()),
-            (200, Some("scheduled")),
-            "{v}"
-        );
+        let (id, (status, v)) = match gateway {
+            "meta" => {
+                let id = format!("wamid.kill-{i}");
+                let body = meta_text(&format!("5511900000{i:03}"), &id);
+                (id, app.post_meta(&body).await)
+            }
+            "green" => {
+                let id = format!("BAE5{i:012}");
+                let body = green_text(&format!("7900{i:07}@c.us"), &id);
+                (id, app.post_green(&body).await)
+            }
+            _ => {
+                let id = format!("3EB0{i:012}");
+                let body = evolution_text(&format!("55119{i:08}@s.whatsapp.net"), &id);
+                (id, app.post_evolution(&body).await)
+            }
+        };
+        let taken = v["status"].as_str().or(v["items"][0]["status"].as_str());
+        assert_eq!((status, taken), (200, Some("scheduled")), "{gateway}: {v}");
         ids.push(id);
     }
     ids
@@ -126,9 +101,9 @@ async fn receipts_accepted_before_a_sigkill_are_all_sent_once_after_restart() {
     )
     .await;
     let mut ids = accept_many(&app, 200, 20, "kill").await;
-    ids.extend(accept_many_meta(&app, 50, "kill").await);
-    ids.extend(accept_many_green(&app, 50, "BAE5").await);
-    ids.extend(accept_many_evolution(&app, 50, "3EB0").await);
+    for gateway in ["meta", "green", "evolution"] {
+        ids.extend(accept_one_per_chat(&app, 50, gateway).await);
+    }
 
     app.kill();
     assert!(fake.calls().is_empty(), "nothing was due before the kill");

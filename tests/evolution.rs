@@ -8,7 +8,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use reqwest::Method;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -24,11 +23,6 @@ async fn evolution_app(fake: &FakeWasend, rules: &str, settings: &[(&str, &str)]
         |o, (k, v)| o.set(k, v),
     );
     TestApp::spawn(fake, options).await
-}
-
-async fn pending(app: &TestApp) -> Vec<Value> {
-    let (_, v) = app.admin(Method::GET, "/admin/pending").await;
-    v["pending"].as_array().cloned().unwrap_or_default()
 }
 
 fn jwt(key: &str, exp_from_now: i64) -> String {
@@ -79,7 +73,7 @@ async fn an_event_is_taken_with_the_instance_header_or_an_unexpired_jwt_never_wi
         let (status, answer) = post(headers.clone()).await;
         assert_eq!(status, 401, "{headers:?}: {answer}");
     }
-    assert!(pending(&app).await.is_empty());
+    assert!(app.pending().await.is_empty());
 
     let (status, answer) = post(vec![("x-autoseen-token", EVOLUTION_TOKEN.to_string())]).await;
     assert_eq!(
@@ -198,10 +192,7 @@ async fn our_own_messages_from_the_phone_or_the_api_release_held_receipts_in_one
             .map(|(_, id)| id)
             .collect();
         assert_eq!(ids, ["3EB0000000000000C1", "3EB0000000000000C2"], "{own}");
-        eventually(WAIT, "nothing pending", async || {
-            pending(&app).await.is_empty().then_some(())
-        })
-        .await;
+        app.wait_until_nothing_pending(WAIT).await;
         assert_eq!(fake.calls().len(), 1, "{own}");
     }
 }
@@ -220,10 +211,11 @@ async fn a_read_on_another_device_cancels_and_a_deletion_cancels_only_the_delete
     let (status, answer) = app.post_evolution(&evolution_fixture("delete")).await;
     assert_eq!(status, 200);
     assert_eq!(answer, json!({"status": "deleted", "cancelled": 1}));
-    let ids: Vec<Value> = pending(&app)
+    let ids: Vec<Value> = app
+        .pending_ids()
         .await
-        .iter()
-        .map(|r| r["message_id"].clone())
+        .into_iter()
+        .map(Value::from)
         .collect();
     assert_eq!(
         ids,
@@ -236,7 +228,7 @@ async fn a_read_on_another_device_cancels_and_a_deletion_cancels_only_the_delete
     let (_, answer) = app.post_evolution(&read).await;
     assert_eq!(answer["status"], "ack", "{answer}");
     assert_eq!(answer["cancelled"], 2, "{answer}");
-    assert!(pending(&app).await.is_empty());
+    assert!(app.pending().await.is_empty());
     assert!(fake.calls().is_empty());
 }
 
@@ -249,10 +241,7 @@ async fn evolutions_answers_retry_pause_or_give_up_as_documented() {
     app.post_evolution(&evolution_text(PAULA, "3EB0000000000000E1"))
         .await;
     fake.wait_for_calls(2, WAIT).await;
-    eventually(WAIT, "the retry took", async || {
-        pending(&app).await.is_empty().then_some(())
-    })
-    .await;
+    app.wait_until_nothing_pending(WAIT).await;
 
     fake.script([Answer::status(400).body(r#"{"status":400,"error":"Bad Request","response":{"message":["readMessages must be an array"]}}"#)]);
     app.post_evolution(&evolution_text(
@@ -260,12 +249,7 @@ async fn evolutions_answers_retry_pause_or_give_up_as_documented() {
         "3EB0000000000000E2",
     ))
     .await;
-    let dead = eventually(WAIT, "a dead letter", async || {
-        let (_, v) = app.admin(Method::GET, "/admin/dead").await;
-        let dead = v["dead"].as_array().cloned().unwrap_or_default();
-        (!dead.is_empty()).then_some(dead)
-    })
-    .await;
+    let dead = app.wait_for_dead(WAIT).await;
     assert_eq!(dead[0]["message_id"], "3EB0000000000000E2");
 
     fake.answer_always(Answer::status(404).body(r#"{"status":404,"error":"Not Found","response":{"message":["The \"sales\" instance does not exist"]}}"#));
@@ -274,12 +258,8 @@ async fn evolutions_answers_retry_pause_or_give_up_as_documented() {
         "3EB0000000000000E3",
     ))
     .await;
-    eventually(WAIT, "the unknown instance recorded", async || {
-        let p = pending(&app).await;
-        let error = p.first()?["last_error"].as_str()?.to_string();
-        error.contains("does not know this instance").then_some(())
-    })
-    .await;
+    app.wait_for_pending_error("does not know this instance", WAIT)
+        .await;
 }
 
 #[tokio::test]
@@ -307,10 +287,7 @@ async fn mark_message_as_read_takes_a_hundred_keys_a_call_one_token_each() {
         app.post_evolution(&own).await;
     }
     fake.wait_for_calls(4, WAIT).await;
-    eventually(WAIT, "nothing pending", async || {
-        pending(&app).await.is_empty().then_some(())
-    })
-    .await;
+    app.wait_until_nothing_pending(WAIT).await;
     let calls = fake.calls();
     assert_eq!(
         calls.len(),

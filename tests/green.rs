@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use reqwest::Method;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -21,11 +20,6 @@ async fn green_app(fake: &FakeWasend, rules: &str, settings: &[(&str, &str)]) ->
         |o, (k, v)| o.set(k, v),
     );
     TestApp::spawn(fake, options).await
-}
-
-async fn pending(app: &TestApp) -> Vec<Value> {
-    let (_, v) = app.admin(Method::GET, "/admin/pending").await;
-    v["pending"].as_array().cloned().unwrap_or_default()
 }
 
 const HELD: &str = "[defaults]\naction = \"on_reply\"\n";
@@ -46,7 +40,7 @@ async fn a_notification_is_taken_only_with_the_webhook_token_as_green_sends_it()
         assert_eq!(status, 401, "{authorization:?}: {answer}");
         assert_eq!(answer["error"], "unauthorized");
     }
-    assert!(pending(&app).await.is_empty());
+    assert!(app.pending().await.is_empty());
 
     let (status, answer) = app.post_green(&body).await;
     assert_eq!(
@@ -129,10 +123,7 @@ async fn our_own_messages_from_the_phone_or_the_api_release_the_chat_up_to_its_n
 
         let calls = fake.wait_for_calls(1, WAIT).await;
         assert_eq!(calls[0].green_read(), (IVAN, "BAE5000000000012"), "{own}");
-        eventually(WAIT, "nothing pending", async || {
-            pending(&app).await.is_empty().then_some(())
-        })
-        .await;
+        app.wait_until_nothing_pending(WAIT).await;
         assert_eq!(fake.calls().len(), 1, "{own}: one readChat for the chat");
     }
 }
@@ -149,13 +140,13 @@ async fn a_message_read_on_another_device_is_not_marked_again() {
     app.post_green(&green_fixture("incoming")).await;
     app.post_green(&green_text("79001112233@c.us", "BAE5000000000020"))
         .await;
-    assert_eq!(pending(&app).await.len(), 2);
+    assert_eq!(app.pending().await.len(), 2);
 
     let (status, answer) = app.post_green(&green_fixture("status-read")).await;
     assert_eq!(status, 200);
     assert_eq!(answer["status"], "ack", "{answer}");
     assert_eq!(answer["cancelled"], 1, "{answer}");
-    let left: Vec<Value> = pending(&app).await;
+    let left: Vec<Value> = app.pending().await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0]["message_id"], "BAE5000000000020");
     // Any case: Green's docs do not fix it.
@@ -179,22 +170,14 @@ async fn greens_answers_retry_pause_or_give_up_as_documented() {
     ]);
     app.post_green(&green_text(IVAN, "BAE5000000000030")).await;
     fake.wait_for_calls(2, WAIT).await;
-    eventually(WAIT, "the retry took", async || {
-        pending(&app).await.is_empty().then_some(())
-    })
-    .await;
+    app.wait_until_nothing_pending(WAIT).await;
 
     // A request Green refuses: dead at once.
     fake.script([Answer::status(400)
         .body(r#"{"message":"Validation failed. Details: 'chatId' is required"}"#)]);
     app.post_green(&green_text("79001112233@c.us", "BAE5000000000031"))
         .await;
-    let dead = eventually(WAIT, "a dead letter", async || {
-        let (_, v) = app.admin(Method::GET, "/admin/dead").await;
-        let dead = v["dead"].as_array().cloned().unwrap_or_default();
-        (!dead.is_empty()).then_some(dead)
-    })
-    .await;
+    let dead = app.wait_for_dead(WAIT).await;
     assert_eq!(dead[0]["message_id"], "BAE5000000000031");
 
     // The plan's quota: the instance pauses, saying why; the receipt waits.
@@ -203,12 +186,7 @@ async fn greens_answers_retry_pause_or_give_up_as_documented() {
     );
     app.post_green(&green_text("79004445566@c.us", "BAE5000000000032"))
         .await;
-    eventually(WAIT, "the quota recorded", async || {
-        let p = pending(&app).await;
-        let error = p.first()?["last_error"].as_str()?.to_string();
-        error.contains("quota").then_some(())
-    })
-    .await;
+    app.wait_for_pending_error("quota", WAIT).await;
 }
 
 #[tokio::test]
@@ -251,10 +229,7 @@ async fn readchat_calls_are_paced_per_instance_one_token_per_hundred_messages() 
     }
 
     fake.wait_for_calls(5, WAIT).await;
-    eventually(WAIT, "nothing pending", async || {
-        pending(&app).await.is_empty().then_some(())
-    })
-    .await;
+    app.wait_until_nothing_pending(WAIT).await;
     let calls = fake.calls();
     assert_eq!(calls.len(), 5, "{calls:?}");
     let ivan: Vec<&str> = calls

@@ -8,7 +8,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use reqwest::Method;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -37,17 +36,6 @@ fn statuses(answer: &Value) -> Vec<(String, String)> {
                 i["status"].as_str().unwrap().to_string(),
             )
         })
-        .collect()
-}
-
-async fn pending_ids(app: &TestApp) -> Vec<String> {
-    let (_, v) = app.admin(Method::GET, "/admin/pending").await;
-    v["pending"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|r| r["message_id"].as_str().unwrap().to_string())
         .collect()
 }
 
@@ -114,7 +102,7 @@ async fn a_body_is_taken_only_with_the_app_secrets_signature_of_its_raw_bytes() 
     let upper = format!("sha256={}", meta_sign(&body).to_uppercase());
     let (status, _) = app.post_meta_with(&body, Some(&upper)).await;
     assert_eq!(status, 401);
-    assert!(pending_ids(&app).await.is_empty());
+    assert!(app.pending_ids().await.is_empty());
 
     let (status, answer) = app.post_meta(&body).await;
     assert_eq!(status, 200, "{answer}");
@@ -182,10 +170,7 @@ async fn every_message_of_a_batched_body_is_taken_once_and_unsupported_items_are
         (ids.contains(&JONAS.to_string()) && ids.contains(&ANA_2.to_string())).then_some(())
     })
     .await;
-    eventually(WAIT, "nothing pending", async || {
-        pending_ids(&app).await.is_empty().then_some(())
-    })
-    .await;
+    app.wait_until_nothing_pending(WAIT).await;
     for call in fake.calls() {
         assert_eq!(call.path, format!("/v23.0/{META_NUMBER}/messages"));
         assert_eq!(
@@ -255,7 +240,7 @@ async fn a_group_message_is_ignored_as_unsupported_by_meta_and_never_sent() {
         .await;
     let calls = fake.wait_for_calls(1, WAIT).await;
     assert_eq!(calls[0].meta_message_id(), "wamid.after.group");
-    assert!(pending_ids(&app).await.is_empty());
+    assert!(app.pending_ids().await.is_empty());
     assert_eq!(fake.calls().len(), 1);
 }
 
@@ -273,7 +258,7 @@ async fn an_echo_of_our_own_message_releases_the_chats_held_messages_in_one_call
         let (_, answer) = app.post_meta(&meta_text("5511987650001", id)).await;
         assert_eq!(answer["items"][0]["status"], "on_reply", "{answer}");
     }
-    assert_eq!(pending_ids(&app).await.len(), 2);
+    assert_eq!(app.pending_ids().await.len(), 2);
 
     let (_, answer) = app.post_meta(&meta_fixture("echo")).await;
     assert_eq!(answer["items"][0]["status"], "ignored", "{answer}");
@@ -281,10 +266,7 @@ async fn an_echo_of_our_own_message_releases_the_chats_held_messages_in_one_call
 
     let calls = fake.wait_for_calls(1, WAIT).await;
     assert_eq!(calls[0].meta_message_id(), "wamid.held.2");
-    eventually(WAIT, "nothing pending", async || {
-        pending_ids(&app).await.is_empty().then_some(())
-    })
-    .await;
+    app.wait_until_nothing_pending(WAIT).await;
     assert_eq!(
         fake.calls().len(),
         1,
@@ -306,7 +288,7 @@ async fn a_sent_status_counts_as_our_reply_where_meta_echoes_nothing() {
 
     let calls = fake.wait_for_calls(1, WAIT).await;
     assert_eq!(calls[0].meta_message_id(), "wamid.waiting");
-    assert_eq!(pending_ids(&app).await, ["wamid.other.chat"]);
+    assert_eq!(app.pending_ids().await, ["wamid.other.chat"]);
 }
 
 fn graph_error(status: u16, code: i64) -> Answer {
@@ -330,21 +312,13 @@ async fn graph_api_errors_retry_pause_or_give_up_by_metas_error_code() {
             .iter()
             .all(|c| c.meta_message_id() == "wamid.throttled")
     );
-    eventually(WAIT, "the retry took", async || {
-        pending_ids(&app).await.is_empty().then_some(())
-    })
-    .await;
+    app.wait_until_nothing_pending(WAIT).await;
 
     // A parameter Meta refuses: dead at once, never retried.
     fake.script([graph_error(400, 100)]);
     app.post_meta(&meta_text("5511987650002", "wamid.refused"))
         .await;
-    let dead = eventually(WAIT, "a dead letter", async || {
-        let (_, v) = app.admin(Method::GET, "/admin/dead").await;
-        let dead = v["dead"].as_array().cloned().unwrap_or_default();
-        (!dead.is_empty()).then_some(dead)
-    })
-    .await;
+    let dead = app.wait_for_dead(WAIT).await;
     assert_eq!(dead[0]["message_id"], "wamid.refused");
     assert_eq!(dead[0]["attempts"], 1);
 
@@ -352,13 +326,8 @@ async fn graph_api_errors_retry_pause_or_give_up_by_metas_error_code() {
     fake.answer_always(graph_error(401, 190));
     app.post_meta(&meta_text("5511987650003", "wamid.expired"))
         .await;
-    eventually(WAIT, "the auth failure recorded", async || {
-        let (_, v) = app.admin(Method::GET, "/admin/pending").await;
-        let error = v["pending"][0]["last_error"].as_str()?.to_string();
-        error.contains("190").then_some(())
-    })
-    .await;
-    assert_eq!(pending_ids(&app).await, ["wamid.expired"]);
+    app.wait_for_pending_error("190", WAIT).await;
+    assert_eq!(app.pending_ids().await, ["wamid.expired"]);
 }
 
 #[tokio::test]
@@ -389,7 +358,7 @@ async fn an_event_on_another_gateways_route_is_refused_naming_both() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["items"][0]["status"], "skipped");
     assert_eq!(answer["items"][0]["code"], "wrong_gateway");
-    assert!(pending_ids(&app).await.is_empty());
+    assert!(app.pending_ids().await.is_empty());
 }
 
 /// `autoseen credentials` on the app's config folder, with the test secrets and a Meta number.
@@ -507,10 +476,7 @@ async fn meta_calls_are_paced_per_number_one_token_per_chat_batch() {
         ids.contains(&"wamid.busy.9"),
         "the busy chat up to its newest: {ids:?}"
     );
-    eventually(WAIT, "nothing pending", async || {
-        pending_ids(&app).await.is_empty().then_some(())
-    })
-    .await;
+    app.wait_until_nothing_pending(WAIT).await;
     // Ten messages of one chat are one call, one token: four calls for four chats.
     let calls = fake.calls();
     assert_eq!(calls.len(), 4, "{ids:?}");

@@ -11,15 +11,13 @@ import hashlib
 import hmac
 import http.server
 import json
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
+
+import common
 
 import pywa
 from pywa import WhatsApp
@@ -55,20 +53,6 @@ class Graph(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check, what, timeout=30):
-    deadline = time.time() + timeout
-    while not check():
-        if time.time() > deadline:
-            sys.exit(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def post(port, body, signature):
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/webhook/meta", data=body, method="POST"
@@ -100,49 +84,20 @@ def webhook_body(message_id):
 
 
 def start_autoseen(binary, graph_port, work):
-    port = free_port()
-    config = os.path.join(work, "config")
-    os.makedirs(config)
-    with open(os.path.join(config, "autoseen.toml"), "w") as f:
-        f.write(f"""
-[server]
-listen = "127.0.0.1:{port}"
-
-[gateway]
+    sections = f"""[gateway]
 default = "meta"
 
 [meta]
 base_url = "http://127.0.0.1:{graph_port}"
 api_version = "v26.0"
-
-[store]
-url = "sqlite:{work}/autoseen.db"
-
-[log]
-level = "warn"
-""")
-    with open(os.path.join(config, "rules.toml"), "w") as f:
-        f.write('[defaults]\naction = "seen"\ndelay = "0s"\n')
-    env = dict(os.environ, AUTOSEEN__META__APP_SECRET=SECRET, AUTOSEEN__META__ACCESS_TOKEN=TOKEN)
-    log = open(os.path.join(work, "autoseen.log"), "w")
-    process = subprocess.Popen([binary, "serve", "--config", config], env=env, stdout=log, stderr=log)
-
-    def ready():
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
-            return True
-        except Exception:
-            if process.poll() is not None:
-                sys.exit("autoseen exited:\n" + open(os.path.join(work, "autoseen.log")).read())
-            return False
-
-    wait_for(ready, "autoseen to be ready")
-    return process, port
+"""
+    env = {"AUTOSEEN__META__APP_SECRET": SECRET, "AUTOSEEN__META__ACCESS_TOKEN": TOKEN}
+    return common.start_autoseen(binary, work, sections, env)
 
 
 def main():
     binary = sys.argv[1]
-    graph_port = free_port()
+    graph_port = common.free_port()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", graph_port), Graph)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     failures = []
@@ -151,7 +106,7 @@ def main():
     wa = WhatsApp(phone_id=NUMBER, token=TOKEN)
     wa.api._session.base_url = f"http://127.0.0.1:{graph_port}/v26.0"
     wa.mark_message_as_read(MESSAGE)
-    wait_for(lambda: len(recorded) == 1, "pywa's request")
+    common.wait_for(lambda: len(recorded) == 1, "pywa's request")
 
     with tempfile.TemporaryDirectory() as work:
         process, port = start_autoseen(binary, graph_port, work)
@@ -162,7 +117,7 @@ def main():
             status = post(port, body, right)
             if status != 200:
                 failures.append(f"autoseen answered {status} to a rightly signed body")
-            wait_for(lambda: len(recorded) == 2, "autoseen's request")
+            common.wait_for(lambda: len(recorded) == 2, "autoseen's request")
             pywa_call, ours = recorded
             for key in ("method", "path", "authorization", "body"):
                 if pywa_call[key] != ours[key]:

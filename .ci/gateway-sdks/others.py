@@ -10,15 +10,14 @@ Exits non-zero, saying what differs, when anything does.
 
 import http.server
 import json
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
+
+import common
 
 from evolutionapi.client import EvolutionClient
 from evolutionapi.models.chat import ReadMessage
@@ -67,20 +66,6 @@ class Fake(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check, what, timeout=30):
-    deadline = time.time() + timeout
-    while not check():
-        if time.time() > deadline:
-            sys.exit(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def post(port, path, body, headers):
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST")
     request.add_header("content-type", "application/json")
@@ -94,15 +79,7 @@ def post(port, path, body, headers):
 
 
 def start_autoseen(binary, fake_port, work):
-    port = free_port()
-    config = os.path.join(work, "config")
-    os.makedirs(config)
-    with open(os.path.join(config, "autoseen.toml"), "w") as f:
-        f.write(f"""
-[server]
-listen = "127.0.0.1:{port}"
-
-[gateway]
+    sections = f"""[gateway]
 default = "evolution"
 sessions = {{ "{GREEN_INSTANCE}" = "green" }}
 
@@ -111,36 +88,14 @@ base_url = "http://127.0.0.1:{fake_port}"
 
 [green]
 api_url = "http://127.0.0.1:{fake_port}"
-
-[store]
-url = "sqlite:{work}/autoseen.db"
-
-[log]
-level = "warn"
-""")
-    with open(os.path.join(config, "rules.toml"), "w") as f:
-        f.write('[defaults]\naction = "seen"\ndelay = "0s"\n')
-    env = dict(
-        os.environ,
-        AUTOSEEN__EVOLUTION__TOKEN=EVOLUTION_TOKEN,
-        AUTOSEEN__EVOLUTION__API_KEY=EVOLUTION_KEY,
-        AUTOSEEN__GREEN__WEBHOOK_TOKEN=GREEN_WEBHOOK,
-        AUTOSEEN__GREEN__API_TOKEN=GREEN_TOKEN,
-    )
-    log = open(os.path.join(work, "autoseen.log"), "w")
-    process = subprocess.Popen([binary, "serve", "--config", config], env=env, stdout=log, stderr=log)
-
-    def ready():
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
-            return True
-        except Exception:
-            if process.poll() is not None:
-                sys.exit("autoseen exited:\n" + open(os.path.join(work, "autoseen.log")).read())
-            return False
-
-    wait_for(ready, "autoseen to be ready")
-    return process, port
+"""
+    env = {
+        "AUTOSEEN__EVOLUTION__TOKEN": EVOLUTION_TOKEN,
+        "AUTOSEEN__EVOLUTION__API_KEY": EVOLUTION_KEY,
+        "AUTOSEEN__GREEN__WEBHOOK_TOKEN": GREEN_WEBHOOK,
+        "AUTOSEEN__GREEN__API_TOKEN": GREEN_TOKEN,
+    }
+    return common.start_autoseen(binary, work, sections, env)
 
 
 def compare(name, theirs, ours, keys, failures):
@@ -152,7 +107,7 @@ def compare(name, theirs, ours, keys, failures):
 
 def main():
     binary = sys.argv[1]
-    fake_port = free_port()
+    fake_port = common.free_port()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", fake_port), Fake)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{fake_port}"
@@ -165,10 +120,10 @@ def main():
         [ReadMessage(remote_jid=EVOLUTION_JID, from_me=False, id=EVOLUTION_ID)],
         instance_token=EVOLUTION_KEY,
     )
-    wait_for(lambda: len(recorded) == 1, "evolutionapi's request")
+    common.wait_for(lambda: len(recorded) == 1, "evolutionapi's request")
     green = API.GreenAPI(GREEN_INSTANCE, GREEN_TOKEN, host=base)
     green.marking.readChat(GREEN_CHAT, GREEN_ID)
-    wait_for(lambda: len(recorded) == 2, "whatsapp-api-client-python's request")
+    common.wait_for(lambda: len(recorded) == 2, "whatsapp-api-client-python's request")
     evolution_call, green_call = recorded[0], recorded[1]
 
     with tempfile.TemporaryDirectory() as work:
@@ -184,7 +139,7 @@ def main():
             status = post(port, "/webhook/evolution", upsert, {"x-autoseen-token": EVOLUTION_TOKEN})
             if status != 200:
                 failures.append(f"autoseen answered {status} to an authenticated Evolution event")
-            wait_for(lambda: len(recorded) == 3, "autoseen's Evolution request")
+            common.wait_for(lambda: len(recorded) == 3, "autoseen's Evolution request")
             compare("evolution", evolution_call, recorded[2], ("method", "path", "apikey", "body"), failures)
 
             incoming = json.dumps({
@@ -197,7 +152,7 @@ def main():
             status = post(port, "/webhook/green", incoming, {"authorization": f"Bearer {GREEN_WEBHOOK}"})
             if status != 200:
                 failures.append(f"autoseen answered {status} to an authenticated Green notification")
-            wait_for(lambda: len(recorded) == 4, "autoseen's Green request")
+            common.wait_for(lambda: len(recorded) == 4, "autoseen's Green request")
             compare("green", green_call, recorded[3], ("method", "path", "authorization", "body"), failures)
         finally:
             process.terminate()

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use crate::domain::IdError;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -84,3 +85,34 @@ pub(crate) fn from_object<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, s
     d.end()?;
     Ok(value)
 }
+
+/// Why a one-event body (Green's, Evolution's) is not an event autoseen can act on; each becomes a 400
+/// naming the field.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("body is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("body is nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    #[error("field `{field}` {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: IdError,
+    },
+}
+
+/// The error for an id in `field` that does not parse.
+pub(crate) fn invalid(field: &'static str) -> impl Fn(IdError) -> BodyError {
+    move |problem| BodyError::Invalid { field, problem }
+}
+
+/// Baileys' and WhatsApp's names of media messages (Evolution's `messageType`, Green's `typeMessage`).
+pub(crate) const MEDIA_TYPES: [&str; 5] = [
+    "imageMessage",
+    "videoMessage",
+    "audioMessage",
+    "documentMessage",
+    "stickerMessage",
+];

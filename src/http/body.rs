@@ -23,6 +23,33 @@ pub const DRAIN_BYTES: u64 = 16 * 1024 * 1024;
 /// Longest time spent reading and dropping an oversized body before the 413.
 pub const DRAIN_TIME: Duration = Duration::from_secs(5);
 
+/// Reads a webhook's JSON body within the server's limits: 415 unless it is JSON, then as [`read`].
+pub async fn read_json(
+    headers: &HeaderMap,
+    body: Body,
+    server: &crate::settings::ServerSettings,
+) -> Result<Bytes, ApiError> {
+    check_content_type(headers)?;
+    read(headers, body, server.max_body_bytes, server.body_timeout).await
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        });
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}
+
 /// Reads the whole body: 408 after `timeout`, 413 past `limit` bytes (declared or sent), 400 when the
 /// connection fails mid-body.
 pub async fn read(

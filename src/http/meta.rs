@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 
 use super::error::Query;
 use super::openapi::WebhookRefusals;
-use super::webhook::{WebhookAnswer, check_content_type, count_webhook};
+use super::webhook::{WebhookAnswer, count_webhook};
 use super::{ApiError, AppState, ErrorBody};
 use crate::domain::{Event, Gateway};
 use crate::gateway::meta::inbound::Handshake;
@@ -135,14 +135,7 @@ pub async fn receive(
 
 async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<MetaAnswer, ApiError> {
     let settings = &state.settings;
-    check_content_type(headers)?;
-    let body = super::body::read(
-        headers,
-        body,
-        settings.server.max_body_bytes,
-        settings.server.body_timeout,
-    )
-    .await?;
+    let body = super::body::read_json(headers, body, &settings.server).await?;
     let inbound = &state.gateways.meta;
     inbound.verify(headers, &body)?;
     let items = inbound.items(&body)?;

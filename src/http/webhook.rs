@@ -12,7 +12,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tracing::{Instrument, debug, debug_span, field::Empty, warn};
@@ -279,14 +279,7 @@ async fn handle(
         Route::Green => gateways.green.authenticate(headers)?,
         Route::Evolution => gateways.evolution.authenticate(headers)?,
     }
-    check_content_type(headers)?;
-    let body = super::body::read(
-        headers,
-        body,
-        settings.server.max_body_bytes,
-        settings.server.body_timeout,
-    )
-    .await?;
+    let body = super::body::read_json(headers, body, &settings.server).await?;
     let mut events = match &route {
         Route::Wasend(_) => {
             gateways.wasend.verify(headers, &body)?;
@@ -325,21 +318,4 @@ async fn handle(
 
 pub(super) fn count_webhook(result: &'static str, reason: &'static str) {
     metrics::counter!(names::WEBHOOKS, "result" => result, "reason" => reason).increment(1);
-}
-
-pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| {
-            let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json"
-                || (mime.starts_with("application/") && mime.ends_with("+json"))
-        });
-    if is_json {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType)
-    }
 }

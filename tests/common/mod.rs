@@ -717,6 +717,53 @@ impl TestApp {
         self.post_green_with(body, Some(&authorization)).await
     }
 
+    /// The pending receipts, as `/admin/pending` lists them.
+    pub async fn pending(&self) -> Vec<Value> {
+        let (_, v) = self.admin(reqwest::Method::GET, "/admin/pending").await;
+        v["pending"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The message ids of the pending receipts.
+    pub async fn pending_ids(&self) -> Vec<String> {
+        let pending = self.pending().await;
+        pending
+            .iter()
+            .map(|r| r["message_id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Waits until nothing is pending.
+    pub async fn wait_until_nothing_pending(&self, timeout: Duration) {
+        eventually(timeout, "nothing pending", async || {
+            self.pending().await.is_empty().then_some(())
+        })
+        .await;
+    }
+
+    /// Waits for a dead letter and returns the dead receipts.
+    pub async fn wait_for_dead(&self, timeout: Duration) -> Vec<Value> {
+        eventually(timeout, "a dead letter", async || {
+            let (_, v) = self.admin(reqwest::Method::GET, "/admin/dead").await;
+            let dead = v["dead"].as_array().cloned().unwrap_or_default();
+            (!dead.is_empty()).then_some(dead)
+        })
+        .await
+    }
+
+    /// Waits until the first pending receipt's last error contains `text`.
+    pub async fn wait_for_pending_error(&self, text: &str, timeout: Duration) {
+        eventually(
+            timeout,
+            &format!("a pending receipt failing with {text}"),
+            async || {
+                let pending = self.pending().await;
+                let error = pending.first()?["last_error"].as_str()?.to_string();
+                error.contains(text).then_some(())
+            },
+        )
+        .await;
+    }
+
     /// Posts and returns the status and JSON answer.
     pub async fn send(&self, body: &str) -> (u16, Value) {
         let r = self.post(body).await;

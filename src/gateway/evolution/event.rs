@@ -16,27 +16,16 @@
 use serde::Deserialize;
 
 use crate::domain::{
-    Ack, AckLevel, BareMessageId, ChatId, Deletion, Event, Gateway, IdError, IncomingMessage,
-    MessageId, SessionName,
+    Ack, AckLevel, BareMessageId, ChatId, Deletion, Event, Gateway, IncomingMessage, MessageId,
+    SessionName,
 };
-use crate::gateway::json::{MAX_DEPTH, from_object, nests_at_most};
+use crate::gateway::json::{
+    BodyError, MAX_DEPTH, MEDIA_TYPES, from_object, invalid, nests_at_most,
+};
 use crate::time::from_millis;
 
-/// Why a body is not an event autoseen can act on; each becomes a 400 naming the field.
-#[derive(Debug, thiserror::Error)]
-pub enum ParseError {
-    #[error("body is not valid JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("body is nested deeper than {MAX_DEPTH} levels")]
-    TooDeep,
-    #[error("missing field `{0}`")]
-    Missing(&'static str),
-    #[error("field `{field}` {problem}")]
-    Invalid {
-        field: &'static str,
-        problem: IdError,
-    },
-}
+/// Why a body is not an event autoseen can act on.
+pub type ParseError = BodyError;
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -91,18 +80,6 @@ struct Update {
     from_me: Option<bool>,
     status: Option<String>,
 }
-
-fn invalid(field: &'static str) -> impl Fn(IdError) -> ParseError {
-    move |problem| ParseError::Invalid { field, problem }
-}
-
-const MEDIA: [&str; 5] = [
-    "imageMessage",
-    "videoMessage",
-    "audioMessage",
-    "documentMessage",
-    "stickerMessage",
-];
 
 /// Reads an Evolution webhook body.
 pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
@@ -160,7 +137,10 @@ pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
         sender_phone,
         from_me,
         text,
-        has_media: upsert.kind.as_deref().is_some_and(|k| MEDIA.contains(&k)),
+        has_media: upsert
+            .kind
+            .as_deref()
+            .is_some_and(|k| MEDIA_TYPES.contains(&k)),
         sent_at: seconds.map(|s| from_millis(s.saturating_mul(1000))),
         engine: None,
         gateway: Gateway::Evolution,

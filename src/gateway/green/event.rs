@@ -9,26 +9,15 @@
 use serde::Deserialize;
 
 use crate::domain::{
-    Ack, AckLevel, ChatId, Event, Gateway, IdError, IncomingMessage, MessageId, SessionName,
+    Ack, AckLevel, ChatId, Event, Gateway, IncomingMessage, MessageId, SessionName,
 };
-use crate::gateway::json::{MAX_DEPTH, from_object, nests_at_most};
+use crate::gateway::json::{
+    BodyError, MAX_DEPTH, MEDIA_TYPES, from_object, invalid, nests_at_most,
+};
 use crate::time::from_millis;
 
-/// Why a body is not a notification autoseen can act on; each becomes a 400 naming the field.
-#[derive(Debug, thiserror::Error)]
-pub enum ParseError {
-    #[error("body is not valid JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("body is nested deeper than {MAX_DEPTH} levels")]
-    TooDeep,
-    #[error("missing field `{0}`")]
-    Missing(&'static str),
-    #[error("field `{field}` {problem}")]
-    Invalid {
-        field: &'static str,
-        problem: IdError,
-    },
-}
+/// Why a body is not an event autoseen can act on.
+pub type ParseError = BodyError;
 
 #[derive(Deserialize)]
 struct Notification {
@@ -83,18 +72,6 @@ struct ExtendedData {
     text: Option<String>,
 }
 
-fn invalid(field: &'static str) -> impl Fn(IdError) -> ParseError {
-    move |problem| ParseError::Invalid { field, problem }
-}
-
-const MEDIA: [&str; 5] = [
-    "imageMessage",
-    "videoMessage",
-    "audioMessage",
-    "documentMessage",
-    "stickerMessage",
-];
-
 /// Reads a notification.
 pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
     if !nests_at_most(body, MAX_DEPTH) {
@@ -126,7 +103,7 @@ pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
         .as_ref()
         .and_then(|m| m.kind.as_deref())
         .unwrap_or("");
-    let has_media = MEDIA.contains(&kind);
+    let has_media = MEDIA_TYPES.contains(&kind);
     let text = message.and_then(|m| {
         m.text
             .and_then(|t| t.text)

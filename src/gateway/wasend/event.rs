@@ -180,6 +180,15 @@ fn phone_alternatives(
     (chat_phone, sender_phone)
 }
 
+/// The envelope's `session`.
+fn session(envelope: &Envelope<'_>) -> Result<SessionName, ParseError> {
+    let session = envelope
+        .session
+        .as_deref()
+        .ok_or(ParseError::Missing("session"))?;
+    SessionName::parse(session).map_err(invalid("session"))
+}
+
 /// `message.revoked`: `payload.revokedMessageId` is the deleted message's bare id; its chat is the one the
 /// revocation's id (`payload.after.id`, else the original's `payload.before.id`) names, else `after.from`.
 /// Shape from WAHA's docs (content/docs/how-to/events/index.md, "message.revoked").
@@ -198,11 +207,7 @@ fn revoked(envelope: &Envelope<'_>) -> Result<Event, ParseError> {
         id: Option<String>,
         from: Option<String>,
     }
-    let session = envelope
-        .session
-        .as_deref()
-        .ok_or(ParseError::Missing("session"))?;
-    let session = SessionName::parse(session).map_err(invalid("session"))?;
+    let session = session(envelope)?;
     let payload = envelope.payload.ok_or(ParseError::Missing("payload"))?;
     let wire: Revoked = from_object(payload.get().as_bytes())?;
     let parts = |side: &Option<Side>| {
@@ -244,11 +249,7 @@ pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
         "message.revoked" => return revoked(&envelope),
         _ => return Ok(Event::Other { event }),
     };
-    let session = envelope
-        .session
-        .as_deref()
-        .ok_or(ParseError::Missing("session"))?;
-    let session = SessionName::parse(session).map_err(invalid("session"))?;
+    let session = session(&envelope)?;
     let payload = envelope.payload.ok_or(ParseError::Missing("payload"))?;
     let wire: WireMessage = from_object(payload.get().as_bytes())?;
     let id = wire
