@@ -302,3 +302,38 @@ async fn mark_message_as_read_takes_a_hundred_keys_a_call_one_token_each() {
     let least = Duration::from_secs_f64(3.0 / 4.0 * 0.8);
     assert!(at[3] - at[0] >= least, "4 calls within {:?}", at[3] - at[0]);
 }
+
+#[tokio::test]
+async fn a_wrong_instance_key_pauses_the_instance_with_its_receipts_waiting() {
+    let fake = FakeWasend::start().await;
+    let app = evolution_app(&fake, BASE_RULES, &[]).await;
+    fake.answer_session(
+        EVOLUTION_INSTANCE,
+        Answer::status(401)
+            .body(r#"{"status":401,"error":"Unauthorized","response":{"message":"Unauthorized"}}"#),
+    );
+    app.post_evolution(&evolution_text(PAULA, "3EB0000000000000F1"))
+        .await;
+    app.wait_for_pending_error("HTTP 401", WAIT).await;
+    let refused = fake.calls().len();
+    app.post_evolution(&evolution_text(
+        "5511999990031@s.whatsapp.net",
+        "3EB0000000000000F2",
+    ))
+    .await;
+    // Another instance goes on while this one is paused.
+    let other = evolution_text("5511999990032@s.whatsapp.net", "3EB0000000000000F3")
+        .replace(r#""instance":"sales""#, r#""instance":"support""#);
+    app.post_evolution(&other).await;
+    fake.wait_for_calls(refused + 1, WAIT).await;
+    let calls = fake.calls();
+    assert_eq!(
+        calls.len(),
+        refused + 1,
+        "a paused instance is not called: {calls:?}"
+    );
+    assert_eq!(calls[refused].path, "/chat/markMessageAsRead/support");
+    let mut waiting = app.pending_ids().await;
+    waiting.sort();
+    assert_eq!(waiting, ["3EB0000000000000F1", "3EB0000000000000F2"]);
+}

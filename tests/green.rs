@@ -244,3 +244,41 @@ async fn readchat_calls_are_paced_per_instance_one_token_per_hundred_messages() 
     let least = Duration::from_secs_f64(4.0 / rate * 0.8);
     assert!(at[4] - at[0] >= least, "5 calls within {:?}", at[4] - at[0]);
 }
+
+#[tokio::test]
+async fn a_429_waits_and_retries_and_a_401_pauses_the_instance() {
+    let fake = FakeWasend::start().await;
+    let app = green_app(&fake, BASE_RULES, &[]).await;
+
+    fake.script([Answer::status(429).header("retry-after", "0")]);
+    app.post_green(&green_text(IVAN, "BAE5000000000040")).await;
+    let calls = fake.wait_for_calls(2, WAIT).await;
+    assert!(calls.iter().all(|c| c.green_read().1 == "BAE5000000000040"));
+    app.wait_until_nothing_pending(WAIT).await;
+
+    fake.answer_session(
+        GREEN_INSTANCE,
+        Answer::status(401).body(r#"{"message":"Unauthorized"}"#),
+    );
+    app.post_green(&green_text("79001112244@c.us", "BAE5000000000041"))
+        .await;
+    app.wait_for_pending_error("HTTP 401", WAIT).await;
+    let refused = fake.calls().len();
+    // Paused for delivery.auth_pause: another message of the instance waits, uncalled, while another instance
+    // goes on.
+    app.post_green(&green_text("79001112255@c.us", "BAE5000000000042"))
+        .await;
+    let other =
+        green_text("79001112266@c.us", "BAE5000000000043").replace(GREEN_INSTANCE, "1101000002");
+    app.post_green(&other).await;
+    fake.wait_for_calls(refused + 1, WAIT).await;
+    let calls = fake.calls();
+    assert_eq!(calls.len(), refused + 1, "{calls:?}");
+    assert_eq!(
+        calls[refused].path,
+        format!("/waInstance1101000002/readChat/{GREEN_API_TOKEN}")
+    );
+    let mut waiting = app.pending_ids().await;
+    waiting.sort();
+    assert_eq!(waiting, ["BAE5000000000041", "BAE5000000000042"]);
+}
