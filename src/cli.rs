@@ -17,7 +17,7 @@ use crate::settings::Settings;
 #[command(
     name = "autoseen",
     version,
-    about = "Marks incoming WhatsApp messages as seen through Wasend, as rules say"
+    about = "Marks incoming WhatsApp messages as seen through their gateway (Wasend, WAHA, Meta, Evolution, Green API), as rules say"
 )]
 struct Cli {
     #[command(subcommand)]

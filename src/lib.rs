@@ -1,4 +1,5 @@
-//! autoseen marks incoming WhatsApp messages as seen through Wasend, when and where rules say so.
+//! autoseen marks incoming WhatsApp messages as seen through their gateway (Wasend or WAHA, Meta's Cloud API,
+//! Evolution API, Green API), when and where rules say so.
 //!
 //! A webhook event flows one way through the modules below: received by `http`, verified and parsed by its
 //! `gateway`'s inbound half into `domain` events, planned by `receipts` under `rules`, made durable by `store`,
@@ -14,7 +15,7 @@ pub mod cli;
 pub mod domain;
 /// `explain`: what the service would do with an event, for the command line and the console.
 pub mod explain;
-/// The gateways (Wasend/WAHA): each one's inbound half (authentication, bodies into events) and outbound half
+/// The gateways (Wasend/WAHA, Meta, Green, Evolution): each one's inbound half (authentication, bodies into events) and outbound half
 /// (marking a batch read, answers classified); which gateway serves a session.
 pub mod gateway;
 /// The axum router: webhook, health and admin routes, and how errors become responses.
