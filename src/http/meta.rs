@@ -1,12 +1,12 @@
 //! `GET /webhook/meta` and `POST /webhook/meta`, Meta's WhatsApp Cloud API gateway's route.
 //!
 //! The GET is Meta's verification handshake. A POST is read within the server's limits, its signature checked
-//! on the raw bytes (`gateway::meta::inbound`), then every item in it is taken, one after the other, by the
-//! application layer; the answer lists each item's outcome and counts them. One item that cannot be read, has
+//! on the raw bytes (`gateway::meta::inbound`), then its items are taken together by the application layer,
+//! every run of messages in one transaction; the answer lists each item's outcome and counts them. One item that cannot be read, has
 //! a type autoseen does not mark, or belongs to a session another gateway serves is reported and skipped: a
 //! non-2xx is only for the request itself (credentials, limits) or a store that cannot commit, because Meta
-//! retries a non-2xx body for days. A retry after a store failure is safe: items taken before it answer
-//! `duplicate` the second time.
+//! retries a non-2xx body for days. A retry after a store failure is safe: what was committed before it
+//! answers `duplicate` the second time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -139,20 +139,37 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Met
     let inbound = &state.gateways.meta;
     inbound.verify(headers, &body)?;
     let items = inbound.items(&body)?;
-    let rules = state.rules.get();
+    let started = Instant::now();
+    // The items to take, in body order, taken together (each run of messages is one commit); the others
+    // keep their place in the answer.
+    let mut events = Vec::new();
+    let mut rows = Vec::with_capacity(items.len());
+    for Item { path, id, what } in items {
+        match what.and_then(|event| on_this_route(state, event)) {
+            Ok(event) => {
+                events.push(event);
+                rows.push((path, id, None));
+            }
+            Err(skipped) => rows.push((path, id, Some(skipped))),
+        }
+    }
+    let mut taken = state
+        .receipts
+        .take_all(events, &state.rules.get())
+        .await?
+        .into_iter();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut answer = MetaAnswer {
-        items: Vec::with_capacity(items.len()),
+        items: Vec::with_capacity(rows.len()),
         counts: BTreeMap::new(),
     };
-    for Item { path, id, what } in items {
-        let started = Instant::now();
-        let outcome = match what.and_then(|event| on_this_route(state, event)) {
-            Ok(event) => {
-                let outcome = state.receipts.take(event, &rules).await?;
-                let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    for (path, id, skipped) in rows {
+        let outcome = match skipped {
+            None => {
+                let outcome = taken.next().expect("one outcome per event taken");
                 ItemOutcome::Taken(super::webhook::answer(outcome, latency_ms))
             }
-            Err(Skipped { code, reason }) => {
+            Some(Skipped { code, reason }) => {
                 count_webhook("skipped", code);
                 ItemOutcome::Skipped(SkippedAnswer {
                     status: "skipped",

@@ -53,6 +53,14 @@ pub enum Outcome {
     },
 }
 
+/// A message whose receipt is to be stored, with what to answer once it is.
+struct ToStore {
+    message: IncomingMessage,
+    receipt: NewReceipt,
+    outcome: Outcome,
+    now: Timestamp,
+}
+
 /// Who asked for a flush or a replay, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum By {
@@ -116,8 +124,59 @@ impl Receipts {
 
     /// Plans what `event` should become under `rules`, now, and carries it out.
     pub async fn take(&self, event: Event, rules: &Rules) -> Result<Outcome, StoreError> {
+        let mut outcomes = self.take_all(vec![event], rules).await?;
+        Ok(outcomes.pop().expect("one outcome per event"))
+    }
+
+    /// [`Receipts::take`] for the events of one body, in order, with one answer each. Every run of
+    /// messages to store is committed in one transaction; an event of another kind (our own message, an
+    /// ack, a deletion) ends a run and is carried out after it, so the body's order holds. A store failure
+    /// fails the whole call; what was committed before it answers `duplicate` when the sender retries.
+    pub async fn take_all(
+        &self,
+        events: Vec<Event>,
+        rules: &Rules,
+    ) -> Result<Vec<Outcome>, StoreError> {
         let now = self.clock.now();
-        let plan = self.plan(&event, rules, now);
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(events.len());
+        let mut run: Vec<(usize, ToStore)> = Vec::new();
+        for event in events {
+            let plan = self.plan(&event, rules, now);
+            let at = outcomes.len();
+            outcomes.push(None);
+            match (plan, event) {
+                (plan, Event::Message(m)) if plan != Plan::FlushReplies => {
+                    match self.prepare(m, plan, now) {
+                        Ok(to_store) => run.push((at, to_store)),
+                        Err(answer) => outcomes[at] = Some(answer),
+                    }
+                }
+                // Nothing to carry out: no reason to end the run.
+                (Plan::Ignore { reason, rule }, _) => {
+                    outcomes[at] = Some(Outcome::Ignored { reason, rule });
+                }
+                (plan, event) => {
+                    self.store_run(std::mem::take(&mut run), &mut outcomes)
+                        .await?;
+                    outcomes[at] = Some(self.carry_out(plan, event, now).await?);
+                }
+            }
+        }
+        self.store_run(run, &mut outcomes).await?;
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.expect("every event answered"))
+            .collect())
+    }
+
+    /// A plan that stores no receipt, carried out: a flush for our own message, an ack, a deletion, or
+    /// nothing.
+    async fn carry_out(
+        &self,
+        plan: Plan,
+        event: Event,
+        now: Timestamp,
+    ) -> Result<Outcome, StoreError> {
         match (plan, event) {
             (Plan::FlushReplies, Event::Message(m)) => {
                 let flush = Flush {
@@ -149,67 +208,104 @@ impl Receipts {
                     cancelled: result.cancelled,
                 })
             }
-            (plan, Event::Message(m)) => self.message(m, plan, now).await,
             (Plan::Ignore { reason, rule }, _) => Ok(Outcome::Ignored { reason, rule }),
-            (plan, _) => unreachable!("{plan:?} is planned for messages only"),
+            (plan, _) => unreachable!("{plan:?} is carried out as a message's receipt"),
         }
     }
 
-    /// A message's decision carried out: a receipt stored (unless a duplicate) and the scheduler woken.
-    async fn message(
-        &self,
-        m: IncomingMessage,
-        plan: Plan,
-        now: Timestamp,
-    ) -> Result<Outcome, StoreError> {
+    /// A message's decision, counted and, when it stores nothing, answered now; otherwise its receipt and
+    /// the answer once stored.
+    fn prepare(&self, m: IncomingMessage, plan: Plan, now: Timestamp) -> Result<ToStore, Outcome> {
         if m.lid_without_phone() {
             metrics::counter!(names::LID_WITHOUT_PHONE).increment(1);
         }
         let rule = plan.rule().map(|r| r.to_string()).unwrap_or_default();
         metrics::counter!(names::DECISIONS, "rule" => rule, "decision" => plan.decision())
             .increment(1);
-        let feed = |what: What, rule: Option<Arc<str>>, detail: Option<&str>| {
-            if self.activity.watched() {
-                self.activity.record(Happening {
-                    at: now,
-                    session: m.session.clone(),
-                    chat: Some(m.chat.clone()),
-                    message_id: Some(m.id.clone()),
-                    what,
-                    rule,
-                    detail: detail.map(str::to_owned),
-                });
-            }
-        };
-        let (receipt, outcome) = match receipt_of(&m, plan, now) {
-            Ok(planned) => planned,
+        match receipt_of(&m, plan, now) {
+            Ok((receipt, outcome)) => Ok(ToStore {
+                message: m,
+                receipt,
+                outcome,
+                now,
+            }),
             Err(ignored) => {
                 if let Outcome::Ignored { reason, rule } = &ignored {
-                    feed(What::Ignored, rule.clone(), Some(reason.code()));
+                    self.feed(&m, now, What::Ignored, rule.clone(), Some(reason.code()));
                 }
-                return Ok(ignored);
+                Err(ignored)
             }
-        };
-        let chat = ChatKey {
-            session: m.session.clone(),
-            chat: m.chat.clone(),
-        };
-        let (due, rule) = (receipt.due_at, receipt.rule.clone());
-        match self.queue.accept(receipt).await? {
+        }
+    }
+
+    /// Stores a run of receipts in one transaction, then answers each: duplicates as such, new ones with
+    /// the scheduler woken and another replica told.
+    async fn store_run(
+        &self,
+        run: Vec<(usize, ToStore)>,
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<(), StoreError> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        let receipts = run.iter().map(|(_, s)| s.receipt.clone()).collect();
+        let accepted = self.queue.accept_all(receipts).await?;
+        for ((at, s), accepted) in run.into_iter().zip(accepted) {
+            outcomes[at] = Some(self.stored(s, accepted));
+        }
+        Ok(())
+    }
+
+    /// What a stored receipt answers; a new one wakes the scheduler and tells the session's holder.
+    fn stored(&self, s: ToStore, accepted: Accepted) -> Outcome {
+        let ToStore {
+            message: m,
+            receipt,
+            outcome,
+            now,
+        } = s;
+        let rule = Some(receipt.rule.clone());
+        match accepted {
             Accepted::Duplicate => {
-                feed(What::Duplicate, Some(rule), None);
-                Ok(Outcome::Duplicate)
+                self.feed(&m, now, What::Duplicate, rule, None);
+                Outcome::Duplicate
             }
             Accepted::New { .. } => {
                 let what = match outcome {
                     Outcome::Held { .. } => What::OnReply,
                     _ => What::Scheduled,
                 };
-                feed(what, Some(rule), None);
-                self.announce(&chat, due);
-                self.scheduler.wake(chat, due);
-                Ok(outcome)
+                self.feed(&m, now, what, rule, None);
+                let chat = ChatKey {
+                    session: m.session,
+                    chat: m.chat,
+                };
+                self.announce(&chat, receipt.due_at);
+                self.scheduler.wake(chat, receipt.due_at);
+                outcome
             }
+        }
+    }
+
+    /// Records what became of a message for the console's live feed, when someone watches it.
+    fn feed(
+        &self,
+        m: &IncomingMessage,
+        at: Timestamp,
+        what: What,
+        rule: Option<Arc<str>>,
+        detail: Option<&str>,
+    ) {
+        if self.activity.watched() {
+            self.activity.record(Happening {
+                at,
+                session: m.session.clone(),
+                chat: Some(m.chat.clone()),
+                message_id: Some(m.id.clone()),
+                what,
+                rule,
+                detail: detail.map(str::to_owned),
+            });
         }
     }
 

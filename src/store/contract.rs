@@ -32,6 +32,7 @@ macro_rules! store_contract_tests {
     ($make:expr) => {
         $crate::store_contract_tests!(@each $make;
             accepting_stores_once_and_answers_duplicate_after,
+            accepting_several_at_once_answers_each_in_order,
             a_chat_loads_in_due_order_and_several_chats_in_one_call,
             due_heads_come_in_due_order_by_pages_up_to_a_moment,
             outcomes_complete_retry_or_bury_in_one_call,
@@ -154,6 +155,38 @@ pub async fn accepting_stores_once_and_answers_duplicate_after(store: &dyn Store
         Accepted::New { .. }
     ));
     assert_eq!(store.list_pending(10).await.unwrap().len(), 2);
+}
+
+pub async fn accepting_several_at_once_answers_each_in_order(store: &dyn Store) {
+    accept(store, receipt("1@c.us", "before", t(10))).await;
+    let answers = store
+        .accept_all(vec![
+            receipt("1@c.us", "a", t(20)),
+            receipt("2@c.us", "before", t(30)),
+            receipt("2@c.us", "b", t(40)),
+            receipt("3@c.us", "a", t(50)),
+        ])
+        .await
+        .unwrap();
+
+    let new = |a: &Accepted| matches!(a, Accepted::New { .. });
+    assert_eq!(
+        answers.iter().map(new).collect::<Vec<_>>(),
+        [true, false, true, false],
+        "{answers:?}"
+    );
+    let Accepted::New { id: first } = answers[0] else {
+        unreachable!()
+    };
+    let Accepted::New { id: second } = answers[2] else {
+        unreachable!()
+    };
+    assert!(first < second, "ids in the order accepted");
+    let pending = store.list_pending(10).await.unwrap();
+    let mut stored = ids(&pending);
+    stored.sort_unstable();
+    assert_eq!(stored, ["a", "b", "before"]);
+    assert!(store.accept_all(Vec::new()).await.unwrap().is_empty());
 }
 
 pub async fn a_chat_loads_in_due_order_and_several_chats_in_one_call(store: &dyn Store) {

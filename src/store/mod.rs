@@ -261,6 +261,15 @@ impl StoreError {
 pub trait Queue: Send + Sync + 'static {
     /// Remembers the message id and stores the receipt, unless the id was accepted before.
     async fn accept(&self, receipt: NewReceipt) -> Result<Accepted, StoreError>;
+    /// [`Queue::accept`] for several receipts in one transaction: all are committed or none; one answer
+    /// each, in order (a message id twice in `receipts` is a duplicate the second time).
+    async fn accept_all(&self, receipts: Vec<NewReceipt>) -> Result<Vec<Accepted>, StoreError> {
+        let mut answers = Vec::with_capacity(receipts.len());
+        for receipt in receipts {
+            answers.push(self.accept(receipt).await?);
+        }
+        Ok(answers)
+    }
     /// Every pending receipt of one chat, earliest due first.
     async fn chat_receipts(&self, chat: &ChatKey) -> Result<Vec<Receipt>, StoreError>;
     /// Every pending receipt of these chats, each chat's earliest due first: what the scheduler loads when

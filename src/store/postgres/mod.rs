@@ -229,41 +229,103 @@ fn chat_from_row(row: &Row) -> Result<ChatKey, StoreError> {
     chat_key(get(row, "session")?, get(row, "chat")?)
 }
 
+/// Remembers the message id and stores the receipt, unless the id was accepted before: the new row's id, or
+/// no row.
+const ACCEPT: &str = "WITH fresh AS (
+         INSERT INTO dedup (session, message_id, accepted_at) VALUES ($1, $3, $11)
+         ON CONFLICT DO NOTHING RETURNING 1
+     )
+     INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply,
+                          on_reply, expires, chat_phone, accepted_at, bare_id)
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM fresh RETURNING id";
+
+/// [`ACCEPT`]'s parameters for one receipt, computed once and borrowed by the call.
+struct AcceptRow<'a> {
+    session: &'a str,
+    chat: &'a str,
+    message_id: &'a str,
+    rule: &'a str,
+    due_at: i64,
+    not_before: i64,
+    read_on_reply: bool,
+    on_reply: bool,
+    expires: bool,
+    chat_phone: Option<&'a str>,
+    accepted_at: i64,
+    bare_id: String,
+}
+
+impl<'a> AcceptRow<'a> {
+    fn of(r: &'a NewReceipt) -> Self {
+        Self {
+            session: r.session.as_str(),
+            chat: r.chat.as_str(),
+            message_id: r.message_id.as_str(),
+            rule: &r.rule,
+            due_at: ms(r.due_at),
+            not_before: ms(r.not_before),
+            read_on_reply: r.read_on_reply,
+            on_reply: r.on_reply,
+            expires: r.expires,
+            chat_phone: r.chat_phone.as_ref().map(ChatId::as_str),
+            accepted_at: ms(r.accepted_at),
+            bare_id: r.message_id.bare().as_str().to_owned(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 12] {
+        [
+            &self.session,
+            &self.chat,
+            &self.message_id,
+            &self.rule,
+            &self.due_at,
+            &self.not_before,
+            &self.read_on_reply,
+            &self.on_reply,
+            &self.expires,
+            &self.chat_phone,
+            &self.accepted_at,
+            &self.bare_id,
+        ]
+    }
+}
+
+/// What [`ACCEPT`] answered: the new row's id, or none for a message id accepted before.
+fn accepted(id: Option<i64>) -> Accepted {
+    match id {
+        Some(id) => Accepted::New {
+            id: ReceiptId::from_row(id),
+        },
+        None => Accepted::Duplicate,
+    }
+}
+
 #[async_trait]
 impl Queue for PostgresStore {
     async fn accept(&self, r: NewReceipt) -> Result<Accepted, StoreError> {
+        let row = AcceptRow::of(&r);
         let rows = self
-            .query(
-                "WITH fresh AS (
-                     INSERT INTO dedup (session, message_id, accepted_at) VALUES ($1, $3, $11)
-                     ON CONFLICT DO NOTHING RETURNING 1
-                 )
-                 INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply,
-                                      on_reply, expires, chat_phone, accepted_at, bare_id)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM fresh RETURNING id",
-                &[
-                    &r.session.as_str(),
-                    &r.chat.as_str(),
-                    &r.message_id.as_str(),
-                    &&*r.rule,
-                    &ms(r.due_at),
-                    &ms(r.not_before),
-                    &r.read_on_reply,
-                    &r.on_reply,
-                    &r.expires,
-                    &r.chat_phone.as_ref().map(ChatId::as_str),
-                    &ms(r.accepted_at),
-                    &r.message_id.bare().as_str(),
-                ],
-                |row| get::<i64>(row, "id"),
-            )
+            .query(ACCEPT, &row.params(), |row| get::<i64>(row, "id"))
             .await?;
-        Ok(match rows.first() {
-            Some(&id) => Accepted::New {
-                id: ReceiptId::from_row(id),
-            },
-            None => Accepted::Duplicate,
-        })
+        Ok(accepted(rows.first().copied()))
+    }
+
+    async fn accept_all(&self, receipts: Vec<NewReceipt>) -> Result<Vec<Accepted>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        let statement = tx.prepare_cached(ACCEPT).await.map_err(unavailable)?;
+        let mut answers = Vec::with_capacity(receipts.len());
+        for r in &receipts {
+            let row = tx
+                .query_opt(&statement, &AcceptRow::of(r).params())
+                .await
+                .map_err(unavailable)?;
+            let id = row.map(|row| get::<i64>(&row, "id")).transpose()?;
+            answers.push(accepted(id));
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(answers)
     }
 
     async fn chat_receipts(&self, chat: &ChatKey) -> Result<Vec<Receipt>, StoreError> {

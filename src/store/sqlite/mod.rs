@@ -174,6 +174,41 @@ fn query<T>(
 }
 
 /// Runs a prepared (cached) statement that returns no rows.
+/// Remembers the message id and stores the receipt, unless the id was accepted before.
+fn insert_receipt(c: &rusqlite::Connection, r: &NewReceipt) -> Result<Accepted, StoreError> {
+    let fresh = exec(
+        c,
+        "INSERT INTO dedup (session, message_id, accepted_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        params![r.session.as_str(), r.message_id.as_str(), ms(r.accepted_at)],
+    )?;
+    if fresh == 0 {
+        return Ok(Accepted::Duplicate);
+    }
+    exec(
+        c,
+        "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply, accepted_at,
+                              chat_phone, bare_id, on_reply, expires)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            r.session.as_str(),
+            r.chat.as_str(),
+            r.message_id.as_str(),
+            &*r.rule,
+            ms(r.due_at),
+            ms(r.not_before),
+            r.read_on_reply,
+            ms(r.accepted_at),
+            r.chat_phone.as_ref().map(ChatId::as_str),
+            r.message_id.bare().as_str(),
+            r.on_reply,
+            r.expires
+        ],
+    )?;
+    Ok(Accepted::New {
+        id: ReceiptId::from_row(c.last_insert_rowid()),
+    })
+}
+
 fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
     c.prepare_cached(sql)
         .and_then(|mut s| s.execute(params))
@@ -183,39 +218,14 @@ fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usiz
 #[async_trait]
 impl Queue for SqliteStore {
     async fn accept(&self, r: NewReceipt) -> Result<Accepted, StoreError> {
+        self.engine.call(true, move |c| insert_receipt(c, &r)).await
+    }
+
+    async fn accept_all(&self, receipts: Vec<NewReceipt>) -> Result<Vec<Accepted>, StoreError> {
+        // One job, so one savepoint: all of them or none.
         self.engine
             .call(true, move |c| {
-                let fresh = exec(
-                    c,
-                    "INSERT INTO dedup (session, message_id, accepted_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                    params![r.session.as_str(), r.message_id.as_str(), ms(r.accepted_at)],
-                )?;
-                if fresh == 0 {
-                    return Ok(Accepted::Duplicate);
-                }
-                exec(
-                    c,
-                    "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply, accepted_at,
-                                          chat_phone, bare_id, on_reply, expires)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                    params![
-                        r.session.as_str(),
-                        r.chat.as_str(),
-                        r.message_id.as_str(),
-                        &*r.rule,
-                        ms(r.due_at),
-                        ms(r.not_before),
-                        r.read_on_reply,
-                        ms(r.accepted_at),
-                        r.chat_phone.as_ref().map(ChatId::as_str),
-                        r.message_id.bare().as_str(),
-                        r.on_reply,
-                        r.expires
-                    ],
-                )?;
-                Ok(Accepted::New {
-                    id: ReceiptId::from_row(c.last_insert_rowid()),
-                })
+                receipts.iter().map(|r| insert_receipt(c, r)).collect()
             })
             .await
     }
