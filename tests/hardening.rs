@@ -691,7 +691,15 @@ async fn a_429_storm_waits_as_asked_between_calls_and_then_sends_everything() {
 async fn secrets_never_appear_in_logs_even_at_trace_level() {
     let fake = FakeWasend::start().await;
     fake.script([Answer::status(500), Answer::status(401)]);
-    let app = TestApp::spawn_process(&fake, Options::default().set("log.level", "trace")).await;
+    let options = Options::default()
+        .set("log.level", "trace")
+        .set(&format!("gateway.sessions.{META_NUMBER}"), "meta")
+        .set(&format!("gateway.sessions.{GREEN_INSTANCE}"), "green")
+        .set(
+            &format!("gateway.sessions.{EVOLUTION_INSTANCE}"),
+            "evolution",
+        );
+    let app = TestApp::spawn_process(&fake, options).await;
 
     app.send(&message("default", "491511234567@c.us", "m-trace"))
         .await;
@@ -718,12 +726,49 @@ async fn secrets_never_appear_in_logs_even_at_trace_level() {
     })
     .await;
 
+    // Every other gateway once, right and wrong: Green's token travels in the URL path.
+    app.post_meta(&meta_text("5511987650001", "wamid.trace"))
+        .await;
+    app.post_meta_with(&meta_text("5511987650001", "wamid.bad"), Some("sha256=00"))
+        .await;
+    app.post_green(&green_text("79001234568@c.us", "BAE5TRACE0000001"))
+        .await;
+    app.post_green_with(
+        &green_text("79001234568@c.us", "BAE5TRACE0000002"),
+        Some("Bearer wrong"),
+    )
+    .await;
+    app.post_evolution(&evolution_text(
+        "5511999990001@s.whatsapp.net",
+        "3EB0TRACE00000001",
+    ))
+    .await;
+    app.post_evolution_with(
+        "/webhook/evolution",
+        &evolution_text("5511999990001@s.whatsapp.net", "3EB0TRACE00000002"),
+        &[("authorization", "Bearer not.a.jwt")],
+    )
+    .await;
+    fake.wait_for_calls(5, WAIT).await;
+
     let logs = app.logs().join("\n");
     assert!(
         logs.contains("TRACE") || logs.contains("DEBUG"),
         "the run logged at trace level"
     );
-    for secret in [API_KEY, HMAC_KEY, ADMIN_TOKEN] {
+    for secret in [
+        API_KEY,
+        HMAC_KEY,
+        ADMIN_TOKEN,
+        META_APP_SECRET,
+        META_VERIFY_TOKEN,
+        META_ACCESS_TOKEN,
+        GREEN_WEBHOOK_TOKEN,
+        GREEN_API_TOKEN,
+        EVOLUTION_TOKEN,
+        EVOLUTION_JWT_KEY,
+        EVOLUTION_API_KEY,
+    ] {
         assert!(!logs.contains(secret), "{secret} appears in the logs");
     }
 }
