@@ -1,11 +1,14 @@
 """What the gateway comparisons share: free loopback ports, polling with a deadline, and autoseen started
 on its own config folder with rules that mark at once."""
 
+import http.server
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import threading
 import urllib.request
 
 
@@ -49,3 +52,37 @@ def start_autoseen(binary, work, sections, env):
 
     wait_for(ready, "autoseen to be ready")
     return process, port
+
+
+def recording_server(answer):
+    """A fake API on a free loopback port that records every POST (method, path, the Authorization and apikey
+    headers, the JSON body) and answers what `answer(path)` returns: (status, body bytes). Returns the server,
+    its port and the list the requests are recorded in."""
+    recorded = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            recorded.append({
+                "method": "POST",
+                "path": self.path,
+                "authorization": self.headers.get("authorization"),
+                "apikey": self.headers.get("apikey"),
+                "body": json.loads(body or b"null"),
+            })
+            status, reply = answer(self.path)
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, port, recorded

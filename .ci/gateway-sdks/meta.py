@@ -9,11 +9,9 @@ the same. Exits non-zero, saying what differs, when anything does.
 
 import hashlib
 import hmac
-import http.server
 import json
 import sys
 import tempfile
-import threading
 import urllib.error
 import urllib.request
 
@@ -27,31 +25,6 @@ NUMBER = "730011223344551"
 TOKEN = "ci-meta-access-token-5d2e9b"
 SECRET = "ci-meta-app-secret-81f0c4a7"
 MESSAGE = "wamid.HBgNNTUxMTk4NzY1MDAwMRUCABIYFDNBQ0ktUFlXQS1DT01QQVJFAA=="
-
-recorded = []
-
-
-class Graph(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("content-length", 0)))
-        recorded.append(
-            {
-                "method": "POST",
-                "path": self.path,
-                "authorization": self.headers.get("authorization"),
-                "body": json.loads(body or b"null"),
-            }
-        )
-        answer = b'{"success":true}'
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *args):
-        pass
-
 
 def post(port, body, signature):
     request = urllib.request.Request(
@@ -97,9 +70,7 @@ api_version = "v26.0"
 
 def main():
     binary = sys.argv[1]
-    graph_port = common.free_port()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", graph_port), Graph)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, graph_port, recorded = common.recording_server(lambda path: (200, b'{"success":true}'))
     failures = []
 
     # 1. pywa marks the message read.

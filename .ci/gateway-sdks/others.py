@@ -8,11 +8,9 @@ webhook for each same message and marks it. Method, path, the auth header and th
 Exits non-zero, saying what differs, when anything does.
 """
 
-import http.server
 import json
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -34,37 +32,6 @@ GREEN_TOKEN = "ci-green-api-token-d41f"
 GREEN_WEBHOOK = "ci-green-webhook-token-0a83"
 GREEN_CHAT = "79001234568@c.us"
 GREEN_ID = "BAE5C1SDKCOMPARE01"
-
-recorded = []
-
-
-class Fake(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("content-length", 0)))
-        recorded.append(
-            {
-                "method": "POST",
-                "path": self.path,
-                "authorization": self.headers.get("authorization"),
-                "apikey": self.headers.get("apikey"),
-                "body": json.loads(body or b"null"),
-            }
-        )
-        if self.path.startswith("/chat/markMessageAsRead/"):
-            status, answer = 201, b'{"message":"Read messages","read":"success"}'
-        else:
-            status, answer = 200, b'{"setRead":true}'
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *args):
-        pass
-
 
 def post(port, path, body, headers):
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST")
@@ -98,6 +65,13 @@ api_url = "http://127.0.0.1:{fake_port}"
     return common.start_autoseen(binary, work, sections, env)
 
 
+def answer(path):
+    """Evolution's markMessageAsRead answers 201; Green's readChat 200 {"setRead":true}."""
+    if path.startswith("/chat/markMessageAsRead/"):
+        return 201, b'{"message":"Read messages","read":"success"}'
+    return 200, b'{"setRead":true}'
+
+
 def compare(name, theirs, ours, keys, failures):
     for key in keys:
         if theirs[key] != ours[key]:
@@ -107,9 +81,7 @@ def compare(name, theirs, ours, keys, failures):
 
 def main():
     binary = sys.argv[1]
-    fake_port = common.free_port()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", fake_port), Fake)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, fake_port, recorded = common.recording_server(answer)
     base = f"http://127.0.0.1:{fake_port}"
     failures = []
 
