@@ -181,6 +181,18 @@ fn kubernetes() -> HashMap<String, Value> {
             by_kind.insert(doc["kind"].as_str().unwrap().to_string(), doc);
         }
     }
+    // The opt-in monitoring component: its ServiceMonitor.
+    let component = &yaml_docs("deploy/kubernetes/components/monitoring/kustomization.yaml")[0];
+    assert_eq!(component["kind"], "Component");
+    for file in component["resources"].as_array().unwrap() {
+        let path = format!(
+            "deploy/kubernetes/components/monitoring/{}",
+            file.as_str().unwrap()
+        );
+        for doc in yaml_docs(&path) {
+            by_kind.insert(doc["kind"].as_str().unwrap().to_string(), doc);
+        }
+    }
     by_kind
 }
 
