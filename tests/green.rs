@@ -290,3 +290,31 @@ async fn a_429_waits_and_retries_and_a_401_pauses_the_instance() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_message_its_sender_deleted_is_never_marked_and_the_deletion_is_no_new_message() {
+    let fake = FakeWasend::start().await;
+    let app = green_app(
+        &fake,
+        "[defaults]\naction = \"seen\"\ndelay = \"1h\"\n",
+        &[],
+    )
+    .await;
+    app.post_green(&green_fixture("incoming")).await;
+    app.post_green(&green_text(IVAN, "BAE5000000000050")).await;
+
+    let (status, answer) = app.post_green(&green_fixture("deleted")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer,
+        serde_json::json!({"status": "deleted", "cancelled": 1})
+    );
+    assert_eq!(app.pending_ids().await, ["BAE5000000000050"]);
+    // An edit is no new message either.
+    let edited = green_fixture("deleted")
+        .replace("deletedMessage\"", "editedMessage\"")
+        .replace("BAE5D5E1E7ED0A11", "BAE5ED17ED000001");
+    let (_, answer) = app.post_green(&edited).await;
+    assert_eq!(answer["status"], "ignored", "{answer}");
+    assert_eq!(app.pending_ids().await, ["BAE5000000000050"]);
+}

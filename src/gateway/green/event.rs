@@ -2,14 +2,16 @@
 //!
 //! One notification per request; `typeWebhook` says what it is: `incomingMessageReceived` (someone wrote),
 //! `outgoingMessageReceived` and `outgoingAPIMessageReceived` (we wrote, from the phone or through the API),
-//! `incomingMessageStatus` with status `read` (an incoming message read on another device). Any other type is
-//! answered ignored. The session is `instanceData.idInstance`; the chat is `senderData.chatId` (or `chatId`
+//! `incomingMessageStatus` with status `read` (an incoming message read on another device). An incoming
+//! `deletedMessage` (`deletedMessageWebhook`) is a deletion of `deletedMessageData.stanzaId`; an
+//! `editedMessage` is no new message. Any other type is answered ignored. The session is `instanceData.idInstance`; the chat is `senderData.chatId` (or `chatId`
 //! for a status), the group sender `senderData.sender`; ids are Green's `idMessage`.
 
 use serde::Deserialize;
 
 use crate::domain::{
-    Ack, AckLevel, ChatId, Event, Gateway, IncomingMessage, MessageId, SessionName,
+    Ack, AckLevel, BareMessageId, ChatId, Deletion, Event, Gateway, IncomingMessage, MessageId,
+    SessionName,
 };
 use crate::gateway::json::{
     BodyError, MAX_DEPTH, MEDIA_TYPES, from_object, invalid, nests_at_most,
@@ -59,6 +61,14 @@ struct MessageData {
     text: Option<TextData>,
     #[serde(rename = "extendedTextMessageData")]
     extended: Option<ExtendedData>,
+    #[serde(rename = "deletedMessageData")]
+    deleted: Option<DeletedData>,
+}
+
+#[derive(Deserialize)]
+struct DeletedData {
+    #[serde(rename = "stanzaId")]
+    stanza_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +113,31 @@ pub fn parse(body: &[u8]) -> Result<Event, ParseError> {
         .as_ref()
         .and_then(|m| m.kind.as_deref())
         .unwrap_or("");
+    match (kind, from_me) {
+        // Deleted by its sender for everyone (`deletedMessageWebhook`): the deleted message is
+        // `deletedMessageData.stanzaId`, not this notification's id.
+        ("deletedMessage", false) => {
+            let deleted = message
+                .and_then(|m| m.deleted)
+                .and_then(|d| d.stanza_id)
+                .ok_or(ParseError::Missing(
+                    "messageData.deletedMessageData.stanzaId",
+                ))?;
+            return Ok(Event::Deleted(Deletion {
+                session,
+                chat,
+                bare: BareMessageId::parse(&deleted)
+                    .map_err(invalid("messageData.deletedMessageData.stanzaId"))?,
+            }));
+        }
+        // An edit (`editedMessageWebhook`), or our own message deleted: no new message to mark.
+        ("editedMessage" | "deletedMessage", _) => {
+            return Ok(Event::Other {
+                event: format!("{} {kind}", n.kind.as_deref().unwrap_or_default()),
+            });
+        }
+        _ => {}
+    }
     let has_media = MEDIA_TYPES.contains(&kind);
     let text = message.and_then(|m| {
         m.text
