@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(10);
 const PAULA: &str = "5511999990001@s.whatsapp.net";
 const HELD: &str = "[defaults]\naction = \"on_reply\"\n";
-const HOUR: &str = "[defaults]\naction = \"seen\"\ndelay = \"1h\"\n";
 
 async fn evolution_app(fake: &FakeWasend, rules: &str, settings: &[(&str, &str)]) -> TestApp {
     let options = settings.iter().fold(
@@ -41,7 +40,7 @@ fn jwt(key: &str, exp_from_now: i64) -> String {
 async fn an_event_is_taken_with_the_instance_header_or_an_unexpired_jwt_never_with_the_body_apikey()
 {
     let fake = FakeWasend::start().await;
-    let app = evolution_app(&fake, HOUR, &[]).await;
+    let app = evolution_app(&fake, HOUR_RULES, &[]).await;
     let body = evolution_fixture("upsert");
     let post = |headers: Vec<(&'static str, String)>| {
         let app = &app;
@@ -150,18 +149,8 @@ async fn a_message_is_read_with_mark_message_as_read_and_lid_chats_by_their_phon
 #[tokio::test]
 async fn a_group_sender_known_by_a_lid_matches_phone_rules_through_its_phone() {
     let fake = FakeWasend::start().await;
-    let rules = r#"
-[defaults]
-action = "ignore"
-
-[[rules]]
-name = "bia"
-chat_types = ["group"]
-senders = ["+55 11 99999-0003"]
-action = "seen"
-delay = "0s"
-"#;
-    let app = evolution_app(&fake, rules, &[]).await;
+    let rules = group_sender_rules("bia", "+55 11 99999-0003");
+    let app = evolution_app(&fake, &rules, &[]).await;
     let (_, answer) = app.post_evolution(&evolution_fixture("group-lid")).await;
     assert_eq!(answer["rule"], "bia", "{answer}");
     let calls = fake.wait_for_calls(1, WAIT).await;
@@ -200,7 +189,7 @@ async fn our_own_messages_from_the_phone_or_the_api_release_held_receipts_in_one
 #[tokio::test]
 async fn a_read_on_another_device_cancels_and_a_deletion_cancels_only_the_deleted_message() {
     let fake = FakeWasend::start().await;
-    let app = evolution_app(&fake, HOUR, &[]).await;
+    let app = evolution_app(&fake, HOUR_RULES, &[]).await;
     app.post_evolution(&evolution_text(PAULA, "3EB0000000000000D0"))
         .await;
     app.post_evolution(&evolution_fixture("upsert")).await;

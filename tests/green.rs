@@ -86,18 +86,8 @@ async fn an_incoming_message_is_read_with_readchat_and_the_token_only_in_the_pat
 #[tokio::test]
 async fn a_group_message_is_filed_under_the_group_with_its_participant_as_sender() {
     let fake = FakeWasend::start().await;
-    let rules = r#"
-[defaults]
-action = "ignore"
-
-[[rules]]
-name = "olga in groups"
-chat_types = ["group"]
-senders = ["+7 900 555-01-01"]
-action = "seen"
-delay = "0s"
-"#;
-    let app = green_app(&fake, rules, &[]).await;
+    let rules = group_sender_rules("olga in groups", "+7 900 555-01-01");
+    let app = green_app(&fake, &rules, &[]).await;
 
     let (_, answer) = app.post_green(&green_fixture("group")).await;
     assert_eq!(answer["rule"], "olga in groups", "{answer}");
@@ -131,12 +121,7 @@ async fn our_own_messages_from_the_phone_or_the_api_release_the_chat_up_to_its_n
 #[tokio::test]
 async fn a_message_read_on_another_device_is_not_marked_again() {
     let fake = FakeWasend::start().await;
-    let app = green_app(
-        &fake,
-        "[defaults]\naction = \"seen\"\ndelay = \"1h\"\n",
-        &[],
-    )
-    .await;
+    let app = green_app(&fake, HOUR_RULES, &[]).await;
     app.post_green(&green_fixture("incoming")).await;
     app.post_green(&green_text("79001112233@c.us", "BAE5000000000020"))
         .await;
@@ -294,12 +279,7 @@ async fn a_429_waits_and_retries_and_a_401_pauses_the_instance() {
 #[tokio::test]
 async fn a_message_its_sender_deleted_is_never_marked_and_the_deletion_is_no_new_message() {
     let fake = FakeWasend::start().await;
-    let app = green_app(
-        &fake,
-        "[defaults]\naction = \"seen\"\ndelay = \"1h\"\n",
-        &[],
-    )
-    .await;
+    let app = green_app(&fake, HOUR_RULES, &[]).await;
     app.post_green(&green_fixture("incoming")).await;
     app.post_green(&green_text(IVAN, "BAE5000000000050")).await;
 

@@ -317,6 +317,17 @@ async fn record(
 // ---------------------------------------------------------------------------------------------------------
 // The app under test.
 
+/// Rules that ignore everything but group messages from the sender `phone`, marked at once under `name`.
+pub fn group_sender_rules(name: &str, phone: &str) -> String {
+    format!(
+        "[defaults]\naction = \"ignore\"\n\n[[rules]]\nname = \"{name}\"\nchat_types = [\"group\"]\n\
+         senders = [\"{phone}\"]\naction = \"seen\"\ndelay = \"0s\"\n"
+    )
+}
+
+/// Rules that mark every message an hour after it arrives: receipts stay pending for the whole test.
+pub const HOUR_RULES: &str = "[defaults]\naction = \"seen\"\ndelay = \"1h\"\n";
+
 pub const BASE_RULES: &str = r#"
 [defaults]
 action = "seen"
