@@ -281,6 +281,40 @@ fn check_refuses_short_or_empty_tokens_and_a_key_that_would_leave_for_another_se
 }
 
 #[test]
+fn check_names_a_bad_sslmode_and_an_unreadable_root_certificate_without_the_password() {
+    let dir = config_with(
+        "[store]\nurl = \"postgres://autoseen:pg-pass-7@db:5432/x?sslmode=verify\"\n",
+        "",
+    );
+    let out = autoseen(&["check", "--config", &dir.path().display().to_string()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`store.url` has sslmode=verify, which is none of disable, prefer, require, verify-ca, verify-full"),
+        "{err}"
+    );
+
+    let missing = dir.path().join("no-such-ca.pem");
+    let url = format!(
+        "postgres://autoseen:pg-pass-7@db:5432/x?sslmode=verify-full&sslrootcert={}",
+        missing.display()
+    );
+    std::fs::write(
+        dir.path().join("autoseen.toml"),
+        format!("[store]\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    let out = autoseen(&["check", "--config", &dir.path().display().to_string()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("sslrootcert=") && err.contains("no-such-ca.pem which cannot be read"),
+        "{err}"
+    );
+    assert!(!err.contains("pg-pass-7"), "{err}");
+}
+
+#[test]
 fn explain_takes_a_meta_body_item_by_item_with_meta_chats_in_their_canonical_forms() {
     let dir = config_with(
         "[gateway]\ndefault = \"meta\"\n",

@@ -368,9 +368,10 @@ fn the_postgres_overlay_runs_rolling_replicas_without_a_volume_on_the_url_from_t
             env.push((k.clone(), v.as_str().unwrap().to_string()));
         }
     }
+    mount_the_postgres_ca(dir.path(), &mut env, &deployment);
     let s = ready(dir.path(), &env);
 
-    assert_eq!(*resources, ["../../base", "pdb.yaml"]);
+    assert_eq!(*resources, ["../../base", "pdb.yaml", "postgres-ca.yaml"]);
     for p in overlay["patches"]
         .as_array()
         .unwrap()
@@ -426,6 +427,38 @@ fn the_postgres_overlay_runs_rolling_replicas_without_a_volume_on_the_url_from_t
         pdb["spec"]["selector"]["matchLabels"],
         base["Deployment"]["spec"]["selector"]["matchLabels"]
     );
+}
+
+/// The overlay's URL checks the server with `sslmode=verify-full` against the CA file the overlay mounts from
+/// its ConfigMap; that file, written into `dir`, stands in for the mount in `env`'s URL.
+fn mount_the_postgres_ca(dir: &Path, env: &mut [(String, String)], deployment: &Value) {
+    let ca = &yaml_docs("deploy/kubernetes/overlays/postgres/postgres-ca.yaml")[0];
+    let pod = &deployment["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["configMap"]["name"] == ca["metadata"]["name"])
+        .expect("the overlay mounts the CA's ConfigMap");
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .expect("the container mounts the CA volume");
+    let (key, pem) = ca["data"].as_object().unwrap().iter().next().unwrap();
+    let mounted = format!("{}/{key}", mount["mountPath"].as_str().unwrap());
+    let (_, url) = env
+        .iter_mut()
+        .find(|(k, _)| k == "AUTOSEEN__STORE__URL")
+        .unwrap();
+    assert!(
+        url.ends_with(&format!("?sslmode=verify-full&sslrootcert={mounted}")),
+        "{url}"
+    );
+    let local = dir.join(key);
+    std::fs::write(&local, pem.as_str().unwrap()).unwrap();
+    *url = url.replace(&mounted, &local.display().to_string());
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! (`server`, `store`, `sections` here; `[wasend]` with the client, `[delivery]` with the scheduler) into one
 //! list of [`Problems`]; sections that one part of the service owns alone live beside it and are gathered here.
 
+mod postgres_url;
 mod sections;
 mod server;
 mod store;
@@ -18,6 +19,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use postgres_url::{PostgresUrl, RootCerts, SslMode};
 pub use sections::{
     AdminSettings, BotSettings, LogFormat, LogSettings, MetricsSettings, WebhookSettings,
 };

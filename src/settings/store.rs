@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Problems;
+use super::postgres_url::{PostgresUrl, RootCerts};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -107,6 +108,11 @@ impl StoreUrl {
         url.starts_with("postgres://") || url.starts_with("postgresql://")
     }
 
+    /// A `postgres://` URL taken apart into what the driver reads and the TLS options autoseen reads.
+    pub fn postgres(&self) -> Result<PostgresUrl, String> {
+        PostgresUrl::parse(self.expose())
+    }
+
     fn sqlite_path(&self) -> Option<PathBuf> {
         self.expose()
             .strip_prefix("sqlite:")
@@ -144,6 +150,31 @@ impl Serialize for StoreUrl {
     }
 }
 
+/// What the driver would refuse in a `postgres://` URL, and a root certificate file that cannot be read.
+fn check_postgres_url(url: &StoreUrl, out: &mut Problems) {
+    let parsed = match url.postgres() {
+        Ok(parsed) => parsed,
+        Err(problem) => return out.bad("store.url", problem),
+    };
+    if let Err(e) = parsed.driver.parse::<tokio_postgres::Config>() {
+        out.bad(
+            "store.url",
+            format!("is not a PostgreSQL URL the driver accepts ({e}): `{url}`"),
+        );
+    }
+    if let Some(RootCerts::File(path)) = &parsed.root
+        && let Err(e) = std::fs::metadata(path)
+    {
+        out.bad(
+            "store.url",
+            format!(
+                "has sslrootcert={} which cannot be read ({e}); mount the CA's PEM file there",
+                path.display()
+            ),
+        );
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Synchronous {
@@ -169,6 +200,7 @@ impl StoreSettings {
                 );
             }
             if url.is_postgres() {
+                check_postgres_url(url, out);
                 for (key, set) in [
                     ("store.synchronous", self.synchronous.is_some()),
                     ("store.busy_timeout", self.busy_timeout.is_some()),

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use tokio_postgres::NoTls;
 
 use super::{PostgresStore, chat_key, corrupt, get, ms, notify_wake, unavailable};
 use crate::domain::{ChatKey, SessionName};
@@ -109,7 +108,7 @@ impl Cluster for PostgresStore {
     async fn listen(&self, wake: tokio::sync::mpsc::UnboundedSender<(ChatKey, Timestamp)>) {
         use futures_util::StreamExt;
         while !wake.is_closed() {
-            let (client, mut connection) = match self.config.connect(NoTls).await {
+            let (client, mut connection) = match self.config.connect(self.tls.clone()).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen for other replicas' work; trying again");

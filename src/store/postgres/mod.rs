@@ -10,6 +10,7 @@
 
 mod cluster;
 mod schema;
+mod tls;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use jiff::Timestamp;
 use tokio::sync::OnceCell;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::cluster::Fence;
 use super::{
@@ -63,14 +65,22 @@ pub struct PostgresStore {
     migrated: Arc<OnceCell<()>>,
     /// For the listening connection, which lives outside the pool.
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
 }
 
-/// A driver or pool error as the store's; the server's own message (not just "db error") when there is one.
+/// A driver or pool error as the store's, with every cause down the chain (the server's own message rather
+/// than "db error", the certificate check rather than "error performing TLS handshake"), each said once.
 fn unavailable(e: impl std::error::Error) -> StoreError {
-    match e.source() {
-        Some(cause) => StoreError::Unavailable(format!("{e}: {cause}")),
-        None => StoreError::Unavailable(e.to_string()),
+    let mut said = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !said.contains(&text) {
+            said = format!("{said}: {text}");
+        }
+        cause = c.source();
     }
+    StoreError::Unavailable(said)
 }
 
 fn corrupt(e: impl ToString) -> StoreError {
@@ -84,12 +94,16 @@ fn ms(t: Timestamp) -> i64 {
 impl PostgresStore {
     /// A store for `url`; nothing connects until the first query.
     pub fn new(url: &StoreUrl) -> anyhow::Result<Self> {
-        let mut config = tokio_postgres::Config::from_str(url.expose())
+        let parts = url
+            .postgres()
+            .map_err(|problem| anyhow::anyhow!("store.url `{url}` {problem}"))?;
+        let mut config = tokio_postgres::Config::from_str(&parts.driver)
             .map_err(|e| anyhow::anyhow!("store.url `{url}` is not a PostgreSQL URL: {e}"))?;
-        config.connect_timeout(CONNECT_TIMEOUT);
+        let (mode, tls) = tls::connector(&parts)?;
+        config.ssl_mode(mode).connect_timeout(CONNECT_TIMEOUT);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -104,6 +118,7 @@ impl PostgresStore {
             pool,
             migrated: Arc::new(OnceCell::new()),
             config,
+            tls,
         })
     }
 
@@ -615,3 +630,5 @@ impl Operator for PostgresStore {
 
 #[cfg(test)]
 pub mod tests;
+#[cfg(test)]
+mod tls_tests;

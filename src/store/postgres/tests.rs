@@ -3,6 +3,7 @@
 use super::*;
 use crate::store::Store;
 use crate::store::contract::Backend;
+use tokio_postgres::NoTls;
 
 /// The server tests use: `AUTOSEEN_TEST_DATABASE_URL`, else the local default.
 pub fn test_url() -> String {
