@@ -70,7 +70,7 @@ impl Application {
         let (scheduler, handle) =
             Scheduler::new(queue.clone(), client, clock, settings.delivery.clone());
         let mut scheduler = scheduler.with_activity(activity.clone());
-        let replica = cluster.map(|c| Replica::new(c, settings.store.lease_ttl, clock));
+        let replica = cluster.map(|c| Replica::new(c, &settings.store, clock));
         if let Some(r) = &replica {
             scheduler = scheduler.with_cluster(r.cluster(), r.id());
         }

@@ -43,9 +43,9 @@ use crate::store::cluster::{Cluster, Fence, Lease, ReplicaId};
 use crate::store::{DueCursor, DueQuery, Queue, Receipt, ReceiptId, StoreError};
 use crate::time::{Clock, add, from_millis};
 
-/// With several replicas, the pending chats of the sessions held are reloaded at least every this many
-/// heartbeats (about a minute with the default `store.lease_ttl`), besides whenever the holdings change.
-const RELOAD_EVERY_HEARTBEATS: u32 = 12;
+/// With several replicas, the pending chats of the sessions held are reloaded at a heartbeat at least this
+/// long after the last reload, besides whenever the holdings change.
+const RELOAD_EVERY: Duration = Duration::from_secs(60);
 
 /// How long a chat waits before the store is asked again after a store error.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -139,7 +139,8 @@ pub struct Scheduler {
     owned: Option<HashMap<SessionName, Fence>>,
     /// The lease holdings changed: reload the pending chats of the sessions held.
     reload_owned: bool,
-    heartbeats_since_reload: u32,
+    /// When the held sessions' chats were last reloaded.
+    last_reload: tokio::time::Instant,
     unheld: Arc<tokio::sync::Notify>,
 }
 
@@ -185,7 +186,7 @@ impl Scheduler {
             read_all: false,
             owned: None,
             reload_owned: false,
-            heartbeats_since_reload: 0,
+            last_reload: tokio::time::Instant::now(),
             unheld,
         };
         (scheduler, handle)

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use tracing::info;
 
 use super::pacing::Bucket;
-use super::{RELOAD_EVERY_HEARTBEATS, Scheduler};
+use super::{RELOAD_EVERY, Scheduler};
 use crate::domain::SessionName;
 use crate::store::cluster::{Fence, Lease};
 
@@ -54,10 +54,9 @@ impl Scheduler {
         }
         // Reload the held sessions' chats when the holdings changed, and now and then besides: a wake lost
         // while the listening connection was down must not leave a chat waiting for the next move.
-        self.heartbeats_since_reload += 1;
-        self.reload_owned |= new != old || self.heartbeats_since_reload >= RELOAD_EVERY_HEARTBEATS;
+        self.reload_owned |= new != old || self.last_reload.elapsed() >= RELOAD_EVERY;
         if self.reload_owned {
-            self.heartbeats_since_reload = 0;
+            self.last_reload = tokio::time::Instant::now();
         }
         self.owned = Some(new);
     }

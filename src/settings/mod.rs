@@ -487,6 +487,23 @@ mod tests {
     }
 
     #[test]
+    fn the_heartbeat_is_at_most_a_third_of_the_lease() {
+        let err = load("[store]\nlease_ttl = \"2s\"\nheartbeat = \"1s\"\n", &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("`store.heartbeat` is 1s")
+                && err.to_string().contains("a third of store.lease_ttl (2s)"),
+            "{err}"
+        );
+        let short = load("[store]\nlease_ttl = \"300ms\"\n", &[]).unwrap();
+        assert_eq!(short.store.heartbeat(), Duration::from_millis(100));
+        let default = load("", &[]).unwrap();
+        assert_eq!(
+            (default.store.lease_ttl, default.store.heartbeat()),
+            (Duration::from_secs(2), Duration::from_millis(500))
+        );
+    }
+
+    #[test]
     fn bad_values_are_refused_with_a_hint() {
         let err = load("[delivery]\nrate_per_session = \"fast\"\n", &[]).unwrap_err();
         assert!(err.to_string().contains("N/min"), "{err}");

@@ -30,9 +30,13 @@ pub struct StoreSettings {
     #[serde(with = "humantime_serde")]
     pub busy_timeout: Option<Duration>,
     /// PostgreSQL only: how long a replica's hold on a session lasts without a heartbeat; a replica that dies
-    /// loses its sessions to the others after at most this long.
+    /// loses its sessions to the others after at most this long (plus a heartbeat).
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// PostgreSQL only: how often a replica renews its leases and looks for sessions to take. Default 500ms,
+    /// or a third of `lease_ttl` when that is shorter; at most a third of `lease_ttl`.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Option<Duration>,
 }
 
 impl Default for StoreSettings {
@@ -43,10 +47,14 @@ impl Default for StoreSettings {
             dedup_window: Duration::from_secs(48 * 3600),
             synchronous: None,
             busy_timeout: None,
-            lease_ttl: Duration::from_secs(15),
+            lease_ttl: Duration::from_secs(2),
+            heartbeat: None,
         }
     }
 }
+
+/// The heartbeat when the settings name none (or a third of `store.lease_ttl`, if shorter).
+const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(500);
 
 /// The SQLite file used when the settings name none.
 pub const DEFAULT_SQLITE_PATH: &str = "data/autoseen.db";
@@ -63,6 +71,12 @@ pub enum Backend {
 }
 
 impl StoreSettings {
+    /// How often a replica heartbeats: `heartbeat`, else 500ms or a third of `lease_ttl` if shorter.
+    pub fn heartbeat(&self) -> Duration {
+        self.heartbeat
+            .unwrap_or(DEFAULT_HEARTBEAT.min(self.lease_ttl / 3))
+    }
+
     /// The SQLite file, unless the store is PostgreSQL.
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         match self.backend() {
@@ -217,7 +231,19 @@ impl StoreSettings {
         if self.lease_ttl < Duration::from_millis(300) {
             out.bad(
                 "store.lease_ttl",
-                "must be at least 300ms (heartbeats run every third of it)",
+                "must be at least 300ms (a lease outlives at least two missed heartbeats)",
+            );
+        }
+        if let Some(heartbeat) = self.heartbeat
+            && (heartbeat < Duration::from_millis(50) || heartbeat * 3 > self.lease_ttl)
+        {
+            out.bad(
+                "store.heartbeat",
+                format!(
+                    "is {}; write 50ms or more, and at most a third of store.lease_ttl ({}), so that a lease outlives two missed heartbeats",
+                    humantime::format_duration(heartbeat),
+                    humantime::format_duration(self.lease_ttl)
+                ),
             );
         }
     }

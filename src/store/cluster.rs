@@ -48,7 +48,7 @@ impl fmt::Display for ReplicaId {
 pub struct FenceToken(i64);
 
 impl FenceToken {
-    pub(in crate::store) fn from_row(raw: i64) -> Self {
+    pub(crate) fn from_row(raw: i64) -> Self {
         Self(raw)
     }
 

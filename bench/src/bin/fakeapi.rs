@@ -1,6 +1,7 @@
 //! A fast fake Wasend for the dispatch benchmark. Every message id carries its due time
 //! (`bench_<due_ms>_<n>`), so lateness is measured where the call arrives. `GET /stats` reports the count,
-//! the first and last arrival, and lateness percentiles. Prints `listening ADDR`.
+//! the first and last arrival, and lateness percentiles; `GET /calls` every call as `[session, due ms, arrival
+//! ms]`. Prints `listening ADDR`.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +14,8 @@ use serde_json::{Value, json};
 struct Seen {
     /// (arrival ms, lateness ms)
     calls: Vec<(i64, i64)>,
+    /// (session, due ms, arrival ms)
+    log: Vec<(String, i64, i64)>,
 }
 
 fn now_ms() -> i64 {
@@ -29,7 +32,10 @@ async fn send_seen(State(seen): State<Arc<Mutex<Seen>>>, Json(body): Json<Value>
         .and_then(|id| id.split('_').nth(1))
         .and_then(|d| d.parse::<i64>().ok())
         .unwrap_or(now);
-    seen.lock().unwrap().calls.push((now, now - due));
+    let session = body["session"].as_str().unwrap_or_default().to_string();
+    let mut seen = seen.lock().unwrap();
+    seen.calls.push((now, now - due));
+    seen.log.push((session, due, now));
     "{}"
 }
 
@@ -51,12 +57,17 @@ async fn stats(State(seen): State<Arc<Mutex<Seen>>>) -> Json<Value> {
     }))
 }
 
+async fn calls(State(seen): State<Arc<Mutex<Seen>>>) -> Json<Value> {
+    Json(json!(seen.lock().unwrap().log))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let app = Router::new()
         .route("/sendSeen", post(send_seen))
         .route("/stats", get(stats))
+        .route("/calls", get(calls))
         .with_state(seen);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("listening {}", listener.local_addr()?);
