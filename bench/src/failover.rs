@@ -147,19 +147,7 @@ async fn post_steadily(live: Arc<Mutex<Vec<SocketAddr>>>, accepted: Accepted) {
         let addr = addrs[(i + i / SESSIONS) % addrs.len()];
         let session = format!("fo{}", i % SESSIONS);
         let due = now_ms() + DELAY_MS;
-        let body = format!(
-            r#"{{"event":"message","session":"{session}","payload":{{"id":"bench_{due}_{i}","from":"4917{i:08}@c.us","fromMe":false,"body":"hi"}}}}"#
-        );
-        let signature = autoseen::gateway::signature::sign(
-            HMAC_KEY,
-            autoseen::gateway::signature::Algorithm::Sha512,
-            body.as_bytes(),
-        );
-        let request = client
-            .post(format!("http://{addr}/webhook"))
-            .header("content-type", "application/json")
-            .header("x-webhook-hmac", signature)
-            .body(body);
+        let request = signed_message(&client, addr, &session, &format!("bench_{due}_{i}"), i);
         let accepted = accepted.clone();
         tokio::spawn(async move {
             if request.send().await.is_ok_and(|r| r.status().is_success()) {

@@ -1272,22 +1272,33 @@ async fn cross_replica_lateness(url: &str, quick: bool) -> anyhow::Result<Value>
         every.tick().await;
         let (session, addr) = (i % 10, if i % 2 == 0 { a.addr } else { b.addr });
         let id = format!("bench_{}_{i}", now_ms());
-        let body = format!(
-            r#"{{"event":"message","session":"lat{session}","payload":{{"id":"{id}","from":"4915{i:08}@c.us","fromMe":false,"body":"hi"}}}}"#
-        );
-        let signature = autoseen::gateway::signature::sign(
-            HMAC_KEY,
-            autoseen::gateway::signature::Algorithm::Sha512,
-            body.as_bytes(),
-        );
-        let request = client
-            .post(format!("http://{addr}/webhook"))
-            .header("content-type", "application/json")
-            .header("x-webhook-hmac", signature)
-            .body(body);
+        let request = signed_message(&client, addr, &format!("lat{session}"), &id, i);
         tokio::spawn(async move { request.send().await });
     }
     let stats = sends_seen(api.addr, n, Duration::from_secs(60)).await;
     drop((a, b));
     stats
+}
+
+/// A small signed WAHA message event for `session`, with message id `id`, from chat number `n`.
+fn signed_message(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    session: &str,
+    id: &str,
+    n: usize,
+) -> reqwest::RequestBuilder {
+    let body = format!(
+        r#"{{"event":"message","session":"{session}","payload":{{"id":"{id}","from":"4915{n:08}@c.us","fromMe":false,"body":"hi"}}}}"#
+    );
+    let signature = autoseen::gateway::signature::sign(
+        HMAC_KEY,
+        autoseen::gateway::signature::Algorithm::Sha512,
+        body.as_bytes(),
+    );
+    client
+        .post(format!("http://{addr}/webhook"))
+        .header("content-type", "application/json")
+        .header("x-webhook-hmac", signature)
+        .body(body)
 }

@@ -20,9 +20,9 @@ use crate::settings::{PostgresUrl, RootCerts, SslMode};
 /// certificate.
 pub fn connector(url: &PostgresUrl) -> anyhow::Result<(DriverMode, MakeRustlsConnect)> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = match (&url.root, url.ssl_mode.verifies()) {
-        (Some(root), true) => Arc::new(Verify {
-            inner: WebPkiServerVerifier::builder_with_provider(
+    let chain = match (&url.root, url.ssl_mode.verifies()) {
+        (Some(root), true) => Some(Chain {
+            webpki: WebPkiServerVerifier::builder_with_provider(
                 Arc::new(roots(root)?),
                 provider.clone(),
             )
@@ -30,8 +30,12 @@ pub fn connector(url: &PostgresUrl) -> anyhow::Result<(DriverMode, MakeRustlsCon
             check_name: url.ssl_mode == SslMode::VerifyFull,
             roots: describe(root),
         }),
-        _ => Arc::new(EncryptOnly(provider.clone())),
+        _ => None,
     };
+    let verifier = Arc::new(Verifier {
+        provider: provider.clone(),
+        chain,
+    });
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
@@ -79,17 +83,26 @@ fn describe(root: &RootCerts) -> String {
     }
 }
 
-/// `verify-ca` and `verify-full`: rustls' WebPKI checks, with the host name check skipped for `verify-ca`, and
-/// the two refusals operators meet rewritten to say what was checked.
+/// Every mode's check of the server. The handshake's signatures are always checked, so the session is
+/// encrypted to whoever holds the certificate's key; `prefer` and `require` stop there (no `chain`).
 #[derive(Debug)]
-struct Verify {
-    inner: Arc<WebPkiServerVerifier>,
+struct Verifier {
+    provider: Arc<CryptoProvider>,
+    chain: Option<Chain>,
+}
+
+/// `verify-ca` and `verify-full`: rustls' WebPKI checks, with the host name check skipped for `verify-ca`.
+#[derive(Debug)]
+struct Chain {
+    webpki: Arc<WebPkiServerVerifier>,
     check_name: bool,
+    /// The roots in words, for refusals.
     roots: String,
 }
 
-impl ServerCertVerifier for Verify {
-    fn verify_server_cert(
+impl Chain {
+    /// WebPKI's verdict, with the two refusals operators meet rewritten to say what was checked.
+    fn verify(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -97,7 +110,7 @@ impl ServerCertVerifier for Verify {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let verdict = self.inner.verify_server_cert(
+        let verdict = self.webpki.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
@@ -126,6 +139,22 @@ impl ServerCertVerifier for Verify {
             verdict => verdict,
         }
     }
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        match &self.chain {
+            Some(chain) => chain.verify(end_entity, intermediates, server_name, ocsp_response, now),
+            None => Ok(ServerCertVerified::assertion()),
+        }
+    }
 
     fn verify_tls12_signature(
         &self,
@@ -133,7 +162,12 @@ impl ServerCertVerifier for Verify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -142,11 +176,18 @@ impl ServerCertVerifier for Verify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -166,53 +207,3 @@ impl std::fmt::Display for Refused {
 }
 
 impl std::error::Error for Refused {}
-
-/// `prefer` and `require`: any certificate, but the handshake's signatures are still checked, so the session
-/// is encrypted to whoever holds the certificate's key.
-#[derive(Debug)]
-struct EncryptOnly(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
