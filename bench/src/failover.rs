@@ -48,7 +48,8 @@ pub async fn failover(url: &str, quick: bool) -> anyhow::Result<Failover> {
         command.env("AUTOSEEN__STORE__URL", url);
         spawn(command)
     };
-    let (db, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let (db, connection) =
+        tokio_postgres::connect(bench_connection_url(url), tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     let mut replicas = vec![replica()?, replica()?];
     let idle = idle_transactions(&db, replicas.len(), quick).await?;

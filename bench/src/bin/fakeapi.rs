@@ -1,7 +1,7 @@
 //! A fast fake Wasend for the dispatch benchmark. Every message id carries its due time
 //! (`bench_<due_ms>_<n>`), so lateness is measured where the call arrives. `GET /stats` reports the count,
 //! the first and last arrival, and lateness percentiles; `GET /calls` every call as `[session, due ms, arrival
-//! ms]`. Prints `listening ADDR`.
+//! ms]`; `POST /reset` forgets them. Prints `listening ADDR`.
 
 use std::sync::{Arc, Mutex};
 
@@ -57,6 +57,12 @@ async fn stats(State(seen): State<Arc<Mutex<Seen>>>) -> Json<Value> {
     }))
 }
 
+/// Forgets every call so far (a warm-up's).
+async fn reset(State(seen): State<Arc<Mutex<Seen>>>) -> &'static str {
+    *seen.lock().unwrap() = Seen::default();
+    "{}"
+}
+
 async fn calls(State(seen): State<Arc<Mutex<Seen>>>) -> Json<Value> {
     Json(json!(seen.lock().unwrap().log))
 }
@@ -68,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         .route("/sendSeen", post(send_seen))
         .route("/stats", get(stats))
         .route("/calls", get(calls))
+        .route("/reset", post(reset))
         .with_state(seen);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("listening {}", listener.local_addr()?);

@@ -126,3 +126,44 @@ fn a_root_file_without_certificates_is_refused_when_the_store_is_made() {
         .to_string();
     assert!(err.contains("holds no PEM certificate"), "{err}");
 }
+
+#[tokio::test]
+async fn wakes_reach_the_listener_over_tls_each_once_and_in_order() {
+    use crate::store::cluster::Cluster;
+    let Some(url) = url_with("127.0.0.1", "sslmode=require").await else {
+        return;
+    };
+    let store = PostgresStore::new(&StoreUrl::new(url.as_str())).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = store.clone();
+    tokio::spawn(async move { listener.listen(tx).await });
+    let chat = chat_key("s1", "491511234567@c.us").unwrap();
+    // The listener is up once a wake announced now arrives.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        store.announce(&chat, Timestamp::now()).await.unwrap();
+        if tokio::time::timeout(Duration::from_millis(200), rx.recv())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no wake over TLS in 10 s"
+        );
+    }
+    // Wakes of the readiness loop above may still come; these are told apart by their due time.
+    const FIRST: i64 = 1_800_000_000_000;
+    for n in 1..=20 {
+        let due = Timestamp::from_millisecond(FIRST + n).unwrap();
+        store.announce(&chat, due).await.unwrap();
+        let woken = loop {
+            let (chat, due) = rx.recv().await.unwrap();
+            if due.as_millisecond() > FIRST {
+                break (chat, due);
+            }
+        };
+        assert_eq!(woken, (chat.clone(), due));
+    }
+}
