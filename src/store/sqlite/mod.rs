@@ -209,6 +209,9 @@ fn insert_receipt(c: &rusqlite::Connection, r: &NewReceipt) -> Result<Accepted, 
     })
 }
 
+/// Most expired ids (or sent ids) one purge write deletes.
+const PURGE_CHUNK: usize = 2_000;
+
 fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
     c.prepare_cached(sql)
         .and_then(|mut s| s.execute(params))
@@ -398,14 +401,28 @@ impl Queue for SqliteStore {
             .await
     }
 
+    /// In chunks of [`PURGE_CHUNK`] rows, each one write among the webhooks' (the writer commits them
+    /// together): a million expired ids deleted in one statement held every webhook for seconds.
     async fn purge_dedup(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.engine
-            .call(true, move |c| {
-                let ids = exec(c, "DELETE FROM dedup WHERE accepted_at < ?1", [ms(before)])?;
-                let sent = exec(c, "DELETE FROM sent WHERE sent_at < ?1", [ms(before)])?;
-                Ok((ids + sent) as u64)
-            })
-            .await
+        let mut forgotten = 0;
+        for sql in [
+            "DELETE FROM dedup WHERE (session, message_id) IN
+                 (SELECT session, message_id FROM dedup WHERE accepted_at < ?1 ORDER BY accepted_at LIMIT ?2)",
+            "DELETE FROM sent WHERE (session, bare_id) IN
+                 (SELECT session, bare_id FROM sent WHERE sent_at < ?1 ORDER BY sent_at LIMIT ?2)",
+        ] {
+            loop {
+                let n = self
+                    .engine
+                    .call(true, move |c| exec(c, sql, (ms(before), PURGE_CHUNK as i64)))
+                    .await?;
+                forgotten += n as u64;
+                if n < PURGE_CHUNK {
+                    break;
+                }
+            }
+        }
+        Ok(forgotten)
     }
 }
 
@@ -542,6 +559,37 @@ mod tests {
             store.accept(receipt("1@c.us", "m1", t(99))).await.unwrap(),
             Accepted::Duplicate
         );
+    }
+
+    #[tokio::test]
+    async fn a_purge_longer_than_one_chunk_forgets_every_expired_id_and_only_those() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let store = SqliteStore::open(&s).unwrap();
+        let expired = 2 * PURGE_CHUNK + 5;
+        let mut other = Connection::open(&s.path).unwrap();
+        let tx = other.transaction().unwrap();
+        let ids = (0..expired).map(|i| (format!("old{i}"), i as u32));
+        for (id, at) in ids.chain([("fresh".to_string(), 50_000)]) {
+            tx.execute(
+                "INSERT INTO dedup (session, message_id, accepted_at) VALUES ('s', ?1, ?2)",
+                (id, ms(t(at))),
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+
+        let forgotten = store.purge_dedup(t(40_000)).await.unwrap();
+
+        assert_eq!(forgotten, expired as u64);
+        let left: Vec<String> = other
+            .prepare("SELECT message_id FROM dedup")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, ["fresh"]);
     }
 
     #[tokio::test]
