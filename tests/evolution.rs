@@ -323,14 +323,6 @@ async fn a_wrong_instance_key_pauses_the_instance_with_its_receipts_waiting() {
     );
     assert_eq!(calls[refused].path, "/chat/markMessageAsRead/support");
     // The other instance's receipt leaves once its answer is recorded; the paused two stay.
-    eventually(
-        WAIT,
-        "only the paused instance's receipts pending",
-        async || {
-            let mut waiting = app.pending_ids().await;
-            waiting.sort();
-            (waiting == ["3EB0000000000000F1", "3EB0000000000000F2"]).then_some(())
-        },
-    )
-    .await;
+    app.wait_until_pending_are(&["3EB0000000000000F1", "3EB0000000000000F2"], WAIT)
+        .await;
 }

@@ -264,16 +264,8 @@ async fn a_429_waits_and_retries_and_a_401_pauses_the_instance() {
         format!("/waInstance1101000002/readChat/{GREEN_API_TOKEN}")
     );
     // The other instance's receipt leaves once its answer is recorded; the paused two stay.
-    eventually(
-        WAIT,
-        "only the paused instance's receipts pending",
-        async || {
-            let mut waiting = app.pending_ids().await;
-            waiting.sort();
-            (waiting == ["BAE5000000000041", "BAE5000000000042"]).then_some(())
-        },
-    )
-    .await;
+    app.wait_until_pending_are(&["BAE5000000000041", "BAE5000000000042"], WAIT)
+        .await;
 }
 
 #[tokio::test]

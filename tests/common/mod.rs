@@ -751,6 +751,18 @@ impl TestApp {
         .await;
     }
 
+    /// Waits until exactly these message ids are pending, in any order.
+    pub async fn wait_until_pending_are(&self, ids: &[&str], timeout: Duration) {
+        let mut want: Vec<&str> = ids.to_vec();
+        want.sort_unstable();
+        eventually(timeout, &format!("exactly {want:?} pending"), async || {
+            let mut waiting = self.pending_ids().await;
+            waiting.sort();
+            (waiting == want).then_some(())
+        })
+        .await;
+    }
+
     /// Waits for a dead letter and returns the dead receipts.
     pub async fn wait_for_dead(&self, timeout: Duration) -> Vec<Value> {
         eventually(timeout, "a dead letter", async || {
