@@ -6,12 +6,13 @@
 
 use std::path::{Path, PathBuf};
 
+use autoseen::store::sqlite::seen_key;
 use rusqlite::params;
 
 use super::*;
 
 /// The schema version the rows below are written for; a newer one stops the bench rather than guess.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// How full the store is.
 pub struct Fill {
@@ -55,9 +56,8 @@ impl Template {
         let hour = 3_600_000;
         let tx = db.transaction()?;
         {
-            let mut dedup = tx.prepare(
-                "INSERT OR IGNORE INTO dedup (session, message_id, accepted_at) VALUES (?1, ?2, ?3)",
-            )?;
+            let mut seen =
+                tx.prepare("INSERT OR IGNORE INTO seen (key, accepted_at) VALUES (?1, ?2)")?;
             for n in 0..fill.live_ids + fill.expired_ids {
                 let m = traffic::message(7, n);
                 let r = traffic::mix(n as u64 ^ 0xD1D1);
@@ -66,7 +66,7 @@ impl Template {
                 } else {
                     48 * hour + (r % hour as u64) as i64
                 };
-                dedup.execute(params![m.session, m.serialized, now - age])?;
+                seen.execute(params![seen_key(m.session, &m.serialized), now - age])?;
             }
             let mut pending = tx.prepare(
                 "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply,

@@ -5,6 +5,7 @@
 
 mod engine;
 mod schema;
+mod seen;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use rusqlite::{Connection, params};
 
 pub use engine::SqliteOptions;
 use engine::{Engine, unavailable};
+pub use seen::seen_key;
 
 use super::{
     Accepted, DeadReceipt, DueCursor, DueHead, DueQuery, Flush, FlushScope, Flushed, NewReceipt,
@@ -178,8 +180,11 @@ fn query<T>(
 fn insert_receipt(c: &rusqlite::Connection, r: &NewReceipt) -> Result<Accepted, StoreError> {
     let fresh = exec(
         c,
-        "INSERT INTO dedup (session, message_id, accepted_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-        params![r.session.as_str(), r.message_id.as_str(), ms(r.accepted_at)],
+        "INSERT INTO seen (key, accepted_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        (
+            seen_key(r.session.as_str(), r.message_id.as_str()),
+            ms(r.accepted_at),
+        ),
     )?;
     if fresh == 0 {
         return Ok(Accepted::Duplicate);
@@ -209,8 +214,10 @@ fn insert_receipt(c: &rusqlite::Connection, r: &NewReceipt) -> Result<Accepted, 
     })
 }
 
-/// Most expired ids (or sent ids) one purge write deletes.
+/// Most expired sent ids one purge write deletes.
 const PURGE_CHUNK: usize = 2_000;
+/// How many accepted ids one write of the purge's sweep looks at.
+const SWEEP_CHUNK: i64 = 4_096;
 
 fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
     c.prepare_cached(sql)
@@ -401,25 +408,61 @@ impl Queue for SqliteStore {
             .await
     }
 
-    /// In chunks of [`PURGE_CHUNK`] rows, each one write among the webhooks' (the writer commits them
-    /// together): a million expired ids deleted in one statement held every webhook for seconds.
+    /// Expired ids by a sweep of `seen` in key order: the reader looks at [`SWEEP_CHUNK`] keys at a time and
+    /// the writer deletes the expired ones among them, one write among the webhooks' (the writer commits them
+    /// together). Deleting by an age index touched a random page per id and held the writer for all of it;
+    /// now the writer only deletes, from neighbouring pages, and the reading runs on the other thread.
+    /// Sent ids, which are few, go by their age index in chunks of [`PURGE_CHUNK`].
     async fn purge_dedup(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let before = ms(before);
         let mut forgotten = 0;
-        for sql in [
-            "DELETE FROM dedup WHERE (session, message_id) IN
-                 (SELECT session, message_id FROM dedup WHERE accepted_at < ?1 ORDER BY accepted_at LIMIT ?2)",
-            "DELETE FROM sent WHERE (session, bare_id) IN
-                 (SELECT session, bare_id FROM sent WHERE sent_at < ?1 ORDER BY sent_at LIMIT ?2)",
-        ] {
-            loop {
-                let n = self
-                    .engine
-                    .call(true, move |c| exec(c, sql, (ms(before), PURGE_CHUNK as i64)))
-                    .await?;
-                forgotten += n as u64;
-                if n < PURGE_CHUNK {
-                    break;
-                }
+        let mut after = Some(-1_i64);
+        while let Some(from) = after {
+            let (expired, last) = self
+                .engine
+                .call(false, move |c| {
+                    let keys = query(
+                        c,
+                        "SELECT key, accepted_at FROM seen WHERE key > ?1 ORDER BY key LIMIT ?2",
+                        (from, SWEEP_CHUNK),
+                        |r| Ok(Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))),
+                    )?;
+                    let last = (keys.len() == SWEEP_CHUNK as usize).then(|| keys[keys.len() - 1].0);
+                    let expired: Vec<i64> = keys
+                        .into_iter()
+                        .filter(|&(_, at)| at < before)
+                        .map(|(key, _)| key)
+                        .collect();
+                    Ok((expired, last))
+                })
+                .await?;
+            after = last;
+            if expired.is_empty() {
+                continue;
+            }
+            forgotten += self
+                .engine
+                .call(true, move |c| {
+                    expired.iter().try_fold(0, |n, key| {
+                        Ok(n + exec(
+                            c,
+                            "DELETE FROM seen WHERE key = ?1 AND accepted_at < ?2",
+                            (key, before),
+                        )? as u64)
+                    })
+                })
+                .await?;
+        }
+        let sent = "DELETE FROM sent WHERE (session, bare_id) IN
+                        (SELECT session, bare_id FROM sent WHERE sent_at < ?1 ORDER BY sent_at LIMIT ?2)";
+        loop {
+            let n = self
+                .engine
+                .call(true, move |c| exec(c, sent, (before, PURGE_CHUNK as i64)))
+                .await?;
+            forgotten += n as u64;
+            if n < PURGE_CHUNK {
+                break;
             }
         }
         Ok(forgotten)
@@ -566,14 +609,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = settings(dir.path());
         let store = SqliteStore::open(&s).unwrap();
-        let expired = 2 * PURGE_CHUNK + 5;
+        let expired = 2 * SWEEP_CHUNK as usize + 5;
         let mut other = Connection::open(&s.path).unwrap();
         let tx = other.transaction().unwrap();
         let ids = (0..expired).map(|i| (format!("old{i}"), i as u32));
         for (id, at) in ids.chain([("fresh".to_string(), 50_000)]) {
             tx.execute(
-                "INSERT INTO dedup (session, message_id, accepted_at) VALUES ('s', ?1, ?2)",
-                (id, ms(t(at))),
+                "INSERT INTO seen (key, accepted_at) VALUES (?1, ?2)",
+                (seen_key("s", &id), ms(t(at))),
             )
             .unwrap();
         }
@@ -582,14 +625,14 @@ mod tests {
         let forgotten = store.purge_dedup(t(40_000)).await.unwrap();
 
         assert_eq!(forgotten, expired as u64);
-        let left: Vec<String> = other
-            .prepare("SELECT message_id FROM dedup")
+        let left: Vec<i64> = other
+            .prepare("SELECT key FROM seen")
             .unwrap()
             .query_map([], |r| r.get(0))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(left, ["fresh"]);
+        assert_eq!(left, [seen_key("s", "fresh")]);
     }
 
     #[tokio::test]
