@@ -95,6 +95,9 @@ fn check(dir: &Path) -> ExitCode {
     match rules::load(dir) {
         Ok(r) if problems.is_empty() => {
             println!("ok: {} rules", r.len());
+            for warning in r.warnings() {
+                println!("warning: {warning}");
+            }
             if let Ok(s) = settings {
                 for warning in s.warnings() {
                     println!("warning: {warning}");
@@ -124,6 +127,9 @@ fn serve(dir: &Path) -> ExitCode {
         Err(e) => return print_problems(e.0.iter().map(ToString::to_string)),
     };
     let _log_guard = crate::telemetry::init(&settings.log);
+    for warning in rules.warnings() {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => return print_problems([format!("cannot start the runtime: {e}")]),

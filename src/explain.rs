@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::domain::Event;
 use crate::domain::{BareMessageId, ChatId, IncomingMessage};
 use crate::receipts::{Ignored, Plan, WhenUnreleased, plan};
-use crate::rules::Rules;
+use crate::rules::{DelaySource, Rules};
 use crate::settings::{Flavor, Settings};
 use crate::time::add;
 
@@ -24,6 +24,9 @@ pub struct Explanation {
     /// The rule's delay (`seen`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delay: Option<String>,
+    /// Where the delay comes from: `rule`, `defaults` or `built-in default` (neither sets one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_from: Option<DelaySource>,
     /// The earliest moment it is marked (`seen`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub earliest: Option<String>,
@@ -118,6 +121,9 @@ pub fn body(
 pub fn event(settings: &Settings, rules: &Rules, event: &Event, now: Timestamp) -> Explanation {
     let planned = plan(event, rules, settings.store.dedup_window, now);
     let mut out = shown(planned, now);
+    if out.delay.is_some() {
+        out.delay_from = out.rule.as_deref().map(|rule| rules.delay_source(rule));
+    }
     match event {
         Event::Message(m) => {
             out.chat = Some(m.chat.clone());
@@ -143,6 +149,7 @@ fn shown(planned: Plan, now: Timestamp) -> Explanation {
         rule: planned.rule().cloned(),
         reason: String::new(),
         delay: None,
+        delay_from: None,
         earliest: None,
         latest: None,
         chat: None,

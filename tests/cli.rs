@@ -405,3 +405,25 @@ fn explain_takes_green_and_evolution_bodies() {
     assert_eq!(deleted["decision"], "deleted", "{deleted}");
     assert_eq!(deleted["message"], "3EB0C431C26A1916E07A");
 }
+
+#[test]
+fn without_defaults_explain_shows_the_built_in_delay_and_check_warns() {
+    let dir = config_with(
+        "[server]\nlisten = \"127.0.0.1:0\"\n",
+        "[[rules]]\nname = \"groups\"\nchat_types = [\"group\"]\naction = \"ignore\"\n",
+    );
+    let config = dir.path().display().to_string();
+
+    let v = explain(&config, &repo("tests/events/direct.json"), None);
+    assert_eq!(v["decision"], "seen", "{v}");
+    assert_eq!(v["delay"], "2s..10s", "{v}");
+    assert_eq!(v["delay_from"], "built-in default", "{v}");
+
+    let out = autoseen(&["check", "--config", &config]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("warning: rules.toml sets nothing in [defaults]"),
+        "{stdout}"
+    );
+}

@@ -17,6 +17,12 @@ impl DelayRange {
         max: Duration::ZERO,
     };
 
+    /// The delay wherever neither a rule nor `[defaults]` sets one: `"2s..10s"`.
+    pub const BUILT_IN: DelayRange = DelayRange {
+        min: Duration::from_secs(2),
+        max: Duration::from_secs(10),
+    };
+
     /// Parses `"5s"` or `"2s..10s"`; durations as `250ms`, `10s`, `2m`, `1h`.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let one = |s: &str| {

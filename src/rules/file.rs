@@ -15,7 +15,7 @@ use toml::Spanned;
 use super::delay::DelayRange;
 use super::pattern::{glob_set, normalize_chat_pattern};
 use super::window::Window;
-use super::{Action, Conditions, Outcome, OutsideWindows, Rule, Rules};
+use super::{Action, Conditions, DelaySource, Outcome, OutsideWindows, Rule, Rules};
 use crate::domain::ChatType;
 use crate::toml_span::line_of;
 
@@ -119,6 +119,25 @@ pub(super) struct RawRule {
 pub(super) struct Source {
     pub(super) defaults: RawOutcome,
     pub(super) rules: Vec<RawRule>,
+}
+
+impl Source {
+    /// Where the delay of the rule named `rule` (or of `[defaults]`) comes from.
+    pub(super) fn delay_source(&self, rule: &str) -> DelaySource {
+        let own = self.rules.iter().find(|r| r.name == rule);
+        if own.is_some_and(|r| r.delay.is_some()) {
+            DelaySource::Rule
+        } else if self.defaults.delay.is_some() {
+            DelaySource::Defaults
+        } else {
+            DelaySource::BuiltIn
+        }
+    }
+
+    /// Whether `[defaults]` is missing or empty, so that the built-in outcome applies.
+    pub(super) fn sets_no_defaults(&self) -> bool {
+        self.defaults == RawOutcome::default()
+    }
 }
 
 /// The rule files of a config folder, in the order they apply.

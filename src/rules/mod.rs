@@ -60,10 +60,11 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// What applies when `[defaults]` says nothing.
+    /// What applies when `[defaults]` says nothing. The delay is the README's believable range: a file without
+    /// `[defaults]` must not mark messages seen the instant they arrive, as a bot would.
     pub const BUILT_IN: Outcome = Outcome {
         action: Action::Seen,
-        delay: DelayRange::ZERO,
+        delay: DelayRange::BUILT_IN,
         read_on_reply: true,
         windows: Vec::new(),
         outside_windows: OutsideWindows::Wait,
@@ -153,6 +154,19 @@ pub struct Rules {
     source: file::Source,
 }
 
+/// Where a rule's delay comes from, as `explain` shows it: `rule`, `defaults` or `built-in default`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DelaySource {
+    /// The rule's own `delay`.
+    Rule,
+    /// `[defaults]`.
+    Defaults,
+    /// Neither: [`DelayRange::BUILT_IN`].
+    #[serde(rename = "built-in default")]
+    BuiltIn,
+}
+
 /// Name under which `[defaults]` decides.
 pub const DEFAULTS_RULE: &str = "defaults";
 
@@ -227,6 +241,25 @@ impl Rules {
     /// What applies when no rule matches.
     pub fn defaults(&self) -> &Outcome {
         &self.defaults
+    }
+
+    /// Where the delay of the rule named `rule` (or of `[defaults]`) comes from.
+    pub fn delay_source(&self, rule: &str) -> DelaySource {
+        self.source.delay_source(rule)
+    }
+
+    /// What `check` points out without refusing the rules.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.source.sets_no_defaults() {
+            out.push(format!(
+                "{} sets nothing in [defaults]: a message no rule decides is marked seen after the \
+                 built-in delay of {}; write [defaults] with the action and delay you want",
+                file::RULES_FILE,
+                DelayRange::BUILT_IN
+            ));
+        }
+        out
     }
 
     /// The rules as one TOML file (phone numbers written as chat ids); compiling it gives the same rules.

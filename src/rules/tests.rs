@@ -326,3 +326,26 @@ fn rules_d_files_are_appended_after_rules_toml() {
         Some("second")
     );
 }
+
+#[test]
+fn without_defaults_a_message_waits_the_built_in_delay_not_zero() {
+    let r = rules("[[rules]]\nname = \"groups\"\nchat_types = [\"group\"]\naction = \"ignore\"\n");
+    let Decision::Seen { delay, rule, .. } = r.decide(&msg("default", "4915@c.us"), now()) else {
+        panic!("expected seen")
+    };
+    assert_eq!(delay, DelayRange::parse("2s..10s").unwrap());
+    assert_eq!(r.delay_source(&rule), DelaySource::BuiltIn);
+    assert!(r.warnings()[0].contains("[defaults]"), "{:?}", r.warnings());
+}
+
+#[test]
+fn a_delay_comes_from_the_rule_then_defaults_then_the_built_in() {
+    let r = rules(SAMPLE);
+    assert_eq!(r.delay_source("vip-instant"), DelaySource::Rule);
+    assert_eq!(r.delay_source("no-status"), DelaySource::Defaults);
+    assert_eq!(r.delay_source(DEFAULTS_RULE), DelaySource::Defaults);
+    assert!(r.warnings().is_empty(), "{:?}", r.warnings());
+    let explicit_zero = rules("[defaults]\ndelay = \"0s\"\n");
+    assert_eq!(explicit_zero.defaults().delay, DelayRange::ZERO);
+    assert!(explicit_zero.warnings().is_empty());
+}
