@@ -12,7 +12,7 @@ use rusqlite::params;
 use super::*;
 
 /// The schema version the rows below are written for; a newer one stops the bench rather than guess.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// How full the store is.
 pub struct Fill {
@@ -70,13 +70,23 @@ impl Template {
             }
             let mut pending = tx.prepare(
                 "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply,
-                                      accepted_at, chat_phone, bare_id, on_reply, expires)
-                 VALUES (?1, ?2, ?3, 'default', ?4, ?4, 1, ?5, NULL, ?6, 0, 0)",
+                                      accepted_at, chat_phone, bare_id, on_reply, expires, chat_key, bare_key)
+                 VALUES (?1, ?2, ?3, 'default', ?4, ?4, 1, ?5, NULL, ?6, 0, 0, ?7, ?8)",
             )?;
             for n in 0..fill.pending {
                 let m = traffic::message(8, n);
                 let due = now + hour + (traffic::mix(n as u64 ^ 0xD0E0) % hour as u64) as i64;
-                pending.execute(params![m.session, m.chat, m.serialized, due, now, m.id])?;
+                let keys = (seen_key(m.session, &m.chat), seen_key(m.session, &m.id));
+                pending.execute(params![
+                    m.session,
+                    m.chat,
+                    m.serialized,
+                    due,
+                    now,
+                    m.id,
+                    keys.0,
+                    keys.1
+                ])?;
             }
         }
         tx.commit()?;

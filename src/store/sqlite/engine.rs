@@ -145,6 +145,7 @@ pub struct SqliteOptions {
 fn open_connection(options: &SqliteOptions) -> rusqlite::Result<Connection> {
     let conn = Connection::open(&options.path)?;
     conn.busy_timeout(options.busy_timeout)?;
+    super::seen::register(&conn)?;
     // Takes effect when the file is created. Receipts and ids are small and their index keys arrive in random
     // order, so each commit dirties many pages: small pages make the WAL written per commit small.
     conn.pragma_update(None, "page_size", 1024)?;

@@ -192,8 +192,8 @@ fn insert_receipt(c: &rusqlite::Connection, r: &NewReceipt) -> Result<Accepted, 
     exec(
         c,
         "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply, accepted_at,
-                              chat_phone, bare_id, on_reply, expires)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                              chat_phone, bare_id, on_reply, expires, chat_key, bare_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             r.session.as_str(),
             r.chat.as_str(),
@@ -206,7 +206,9 @@ fn insert_receipt(c: &rusqlite::Connection, r: &NewReceipt) -> Result<Accepted, 
             r.chat_phone.as_ref().map(ChatId::as_str),
             r.message_id.bare().as_str(),
             r.on_reply,
-            r.expires
+            r.expires,
+            seen_key(r.session.as_str(), r.chat.as_str()),
+            seen_key(r.session.as_str(), r.message_id.bare().as_str()),
         ],
     )?;
     Ok(Accepted::New {
@@ -252,8 +254,13 @@ impl Queue for SqliteStore {
                 for chat in chats {
                     all.extend(query(
                         c,
-                        "SELECT * FROM pending WHERE session = ?1 AND chat = ?2 ORDER BY due_at, id",
-                        params![chat.session.as_str(), chat.chat.as_str()],
+                        "SELECT * FROM pending WHERE chat_key = ?3 AND session = ?1 AND chat = ?2
+                         ORDER BY due_at, id",
+                        params![
+                            chat.session.as_str(),
+                            chat.chat.as_str(),
+                            seen_key(chat.session.as_str(), chat.chat.as_str())
+                        ],
                         receipt_from_row,
                     )?);
                 }
@@ -333,15 +340,21 @@ impl Queue for SqliteStore {
             FlushScope::All => "1 = 1",
         };
         let matching = format!(
-            "session = ?1 AND (chat IN (?2, ?3) OR chat_phone IN (?2, ?3)) AND attempts = 0 AND {scope}"
+            "session = ?1 AND ((chat_key IN (?4, ?5) AND chat IN (?2, ?3))
+                               OR (session = ?1 AND chat_phone IN (?2, ?3)))
+             AND attempts = 0 AND {scope}"
+        );
+        let keys = (
+            seen_key(session.as_str(), &first),
+            seen_key(session.as_str(), &second),
         );
         self.engine
             .call(true, move |c| {
-                let p = params![session.as_str(), first, second, ms(now)];
+                let p = params![session.as_str(), first, second, keys.0, keys.1, ms(now)];
                 let chats = query(
                     c,
                     &format!("SELECT DISTINCT session, chat FROM pending WHERE {matching}"),
-                    &p[..3],
+                    &p[..5],
                     |row| {
                         let (session, chat): (String, String) = (row.get(0)?, row.get(1)?);
                         Ok(chat_key(&session, &chat))
@@ -350,7 +363,7 @@ impl Queue for SqliteStore {
                 let receipts = exec(
                     c,
                     &format!(
-                        "UPDATE pending SET due_at = MIN(due_at, ?4), not_before = MIN(not_before, ?4),
+                        "UPDATE pending SET due_at = MIN(due_at, ?6), not_before = MIN(not_before, ?6),
                          on_reply = 0, expires = 0 WHERE {matching}"
                     ),
                     p,
@@ -361,10 +374,12 @@ impl Queue for SqliteStore {
     }
 
     async fn receipts_through(&self, message: &MessageKey) -> Result<Vec<Receipt>, StoreError> {
-        let params = (message.session.to_string(), message.bare.to_string());
+        let key = seen_key(message.session.as_str(), message.bare.as_str());
+        let params = (message.session.to_string(), message.bare.to_string(), key);
         self.read(
-            "SELECT p.* FROM pending AS a JOIN pending AS p ON p.session = a.session AND p.chat = a.chat
-             WHERE a.session = ?1 AND a.bare_id = ?2 AND p.id <= a.id ORDER BY p.id",
+            "SELECT p.* FROM pending AS a
+             JOIN pending AS p ON p.chat_key = a.chat_key AND p.session = a.session AND p.chat = a.chat
+             WHERE a.bare_key = ?3 AND a.session = ?1 AND a.bare_id = ?2 AND p.id <= a.id ORDER BY p.id",
             params,
             receipt_from_row,
         )
@@ -508,8 +523,9 @@ impl Operator for SqliteStore {
                 exec(
                     c,
                     "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply, accepted_at,
-                                          chat_phone, bare_id)
-                     SELECT session, chat, message_id, rule, ?1, ?1, read_on_reply, ?1, chat_phone, NULL FROM dead
+                                          chat_phone, bare_id, chat_key)
+                     SELECT session, chat, message_id, rule, ?1, ?1, read_on_reply, ?1, chat_phone, NULL,
+                            sha256_seen_key(session, chat) FROM dead
                      WHERE ?2 IS NULL OR id = ?2",
                     (ms(now), only),
                 )?;

@@ -9,7 +9,8 @@
 //! so that such a file is adopted as it is. Version 2 adds LID phone numbers, bare message ids (receipts
 //! accepted before it have none, so acks do not find them), held `on_reply` receipts and the sent table.
 //! Version 3 indexes pending receipts by due time (with the rowid: the order the scheduler reads them in).
-//! Version 4 keeps accepted ids as integer keys in `seen` instead of text in `dedup` (see [`super::seen`]).
+//! Version 4 keeps accepted ids as integer keys in `seen` instead of text in `dedup` (see [`super::seen`]);
+//! version 5 indexes pending receipts by such keys of their chat and bare message id.
 
 use rusqlite::Connection;
 
@@ -78,6 +79,16 @@ CREATE TABLE seen (key INTEGER PRIMARY KEY, accepted_at INTEGER NOT NULL);
 INSERT INTO seen (key, accepted_at)
     SELECT sha256_seen_key(session, message_id), MAX(accepted_at) FROM dedup GROUP BY 1;
 DROP TABLE dedup;
+", "
+-- Pending receipts are found by chat and by bare message id through integer keys (seen.rs) instead of text.
+ALTER TABLE pending ADD COLUMN chat_key INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE pending ADD COLUMN bare_key INTEGER;
+UPDATE pending SET chat_key = sha256_seen_key(session, chat),
+                   bare_key = CASE WHEN bare_id IS NULL THEN NULL ELSE sha256_seen_key(session, bare_id) END;
+DROP INDEX pending_by_chat;
+DROP INDEX pending_by_bare_id;
+CREATE INDEX pending_by_chat_key ON pending (chat_key, due_at);
+CREATE INDEX pending_by_bare_key ON pending (bare_key) WHERE bare_key IS NOT NULL;
 "];
 
 /// The schema version this build writes.
@@ -137,6 +148,39 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(kept, [(seen::seen_key("s", "m"), 1)]);
+    }
+
+    #[test]
+    fn receipts_pending_before_version_5_get_their_keys() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        seen::register(&conn).unwrap();
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        let insert = "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply,
+                                           accepted_at, bare_id)
+                      VALUES ('s', ?1, 'm', 'r', 1, 1, 1, 1, ?2)";
+        conn.execute(insert, ("491@c.us", Some("3EB0"))).unwrap();
+        conn.execute(insert, ("492@c.us", None::<&str>)).unwrap();
+        migrate(&mut conn).unwrap();
+        let keys: Vec<(i64, Option<i64>)> = conn
+            .prepare("SELECT chat_key, bare_key FROM pending ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            keys,
+            [
+                (
+                    seen::seen_key("s", "491@c.us"),
+                    Some(seen::seen_key("s", "3EB0"))
+                ),
+                (seen::seen_key("s", "492@c.us"), None),
+            ]
+        );
     }
 
     #[test]

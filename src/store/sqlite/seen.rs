@@ -1,5 +1,7 @@
 //! The key under which the SQLite store remembers an accepted message id for the dedup window: 63 bits of
-//! SHA-256 over the session and the id, an integer primary key.
+//! SHA-256 over the session and the id, an integer primary key. The same key of a chat, and of a bare message
+//! id, is what pending receipts are indexed by (queries compare the text as well, so a shared key there costs
+//! nothing but a row read).
 //!
 //! Real message ids are random (`3EB0` and hex, `wamid.` and base64), so their keys land all over the index.
 //! Kept as text, five million of them made a B-tree of 370 MB with a dozen ids per 1 KiB page; as integers
