@@ -1,5 +1,5 @@
-//! The command line: `serve`, `check`, `explain` and `credentials`, each reading the same config folder, and
-//! `probe`.
+//! The command line: `serve`, `check`, `explain`, `credentials` and `backup`, each reading the same config
+//! folder, and `probe`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use crate::app::{Application, shutdown_signal};
 use crate::explain;
 use crate::rules;
-use crate::settings::Settings;
+use crate::settings::{Backend, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -61,6 +61,13 @@ enum Command {
         #[arg(long = "session", value_name = "NAME")]
         sessions: Vec<String>,
     },
+    /// Copy the SQLite store to a new file, while the service runs (PostgreSQL: use pg_dump).
+    Backup {
+        #[command(flatten)]
+        config: ConfigDir,
+        /// The new file to write; it must not exist.
+        to: PathBuf,
+    },
     /// GET a URL and exit 0 on a 2xx answer: a health check for images without curl.
     Probe {
         /// For example http://127.0.0.1:8080/readyz
@@ -75,6 +82,7 @@ pub fn run() -> ExitCode {
         Command::Check(c) => check(&c.dir),
         Command::Explain { config, event, at } => explain(&config.dir, &event, at.as_deref()),
         Command::Credentials { config, sessions } => credentials(&config.dir, sessions),
+        Command::Backup { config, to } => backup(&config.dir, &to),
         Command::Probe { url } => probe(&url),
     }
 }
@@ -114,6 +122,34 @@ fn check(dir: &Path) -> ExitCode {
                 .into_iter()
                 .chain(e.0.iter().map(ToString::to_string)),
         ),
+    }
+}
+
+fn backup(dir: &Path, to: &Path) -> ExitCode {
+    let settings = match Settings::load(dir) {
+        Ok(s) => s,
+        Err(e) => return print_problems(e.problems.iter().map(ToString::to_string)),
+    };
+    let store = match settings.store.backend() {
+        Backend::Sqlite { path, .. } => path,
+        Backend::Postgres(_) => {
+            return print_problems([
+                "store.url is PostgreSQL: back it up with pg_dump of autoseen's tables \
+                 (docs/operations.md#backup-and-restore)"
+                    .to_string(),
+            ]);
+        }
+    };
+    match crate::store::sqlite::backup(&store, to) {
+        Ok(bytes) => {
+            println!(
+                "ok: {} copied to {} ({bytes} bytes)",
+                store.display(),
+                to.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => print_problems([format!("{e:#}")]),
     }
 }
 

@@ -402,3 +402,95 @@ async fn with_the_rate_off_a_flushed_burst_is_sent_whole_and_once() {
     assert_eq!(counts.len(), 500);
     assert!(counts.values().all(|&n| n == 1), "each sent once");
 }
+
+/// `autoseen backup` on the config folder of a running app.
+fn backup(app: &TestApp, to: &std::path::Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_autoseen"))
+        .args(["backup", "--config"])
+        .arg(app.config_dir())
+        .arg(to)
+        .env_remove("AUTOSEEN_CONFIG")
+        .output()
+        .expect("autoseen runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_store_restored_from_a_backup_sends_every_receipt_pending_at_backup_time() {
+    let fake = FakeWasend::start().await;
+    let mut app = TestApp::spawn_process(
+        &fake,
+        Options::default().rules("[defaults]\ndelay = \"6s\"\n"),
+    )
+    .await;
+    let ids = accept_many(&app, 60, 12, "kept").await;
+    let copies = tempfile::tempdir().unwrap();
+    let copy = copies.path().join("autoseen-backup.db");
+
+    let said = backup(&app, &copy);
+    accept_many(&app, 5, 5, "after").await;
+    app.kill();
+
+    assert!(said.starts_with("ok: "), "{said}");
+    let sent_by_the_original = fake.ids();
+    // The original store is gone; the copy takes its place.
+    let store = app.config_dir().parent().unwrap().join("data");
+    std::fs::remove_dir_all(&store).unwrap();
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::copy(&copy, store.join("autoseen.db")).unwrap();
+    app.restart().await;
+
+    let expected: Vec<String> = ids
+        .into_iter()
+        .filter(|id| !sent_by_the_original.contains(id))
+        .collect();
+    assert!(
+        !expected.is_empty(),
+        "the original sent everything before the kill"
+    );
+    eventually(WAIT, "every receipt of the backup to be sent", async || {
+        let c = counts(&fake);
+        expected.iter().all(|id| c.contains_key(id)).then_some(())
+    })
+    .await;
+    wait_until_nothing_pending(&app).await;
+    let c = counts(&fake);
+    let twice: Vec<_> = expected.iter().filter(|id| c[*id] > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    assert!(
+        c.keys().all(|id| !id.starts_with("after")),
+        "accepted after the backup, yet restored: {c:?}"
+    );
+}
+
+#[test]
+fn a_backup_never_overwrites_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.toml"), "[defaults]\n").unwrap();
+    let store = dir.path().join("autoseen.db");
+    std::fs::write(
+        dir.path().join("autoseen.toml"),
+        format!("[store]\nurl = \"sqlite:{}\"\n", store.display()),
+    )
+    .unwrap();
+    let existing = dir.path().join("existing.db");
+    std::fs::write(&existing, "keep me").unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_autoseen"))
+        .args(["backup", "--config"])
+        .arg(dir.path())
+        .arg(&existing)
+        .env_remove("AUTOSEEN_CONFIG")
+        .output()
+        .unwrap();
+
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already exists"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me");
+}
