@@ -83,10 +83,10 @@ impl Replica {
         self.id.clone()
     }
 
-    /// Starts the heartbeat and the listener; the token stops them.
-    pub fn start(&self, scheduler: SchedulerHandle, holdings: Holdings) -> CancellationToken {
+    /// Starts the heartbeat and the listener; [`Replica::leave`] stops them.
+    pub fn start(&self, scheduler: SchedulerHandle, holdings: Holdings) -> Started {
         let stop = CancellationToken::new();
-        tokio::spawn(hold(
+        let heartbeat = tokio::spawn(hold(
             self.cluster.clone(),
             self.id.clone(),
             self.timing,
@@ -96,13 +96,16 @@ impl Replica {
             stop.clone(),
         ));
         tokio::spawn(listen(self.cluster.clone(), scheduler, stop.clone()));
-        stop
+        Started { stop, heartbeat }
     }
 
     /// After the sends in flight have finished: stops the heartbeat and gives every lease back, so the
-    /// other replicas take the sessions at their next heartbeat instead of after `lease_ttl`.
-    pub async fn leave(self, started: CancellationToken) {
-        started.cancel();
+    /// other replicas take the sessions at their next heartbeat instead of after `lease_ttl`. The heartbeat
+    /// has ended before the leases go back: one still in flight would otherwise take them again afterwards,
+    /// and they would run out only after `lease_ttl`.
+    pub async fn leave(self, started: Started) {
+        started.stop.cancel();
+        let _ = started.heartbeat.await;
         match self.cluster.release(&self.id).await {
             Ok(()) => info!(replica = %self.id, "leases given back"),
             Err(e) => {
@@ -110,6 +113,12 @@ impl Replica {
             }
         }
     }
+}
+
+/// The running heartbeat and listener of a replica.
+pub struct Started {
+    stop: CancellationToken,
+    heartbeat: tokio::task::JoinHandle<()>,
 }
 
 /// Heartbeats until `stop`, keeping the scheduler's sessions and `holdings` up to date, and giving every
@@ -250,14 +259,72 @@ mod tests {
         async fn listen(&self, _: mpsc::UnboundedSender<(ChatKey, Timestamp)>) {}
     }
 
-    /// Runs `hold` on `cluster` and returns, for each holding it hands the scheduler, when and how many.
-    async fn holdings_over(cluster: Stalls, run_for: Duration) -> Vec<(Duration, usize)> {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let scheduler = SchedulerHandle {
+    /// A heartbeat that takes 300 ms; writes down when a heartbeat commits and when leases are given back.
+    #[derive(Default)]
+    struct Slow {
+        events: std::sync::Mutex<Vec<&'static str>>,
+    }
+
+    #[async_trait]
+    impl Cluster for Slow {
+        async fn heartbeat(
+            &self,
+            _: &ReplicaId,
+            _: Duration,
+            _: Timestamp,
+        ) -> Result<Vec<Lease>, StoreError> {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.events.lock().unwrap().push("heartbeat committed");
+            Ok(Vec::new())
+        }
+        async fn release(&self, _: &ReplicaId) -> Result<(), StoreError> {
+            self.events.lock().unwrap().push("leases given back");
+            Ok(())
+        }
+        async fn pause(&self, _: &SessionName, _: Timestamp) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn announce(&self, _: &ChatKey, _: Timestamp) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn listen(&self, _: mpsc::UnboundedSender<(ChatKey, Timestamp)>) {}
+    }
+
+    fn scheduler() -> (SchedulerHandle, mpsc::UnboundedReceiver<Command>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = SchedulerHandle {
             tx,
             held_until: Arc::new(AtomicI64::new(0)),
             unheld: Arc::new(tokio::sync::Notify::new()),
         };
+        (handle, rx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leaving_gives_the_leases_back_after_the_heartbeat_in_flight() {
+        let cluster = Arc::new(Slow::default());
+        let replica = Replica {
+            cluster: cluster.clone(),
+            id: ReplicaId::random(),
+            timing: TIMING,
+            clock: Clock::system(),
+        };
+        let (handle, _commands) = scheduler();
+        let started = replica.start(handle, Holdings::default());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        replica.leave(started).await;
+
+        // Given back first, the heartbeat's commit would have taken the sessions again for a whole lease.
+        assert_eq!(
+            *cluster.events.lock().unwrap(),
+            ["heartbeat committed", "leases given back"]
+        );
+    }
+
+    /// Runs `hold` on `cluster` and returns, for each holding it hands the scheduler, when and how many.
+    async fn holdings_over(cluster: Stalls, run_for: Duration) -> Vec<(Duration, usize)> {
+        let (scheduler, mut rx) = scheduler();
         let (start, stop) = (Instant::now(), CancellationToken::new());
         let task = tokio::spawn(hold(
             Arc::new(cluster),
