@@ -77,10 +77,18 @@ impl Reloader {
         trigger: &str,
         only_if_changed: bool,
     ) -> Result<Option<usize>, RulesError> {
+        let refused_before = matches!(
+            self.last_report(),
+            Some(ReloadReport { result: Err(_), .. })
+        );
+        let mut restored = false;
         let result = read_sources(&self.dir).and_then(|sources| {
             let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
             if only_if_changed && *last == sources {
-                return Ok(None);
+                // Unchanged, unless a refused change (a broken file added or edited) was undone since: then
+                // the files are the running rules' again, and the refusal is no longer the state to show.
+                restored = refused_before;
+                return Ok(restored.then(|| self.live.get().len()));
             }
             let rules = compile(&sources)?;
             let n = rules.len();
@@ -102,6 +110,11 @@ impl Reloader {
         }
         match &result {
             Ok(None) => {}
+            Ok(Some(n)) if restored => info!(
+                trigger,
+                rules = n,
+                "rule files are back to the running rules; the refused change is gone"
+            ),
             Ok(Some(n)) => {
                 info!(trigger, rules = n, "rules reloaded");
                 metrics::counter!(names::RULE_RELOADS, "result" => "ok").increment(1);
@@ -218,6 +231,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(reloader.reload_now("test", true).unwrap(), Some(0));
+    }
+
+    #[test]
+    fn removing_a_refused_file_reports_the_running_rules_again() {
+        let (dir, reloader) = folder(ONE_RULE);
+        let extra = dir.path().join(RULES_DIR);
+        std::fs::create_dir(&extra).unwrap();
+        std::fs::write(extra.join("broken.toml"), "[[rules]]\nname = 3\n").unwrap();
+        assert!(reloader.reload_now("watch", true).is_err());
+        assert!(reloader.last_report().unwrap().result.is_err());
+
+        std::fs::remove_file(extra.join("broken.toml")).unwrap();
+
+        assert_eq!(reloader.reload_now("watch", true).unwrap(), Some(1));
+        assert_eq!(reloader.last_report().unwrap().result.unwrap(), 1);
+        assert_eq!(
+            reloader.reload_now("watch", true).unwrap(),
+            None,
+            "reported once"
+        );
     }
 
     #[test]

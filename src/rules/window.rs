@@ -2,8 +2,9 @@
 //!
 //! A window opens on each listed day at the start hour, local time in its zone, and closes at the end hour,
 //! which may be on the next day (`"22:00-06:00"`). Local times are turned into instants with jiff, so
-//! daylight-saving changes move the instant, not the wall-clock hour; a start that falls in a skipped hour
-//! opens at the first moment after the gap.
+//! daylight-saving changes move the instant, not the wall-clock hour; a start (or an end) that falls in a
+//! skipped hour is the first moment after the gap (02:30 on the day Berlin skips 02:00-03:00 is 03:00 CEST).
+//! In a repeated hour the earlier of the two instants counts.
 
 use jiff::civil::{Date, Weekday};
 use jiff::tz::TimeZone;
@@ -53,7 +54,14 @@ impl Window {
                 .ok()?;
             let m = minutes % (24 * 60);
             let dt = day.at((m / 60) as i8, (m % 60) as i8, 0, 0);
-            Some(dt.to_zoned_datetime(self.tz.clone()).ok()?.timestamp())
+            let zoned = dt.to_zoned_datetime(self.tz.clone()).ok()?;
+            if zoned.datetime() == dt {
+                return Some(zoned.timestamp());
+            }
+            // `dt` fell in a gap (clocks went forward), and jiff moved it later by the gap's length: the
+            // moment after the gap is the transition just before that.
+            let after_gap = self.tz.preceding(zoned.timestamp()).next();
+            Some(after_gap.map_or(zoned.timestamp(), |t| t.timestamp()))
         };
         Some((at(self.start_min)?, at(self.end_min)?))
     }
@@ -213,10 +221,23 @@ mod tests {
     #[test]
     fn a_start_inside_the_skipped_hour_opens_after_the_gap() {
         let w = [Window::parse("sun", "02:30-04:00", Some("Europe/Berlin")).unwrap()];
-        // 02:30 does not exist on 2026-03-29; 03:30 CEST (01:30Z) is the first moment after the gap.
+        // 02:30 does not exist on 2026-03-29 (02:00 CET is 03:00 CEST); 03:00 CEST (01:00Z) is the first moment
+        // after the gap. jiff's own choice, 03:30, would open the window half an hour late.
         assert_eq!(
             next_open(&w, ts("2026-03-28T12:00:00Z")),
-            Some(ts("2026-03-29T01:30:00Z"))
+            Some(ts("2026-03-29T01:00:00Z"))
+        );
+        let closing_in_the_gap =
+            [Window::parse("sun", "01:00-02:30", Some("Europe/Berlin")).unwrap()];
+        assert_eq!(
+            next_open(&closing_in_the_gap, ts("2026-03-29T00:59:00Z")),
+            Some(ts("2026-03-29T00:59:00Z")),
+            "open until the gap ends"
+        );
+        assert_eq!(
+            next_open(&closing_in_the_gap, ts("2026-03-29T01:00:00Z")),
+            Some(ts("2026-04-04T23:00:00Z")),
+            "closed from the gap's end, 01:00Z"
         );
     }
 
