@@ -178,3 +178,41 @@ fn the_readme_is_short_and_every_link_in_it_resolves() {
     }
     assert!(checked >= 10, "only {checked} links found");
 }
+
+#[test]
+fn the_documented_command_list_is_the_binarys() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_autoseen"))
+        .arg("--help")
+        .output()
+        .expect("autoseen runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    // clap lists each subcommand indented under "Commands:", `help` last.
+    let from_help: BTreeSet<String> = help
+        .split("Commands:")
+        .nth(1)
+        .expect("--help lists commands")
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    let reference = read("docs/configuration.md");
+    let block = reference
+        .split("## Command line")
+        .nth(1)
+        .and_then(|s| s.split("```").nth(1))
+        .expect("docs/configuration.md has a command block");
+    let documented: BTreeSet<String> = block
+        .lines()
+        .filter_map(|l| l.strip_prefix("autoseen "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| !c.starts_with('-'))
+        .collect();
+
+    assert!(from_help.len() >= 5, "{help}");
+    assert_eq!(
+        documented, from_help,
+        "docs/configuration.md's command list"
+    );
+}
