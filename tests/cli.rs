@@ -64,8 +64,8 @@ fn check_lists_every_problem_with_its_file_and_line() {
 
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("rules.toml:1: rule `a`: sessions:"), "{err}");
-    assert!(err.contains("rules.toml:5: rule `b`: delay:"), "{err}");
+    assert!(err.contains("rules.toml:3: rule `a`: sessions:"), "{err}");
+    assert!(err.contains("rules.toml:7: rule `b`: delay:"), "{err}");
 }
 
 #[test]
@@ -426,4 +426,30 @@ fn without_defaults_explain_shows_the_built_in_delay_and_check_warns() {
         stdout.contains("warning: rules.toml sets nothing in [defaults]"),
         "{stdout}"
     );
+}
+
+#[test]
+fn every_example_body_is_explained() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(repo("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let v = explain(&repo("config"), &path.display().to_string(), None);
+        // One answer, or one per item of a Meta batch: a decision, or why the item is skipped.
+        let answers: Vec<&Value> = v
+            .as_array()
+            .map_or(vec![&v], |items| items.iter().collect());
+        assert!(
+            answers
+                .iter()
+                .all(|a| a["decision"].is_string() || a["skipped"].is_string()),
+            "{}: {v}",
+            path.display()
+        );
+        assert!(answers.iter().any(|a| a["decision"].is_string()), "{v}");
+        seen += 1;
+    }
+    assert!(seen >= 7, "{seen} examples");
 }
