@@ -10,14 +10,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use toml::Spanned;
 
 use super::delay::DelayRange;
+use super::parse::{Parsed, ParsedRule, parse_sources};
 use super::pattern::{glob_set, normalize_chat_pattern};
 use super::window::Window;
 use super::{Action, Conditions, DelaySource, Outcome, OutsideWindows, Rule, Rules};
 use crate::domain::ChatType;
-use crate::toml_span::line_of;
 
 pub const RULES_FILE: &str = "rules.toml";
 pub const RULES_DIR: &str = "rules.d";
@@ -48,14 +47,6 @@ impl fmt::Display for RuleError {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
 pub struct RulesError(pub Vec<RuleError>);
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    defaults: Option<Spanned<RawOutcome>>,
-    #[serde(default)]
-    rules: Vec<Spanned<RawRule>>,
-}
 
 #[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -175,61 +166,11 @@ pub fn read_sources(dir: &Path) -> Result<Vec<(PathBuf, String)>, RulesError> {
         .collect()
 }
 
-/// The rule files read, before anything is compiled: `[defaults]` (from the first file), each rule with its
-/// file and line, and every syntax error.
-struct Parsed {
-    defaults: RawOutcome,
-    rules: Vec<(PathBuf, usize, RawRule)>,
-    errors: Vec<RuleError>,
-}
-
-fn parse_sources(sources: &[(PathBuf, String)]) -> Parsed {
-    let mut errors = Vec::new();
-    let mut defaults_raw = RawOutcome::default();
-    let mut parsed = Vec::new();
-    for (i, (file, text)) in sources.iter().enumerate() {
-        let err = |line, rule, message| RuleError {
-            file: file.clone(),
-            line,
-            rule,
-            message,
-        };
-        match toml::from_str::<RawFile>(text) {
-            Ok(raw) => {
-                if let Some(d) = raw.defaults {
-                    if i == 0 {
-                        defaults_raw = d.into_inner();
-                    } else {
-                        let line = line_of(text, d.span().start);
-                        errors.push(err(
-                            Some(line),
-                            None,
-                            format!("[defaults] belongs in {RULES_FILE}; remove it here"),
-                        ));
-                    }
-                }
-                for r in raw.rules {
-                    let line = line_of(text, r.span().start);
-                    parsed.push((file.clone(), line, r.into_inner()));
-                }
-            }
-            Err(e) => {
-                let line = e.span().map(|s| line_of(text, s.start));
-                errors.push(err(line, None, e.message().trim().to_string()));
-            }
-        }
-    }
-    Parsed {
-        defaults: defaults_raw,
-        rules: parsed,
-        errors,
-    }
-}
-
 /// Compiles rule sources: the first is `rules.toml` (the only one that may hold `[defaults]`).
 pub fn compile(sources: &[(PathBuf, String)]) -> Result<Rules, RulesError> {
     let Parsed {
         defaults: defaults_raw,
+        defaults_lines,
         rules: parsed,
         mut errors,
     } = parse_sources(sources);
@@ -240,7 +181,7 @@ pub fn compile(sources: &[(PathBuf, String)]) -> Result<Rules, RulesError> {
         Err(message) => {
             errors.push(RuleError {
                 file: defaults_place,
-                line: None,
+                line: Some(defaults_lines.line_for(&message)),
                 rule: Some("defaults".into()),
                 message,
             });
@@ -254,10 +195,12 @@ pub fn compile(sources: &[(PathBuf, String)]) -> Result<Rules, RulesError> {
         defaults: defaults_raw.clone(),
         rules: Vec::new(),
     };
-    for (file, line, raw) in parsed {
+    for ParsedRule { file, raw, lines } in parsed {
+        let line = lines.table;
+        // Points at the key the message names, else at the rule's `[[rules]]` line.
         let err = |message: String| RuleError {
             file: file.clone(),
-            line: Some(line),
+            line: Some(lines.line_for(&message)),
             rule: Some(raw.name.clone()),
             message,
         };

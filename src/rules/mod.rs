@@ -6,6 +6,7 @@
 
 mod delay;
 pub mod file;
+mod parse;
 mod pattern;
 pub mod reload;
 mod window;

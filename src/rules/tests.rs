@@ -220,42 +220,42 @@ fn every_kind_of_mistake_is_reported_with_line_rule_and_hint() {
     assert_error(
         "[[rules]]\nname = \"a\"\nchatz = [\"x\"]\n",
         3,
-        None,
+        Some("a"),
         "unknown field `chatz`",
     );
     assert_error(
         "\n[[rules]]\nname = \"a\"\nsessions = [\"[a-\"]\n",
-        2,
+        4,
         Some("a"),
         "not a valid pattern",
     );
     assert_error(
         "[[rules]]\nname = \"a\"\ntext = \"(unclosed\"\n",
-        1,
+        3,
         Some("a"),
         "regular expression",
     );
     assert_error(
         "[[rules]]\nname = \"a\"\nwindows = [{ days = \"mon\", hours = \"09:00-10:00\", tz = \"Nowhere/City\" }]\n",
-        1,
+        3,
         Some("a"),
         "time zone",
     );
     assert_error(
         "[[rules]]\nname = \"a\"\nwindows = [{ days = \"funday\", hours = \"09:00-10:00\" }]\n",
-        1,
+        3,
         Some("a"),
         "not a day",
     );
     assert_error(
         "[[rules]]\nname = \"a\"\ndelay = \"10s..2s\"\n",
-        1,
+        3,
         Some("a"),
         "smaller delay first",
     );
     assert_error(
         "[[rules]]\nname = \"a\"\nwindows = [{ days = \"mon\", hours = \"9-18\" }]\n",
-        1,
+        3,
         Some("a"),
         "09:00-18:00",
     );
@@ -267,14 +267,14 @@ fn every_kind_of_mistake_is_reported_with_line_rule_and_hint() {
     );
     assert_error(
         "[[rules]]\nname = \"a\"\nchats = [\"0151 1234567\"]\n",
-        1,
+        3,
         Some("a"),
         "country code",
     );
     assert_error(
         "[[rules]]\nname = \"a\"\nchat_types = [\"groups\"]\n",
         3,
-        None,
+        Some("a"),
         "unknown variant `groups`",
     );
 }
@@ -348,4 +348,54 @@ fn a_delay_comes_from_the_rule_then_defaults_then_the_built_in() {
     let explicit_zero = rules("[defaults]\ndelay = \"0s\"\n");
     assert_eq!(explicit_zero.defaults().delay, DelayRange::ZERO);
     assert!(explicit_zero.warnings().is_empty());
+}
+
+#[test]
+fn one_file_with_five_kinds_of_mistakes_reports_all_five_each_at_its_key() {
+    let text = "\
+[defaults]
+acton = \"seen\"
+
+[[rules]]
+name = \"groups\"
+chat_types = [\"group\"]
+
+[[rules]]
+name = \"typo\"
+chat_types = [\"direct\"]
+action = \"read\"
+
+[[rules]]
+name = \"slow\"
+chat_types = [\"channel\"]
+delay = \"2 sekunden\"
+
+[[rules]]
+name = \"all-groups\"
+chat_types = [\"group\"]
+
+[[rules]]
+name = \"office\"
+chat_types = [\"broadcast\"]
+windows = [{ days = \"mon-fri\", hours = \"9-18\" }]
+";
+    let found: Vec<(Option<usize>, String)> = errors(text)
+        .into_iter()
+        .map(|e| (e.line, e.message))
+        .collect();
+
+    let at = |line: usize, needle: &str| {
+        assert!(
+            found
+                .iter()
+                .any(|(l, m)| *l == Some(line) && m.contains(needle)),
+            "line {line} {needle:?} in {found:#?}"
+        );
+    };
+    at(2, "unknown field `acton`");
+    at(11, "unknown variant `read`");
+    at(16, "not a duration");
+    at(18, "can never match");
+    at(25, "09:00-18:00");
+    assert_eq!(found.len(), 5, "{found:#?}");
 }
