@@ -224,14 +224,28 @@ mod tests {
         heartbeat: Duration::from_millis(500),
     };
 
-    /// Grants one session on every heartbeat up to `answers`, then never answers again (a stalled database).
-    struct Stalls {
+    /// A heartbeat that takes `takes` and grants one session, up to `answers` times, then never answers again
+    /// (a stalled database); writes down each heartbeat committed and the leases given back.
+    struct Fake {
         answers: usize,
+        takes: Duration,
         calls: AtomicUsize,
+        events: std::sync::Mutex<Vec<&'static str>>,
+    }
+
+    impl Fake {
+        fn new(answers: usize, takes: Duration) -> Self {
+            Self {
+                answers,
+                takes,
+                calls: AtomicUsize::new(0),
+                events: Default::default(),
+            }
+        }
     }
 
     #[async_trait]
-    impl Cluster for Stalls {
+    impl Cluster for Fake {
         async fn heartbeat(
             &self,
             _: &ReplicaId,
@@ -241,41 +255,13 @@ mod tests {
             if self.calls.fetch_add(1, Ordering::SeqCst) >= self.answers {
                 std::future::pending::<()>().await;
             }
+            tokio::time::sleep(self.takes).await;
+            self.events.lock().unwrap().push("heartbeat committed");
             Ok(vec![Lease {
                 session: SessionName::parse("sales").unwrap(),
                 token: FenceToken::from_row(1),
                 paused_until: None,
             }])
-        }
-        async fn release(&self, _: &ReplicaId) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn pause(&self, _: &SessionName, _: Timestamp) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn announce(&self, _: &ChatKey, _: Timestamp) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn listen(&self, _: mpsc::UnboundedSender<(ChatKey, Timestamp)>) {}
-    }
-
-    /// A heartbeat that takes 300 ms; writes down when a heartbeat commits and when leases are given back.
-    #[derive(Default)]
-    struct Slow {
-        events: std::sync::Mutex<Vec<&'static str>>,
-    }
-
-    #[async_trait]
-    impl Cluster for Slow {
-        async fn heartbeat(
-            &self,
-            _: &ReplicaId,
-            _: Duration,
-            _: Timestamp,
-        ) -> Result<Vec<Lease>, StoreError> {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            self.events.lock().unwrap().push("heartbeat committed");
-            Ok(Vec::new())
         }
         async fn release(&self, _: &ReplicaId) -> Result<(), StoreError> {
             self.events.lock().unwrap().push("leases given back");
@@ -302,7 +288,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn leaving_gives_the_leases_back_after_the_heartbeat_in_flight() {
-        let cluster = Arc::new(Slow::default());
+        let cluster = Arc::new(Fake::new(usize::MAX, Duration::from_millis(300)));
         let replica = Replica {
             cluster: cluster.clone(),
             id: ReplicaId::random(),
@@ -323,7 +309,7 @@ mod tests {
     }
 
     /// Runs `hold` on `cluster` and returns, for each holding it hands the scheduler, when and how many.
-    async fn holdings_over(cluster: Stalls, run_for: Duration) -> Vec<(Duration, usize)> {
+    async fn holdings_over(cluster: Fake, run_for: Duration) -> Vec<(Duration, usize)> {
         let (scheduler, mut rx) = scheduler();
         let (start, stop) = (Instant::now(), CancellationToken::new());
         let task = tokio::spawn(hold(
@@ -353,10 +339,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_replica_stops_sending_when_its_leases_run_out_by_its_own_clock() {
-        let cluster = Stalls {
-            answers: 2,
-            calls: AtomicUsize::new(0),
-        };
+        let cluster = Fake::new(2, Duration::ZERO);
 
         let seen = holdings_over(cluster, TIMING.ttl * 3).await;
 
@@ -375,10 +358,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn leases_renewed_on_time_are_never_given_up() {
-        let cluster = Stalls {
-            answers: usize::MAX,
-            calls: AtomicUsize::new(0),
-        };
+        let cluster = Fake::new(usize::MAX, Duration::ZERO);
 
         let seen = holdings_over(cluster, TIMING.ttl * 10).await;
 
