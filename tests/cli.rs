@@ -453,3 +453,31 @@ fn every_example_body_is_explained() {
     }
     assert!(seen >= 7, "{seen} examples");
 }
+
+#[test]
+fn check_reports_rule_mistakes_and_a_cross_field_settings_problem_each_at_its_keys_line() {
+    let dir = config_with(
+        "[server]\nshutdown_timeout = \"5s\"\nlisten = \"localhost\"\n\n[admin]\ntoken = \"\"\n",
+        "[defaults]\nacton = \"seen\"\n\n[[rules]]\nname = \"groups\"\nchat_types = [\"group\"]\n\n\
+         [[rules]]\nname = \"typo\"\nchat_types = [\"direct\"]\naction = \"read\"\n\n\
+         [[rules]]\nname = \"slow\"\nchat_types = [\"channel\"]\ndelay = \"2 sekunden\"\n\n\
+         [[rules]]\nname = \"all-groups\"\nchat_types = [\"group\"]\n\n\
+         [[rules]]\nname = \"office\"\nchat_types = [\"broadcast\"]\nwindows = [{ days = \"mon-fri\", hours = \"9-18\" }]\n",
+    );
+
+    let out = autoseen(&["check", "--config", &dir.path().display().to_string()]);
+
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for wanted in [
+        "autoseen.toml:3: `server.listen`",
+        "autoseen.toml:6: `admin.token` is empty",
+        "rules.toml:2: rule `defaults`: acton: unknown field",
+        "rules.toml:11: rule `typo`: action: unknown variant `read`",
+        "rules.toml:16: rule `slow`: delay:",
+        "rules.toml:18: rule `all-groups`: can never match",
+        "rules.toml:25: rule `office`: windows:",
+    ] {
+        assert!(err.contains(wanted), "{wanted:?} in:\n{err}");
+    }
+}

@@ -77,24 +77,31 @@ impl fmt::Display for Problem {
     }
 }
 
-/// The problems a check finds, all in one file (`place`).
+/// The problems a check finds in one file (`place`, whose `text` is given): each at the line of its key when
+/// the file sets it, else at the file (a default, or a key set by an environment variable).
 pub struct Problems {
     place: String,
+    text: String,
     found: Vec<Problem>,
 }
 
 impl Problems {
-    pub fn new(place: &str) -> Self {
+    pub fn new(place: &str, text: &str) -> Self {
         Self {
             place: place.to_string(),
+            text: text.to_string(),
             found: Vec::new(),
         }
     }
 
     /// `key` is wrong: `message` says how, and what to do.
     pub fn bad(&mut self, key: &str, message: impl Into<String>) {
+        let place = match key_line(&self.text, key) {
+            Some(line) => format!("{}:{line}", self.place),
+            None => self.place.clone(),
+        };
         self.found.push(Problem {
-            place: self.place.clone(),
+            place,
             message: format!("`{key}` {}", message.into()),
         });
     }
@@ -122,6 +129,27 @@ impl Problems {
     fn into_vec(self) -> Vec<Problem> {
         self.found
     }
+}
+
+/// The 1-based line where `text` sets the dotted `key` (`server.listen` under `[server]`,
+/// `wasend.sessions.sales.api_key` under `[wasend.sessions.sales]`), if it does.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    let (section, name) = key.rsplit_once('.')?;
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            current = header.trim_end_matches(']').replace(['"', ' '], "");
+            continue;
+        }
+        let written = line
+            .split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"'));
+        if current == section && written == Some(name) {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 /// The settings could not be loaded; every problem found is listed.
@@ -181,7 +209,7 @@ impl Settings {
                     format!("{e} (variables are named AUTOSEEN__<SECTION>__<KEY>)"),
                 )
             })?;
-        let problems = settings.problems(&place);
+        let problems = settings.problems(&place, &text);
         if problems.is_empty() {
             Ok(settings)
         } else {
@@ -190,8 +218,8 @@ impl Settings {
     }
 
     /// Checks that span fields, or that serde cannot express: each section checks itself.
-    fn problems(&self, place: &str) -> Vec<Problem> {
-        let mut out = Problems::new(place);
+    fn problems(&self, place: &str, text: &str) -> Vec<Problem> {
+        let mut out = Problems::new(place, text);
         self.server.check(&mut out);
         self.gateway.check_choice(&mut out);
         self.webhook.check(&mut out);
@@ -363,6 +391,14 @@ mod tests {
     fn load_exactly(text: &str, env: HashMap<String, String>) -> Result<Settings, SettingsError> {
         let dir = dir_with(text);
         Settings::load_with_env(dir.path(), Some(env))
+    }
+
+    #[test]
+    fn a_key_is_found_under_its_own_section_only() {
+        let text = "listen = 1\n[server]\nport = 2\nlisten = \"x\"\n[wasend.sessions.\"sales\"]\napi_key = \"k\"\n";
+        assert_eq!(key_line(text, "server.listen"), Some(4));
+        assert_eq!(key_line(text, "wasend.sessions.sales.api_key"), Some(6));
+        assert_eq!(key_line(text, "admin.token"), None);
     }
 
     #[test]
