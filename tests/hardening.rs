@@ -815,3 +815,55 @@ async fn admin_endpoints_refuse_without_the_token_and_are_off_without_one() {
         .unwrap();
     assert_eq!(off.status(), 404);
 }
+
+#[tokio::test]
+async fn during_a_rotation_both_values_of_a_secret_pass_and_no_other() {
+    const NEW_ADMIN: &str = "rotated-admin-token-9f2e";
+    const NEW_META: &str = "rotated-meta-app-secret-51aa";
+    let fake = FakeWasend::start().await;
+    let app = TestApp::spawn(
+        &fake,
+        Options::default()
+            .set("admin.token", &format!("{NEW_ADMIN},{ADMIN_TOKEN}"))
+            .set("meta.app_secret", &format!("{NEW_META},{META_APP_SECRET}"))
+            .set(&format!("gateway.sessions.{META_NUMBER}"), "meta"),
+    )
+    .await;
+
+    for (token, wanted) in [
+        (NEW_ADMIN, 200),
+        (ADMIN_TOKEN, 200),
+        ("some-other-admin-token", 401),
+    ] {
+        let answer = app
+            .http
+            .get(app.url("/admin/pending"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), wanted, "{token}");
+    }
+    let signed_with = |secret: &str, body: &str| {
+        let hex = autoseen::gateway::signature::sign(
+            secret,
+            autoseen::gateway::signature::Algorithm::Sha256,
+            body.as_bytes(),
+        );
+        format!("sha256={hex}")
+    };
+    for (i, (secret, wanted)) in [
+        (NEW_META, 200),
+        (META_APP_SECRET, 200),
+        ("some-other-app-secret", 401),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = meta_text(&format!("551190000{i:04}"), &format!("wamid.rotation-{i}"));
+        let (status, v) = app
+            .post_meta_with(&body, Some(&signed_with(secret, &body)))
+            .await;
+        assert_eq!(status, wanted, "{secret}: {v}");
+    }
+}

@@ -108,10 +108,11 @@ impl Problems {
 
     /// An inbound secret that guards a route: at least [`MIN_SECRET_CHARS`] characters, when set.
     pub fn token(&mut self, key: &str, token: Option<&Secret>) {
-        if let Some(token) = token
-            && token.expose().chars().count() < MIN_SECRET_CHARS
+        let shortest = token.and_then(|t| t.values().min_by_key(|v| v.chars().count()));
+        if let Some(token) = shortest
+            && token.chars().count() < MIN_SECRET_CHARS
         {
-            let how = if token.expose().is_empty() {
+            let how = if token.is_empty() {
                 "empty"
             } else {
                 "too short"
@@ -193,6 +194,15 @@ impl Settings {
             .separator("__")
             .list_separator(",")
             .with_list_parse_key("webhook.hmac_keys")
+            // Inbound secrets take two values during a rotation: `AUTOSEEN__ADMIN__TOKEN=new,old`.
+            .with_list_parse_key("webhook.token")
+            .with_list_parse_key("admin.token")
+            .with_list_parse_key("bot.token")
+            .with_list_parse_key("meta.app_secret")
+            .with_list_parse_key("meta.verify_token")
+            .with_list_parse_key("green.webhook_token")
+            .with_list_parse_key("evolution.token")
+            .with_list_parse_key("evolution.jwt_key")
             .with_list_parse_key("server.trusted_proxies")
             .try_parsing(true);
         if let Some(env) = env {

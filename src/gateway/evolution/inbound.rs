@@ -21,7 +21,8 @@ use crate::secret::Secret;
 pub struct Inbound {
     header: http::HeaderName,
     token: Option<Secret>,
-    jwt: Option<jsonwebtoken::DecodingKey>,
+    /// One key, or two during a rotation.
+    jwt: Vec<jsonwebtoken::DecodingKey>,
 }
 
 impl std::fmt::Debug for Inbound {
@@ -29,7 +30,7 @@ impl std::fmt::Debug for Inbound {
         f.debug_struct("Inbound")
             .field("header", &self.header)
             .field("token", &self.token)
-            .field("jwt", &self.jwt.as_ref().map(|_| "***"))
+            .field("jwt", &self.jwt.iter().map(|_| "***").collect::<Vec<_>>())
             .finish()
     }
 }
@@ -42,8 +43,10 @@ impl Inbound {
             token: settings.token.clone(),
             jwt: settings
                 .jwt_key
-                .as_ref()
-                .map(|k| jsonwebtoken::DecodingKey::from_secret(k.expose().as_bytes())),
+                .iter()
+                .flat_map(Secret::values)
+                .map(|k| jsonwebtoken::DecodingKey::from_secret(k.as_bytes()))
+                .collect(),
         }
     }
 
@@ -64,9 +67,6 @@ impl Inbound {
     }
 
     fn jwt_ok(&self, headers: &HeaderMap) -> bool {
-        let Some(key) = &self.jwt else {
-            return false;
-        };
         let Some(token) = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -76,13 +76,16 @@ impl Inbound {
         };
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
         validation.leeway = 5;
-        match jsonwebtoken::decode::<serde::de::IgnoredAny>(token, key, &validation) {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::debug!(reason = %e, "evolution JWT refused");
-                false
+        // Every key is tried (a rotation has two), so the time taken does not say which one matched.
+        self.jwt.iter().fold(false, |found, key| {
+            match jsonwebtoken::decode::<serde::de::IgnoredAny>(token, key, &validation) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::debug!(reason = %e, "evolution JWT refused");
+                    found
+                }
             }
-        }
+        })
     }
 
     /// The event of an authenticated body: Evolution posts one per request.
