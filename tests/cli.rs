@@ -481,3 +481,23 @@ fn check_reports_rule_mistakes_and_a_cross_field_settings_problem_each_at_its_ke
         assert!(err.contains(wanted), "{wanted:?} in:\n{err}");
     }
 }
+
+#[test]
+fn check_reports_every_bad_settings_key_at_its_line_not_only_the_first() {
+    let dir = config_with(
+        "[server]\nlisten = \"127.0.0.1:0\"\nlisen = \"x\"\nshutdown_timeout = \"soon\"\n\n[delivery]\nmax_attempts = \"five\"\n",
+        "[defaults]\ndelay = \"2s..10s\"\n",
+    );
+
+    let out = autoseen(&["check", "--config", &dir.path().display().to_string()]);
+
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for wanted in [
+        "autoseen.toml:3: `server.lisen`: unknown field",
+        "autoseen.toml:4: `server.shutdown_timeout`:",
+        "autoseen.toml:7: `delivery.max_attempts`:",
+    ] {
+        assert!(err.contains(wanted), "{wanted:?} in:\n{err}");
+    }
+}

@@ -8,6 +8,7 @@
 //! (`server`, `store`, `sections` here; `[wasend]` with the client, `[delivery]` with the scheduler) into one
 //! list of [`Problems`]; sections that one part of the service owns alone live beside it and are gathered here.
 
+mod keys;
 mod postgres_url;
 mod sections;
 mod server;
@@ -35,6 +36,8 @@ pub use crate::scheduler::DeliverySettings;
 pub use crate::scheduler::pacing::Rate;
 pub use crate::secret::Secret;
 use crate::toml_span::line_of;
+pub use keys::Problems;
+use keys::key_by_key;
 
 /// Tokens (admin, bot, webhook path) shorter than this are refused; HMAC keys shorter are warned about.
 pub const MIN_SECRET_CHARS: usize = 16;
@@ -77,82 +80,6 @@ impl fmt::Display for Problem {
     }
 }
 
-/// The problems a check finds in one file (`place`, whose `text` is given): each at the line of its key when
-/// the file sets it, else at the file (a default, or a key set by an environment variable).
-pub struct Problems {
-    place: String,
-    text: String,
-    found: Vec<Problem>,
-}
-
-impl Problems {
-    pub fn new(place: &str, text: &str) -> Self {
-        Self {
-            place: place.to_string(),
-            text: text.to_string(),
-            found: Vec::new(),
-        }
-    }
-
-    /// `key` is wrong: `message` says how, and what to do.
-    pub fn bad(&mut self, key: &str, message: impl Into<String>) {
-        let place = match key_line(&self.text, key) {
-            Some(line) => format!("{}:{line}", self.place),
-            None => self.place.clone(),
-        };
-        self.found.push(Problem {
-            place,
-            message: format!("`{key}` {}", message.into()),
-        });
-    }
-
-    /// An inbound secret that guards a route: at least [`MIN_SECRET_CHARS`] characters, when set.
-    pub fn token(&mut self, key: &str, token: Option<&Secret>) {
-        let shortest = token.and_then(|t| t.values().min_by_key(|v| v.chars().count()));
-        if let Some(token) = shortest
-            && token.chars().count() < MIN_SECRET_CHARS
-        {
-            let how = if token.is_empty() {
-                "empty"
-            } else {
-                "too short"
-            };
-            self.bad(
-                key,
-                format!(
-                    "is {how}; it must be at least {MIN_SECRET_CHARS} characters (for example `openssl rand -hex 24`), \
-                     or removed to turn its route off"
-                ),
-            );
-        }
-    }
-
-    fn into_vec(self) -> Vec<Problem> {
-        self.found
-    }
-}
-
-/// The 1-based line where `text` sets the dotted `key` (`server.listen` under `[server]`,
-/// `wasend.sessions.sales.api_key` under `[wasend.sessions.sales]`), if it does.
-fn key_line(text: &str, key: &str) -> Option<usize> {
-    let (section, name) = key.rsplit_once('.')?;
-    let mut current = String::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if let Some(header) = line.strip_prefix('[') {
-            current = header.trim_end_matches(']').replace(['"', ' '], "");
-            continue;
-        }
-        let written = line
-            .split_once('=')
-            .map(|(k, _)| k.trim().trim_matches('"'));
-        if current == section && written == Some(name) {
-            return Some(i + 1);
-        }
-    }
-    None
-}
-
 /// The settings could not be loaded; every problem found is listed.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
@@ -183,6 +110,12 @@ impl Settings {
             )
         })?;
         if let Err(e) = toml::from_str::<Settings>(&text) {
+            // Every bad key, each read on its own; the parser's first error when that finds none (a syntax
+            // error, after which nothing can be read).
+            let each = key_by_key(&text, &place);
+            if !each.is_empty() {
+                return Err(SettingsError { problems: each });
+            }
             let line = e
                 .span()
                 .map(|s| format!(":{}", line_of(&text, s.start)))
@@ -401,14 +334,6 @@ mod tests {
     fn load_exactly(text: &str, env: HashMap<String, String>) -> Result<Settings, SettingsError> {
         let dir = dir_with(text);
         Settings::load_with_env(dir.path(), Some(env))
-    }
-
-    #[test]
-    fn a_key_is_found_under_its_own_section_only() {
-        let text = "listen = 1\n[server]\nport = 2\nlisten = \"x\"\n[wasend.sessions.\"sales\"]\napi_key = \"k\"\n";
-        assert_eq!(key_line(text, "server.listen"), Some(4));
-        assert_eq!(key_line(text, "wasend.sessions.sales.api_key"), Some(6));
-        assert_eq!(key_line(text, "admin.token"), None);
     }
 
     #[test]
