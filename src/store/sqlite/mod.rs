@@ -178,15 +178,32 @@ fn query<T>(
 }
 
 /// Runs a prepared (cached) statement that returns no rows.
+/// A receipt's integer keys ([`seen`]), computed before the job reaches the writer thread, which is what
+/// bounds ingest: three SHA-256 digests a webhook are no work of its.
+struct Keys {
+    seen: i64,
+    chat: i64,
+    bare: i64,
+}
+
+type Keyed = (NewReceipt, Keys);
+
+fn keyed(r: NewReceipt) -> Keyed {
+    let session = r.session.as_str();
+    let keys = Keys {
+        seen: seen_key(session, r.message_id.as_str()),
+        chat: seen_key(session, r.chat.as_str()),
+        bare: seen_key(session, r.message_id.bare().as_str()),
+    };
+    (r, keys)
+}
+
 /// Remembers the message id and stores the receipt, unless the id was accepted before.
-fn insert_receipt(c: &rusqlite::Connection, r: &NewReceipt) -> Result<Accepted, StoreError> {
+fn insert_receipt(c: &rusqlite::Connection, (r, keys): &Keyed) -> Result<Accepted, StoreError> {
     let fresh = exec(
         c,
         "INSERT INTO seen (key, accepted_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-        (
-            seen_key(r.session.as_str(), r.message_id.as_str()),
-            ms(r.accepted_at),
-        ),
+        (keys.seen, ms(r.accepted_at)),
     )?;
     if fresh == 0 {
         return Ok(Accepted::Duplicate);
@@ -209,8 +226,8 @@ fn insert_receipt(c: &rusqlite::Connection, r: &NewReceipt) -> Result<Accepted, 
             r.message_id.bare().as_str(),
             r.on_reply,
             r.expires,
-            seen_key(r.session.as_str(), r.chat.as_str()),
-            seen_key(r.session.as_str(), r.message_id.bare().as_str()),
+            keys.chat,
+            keys.bare,
         ],
     )?;
     Ok(Accepted::New {
@@ -232,11 +249,13 @@ fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usiz
 #[async_trait]
 impl Queue for SqliteStore {
     async fn accept(&self, r: NewReceipt) -> Result<Accepted, StoreError> {
+        let r = keyed(r);
         self.engine.call(true, move |c| insert_receipt(c, &r)).await
     }
 
     async fn accept_all(&self, receipts: Vec<NewReceipt>) -> Result<Vec<Accepted>, StoreError> {
         // One job, so one savepoint: all of them or none.
+        let receipts: Vec<Keyed> = receipts.into_iter().map(keyed).collect();
         self.engine
             .call(true, move |c| {
                 receipts.iter().map(|r| insert_receipt(c, r)).collect()
