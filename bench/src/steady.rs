@@ -12,7 +12,7 @@ use rusqlite::params;
 use super::*;
 
 /// The schema version the rows below are written for; a newer one stops the bench rather than guess.
-const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// How full the store is.
 pub struct Fill {
@@ -95,14 +95,15 @@ impl Template {
         Ok(Self { _dir: dir, path })
     }
 
-    /// autoseen with the shipped rules (an hour's delay) on a copy of the filled store.
-    pub fn serve(&self) -> anyhow::Result<(tempfile::TempDir, Proc)> {
+    /// A copy of the filled store, with a config folder for autoseen with the shipped rules (an hour's delay):
+    /// the folder that holds both, and the config folder to start autoseen with.
+    pub fn copy(&self) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
         let dir = tempfile::tempdir()?;
         let store = dir.path().join("autoseen.db");
         std::fs::copy(&self.path, &store)?;
         Command::new("sync").status()?;
-        let app = spawn(autoseen(&config_for(dir.path(), &store)?))?;
-        Ok((dir, app))
+        let config = config_for(dir.path(), &store)?;
+        Ok((dir, config))
     }
 }
 
