@@ -32,6 +32,12 @@ const MAX_BATCH: usize = 1024;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// WAL length (pages) past which the writer is asked to let the WAL start over.
 const WAL_RESTART_FRAMES: i64 = 65_536;
+/// The most pages the writer is left to copy when it lets the WAL start over: the checkpoint thread copies
+/// back to back until no more than this was written during its last copy, so the writer's part (the copy and
+/// the syncs, during which no webhook commits) stays a few milliseconds (docs/performance.md).
+const WAL_RESTART_REMAINDER: i64 = 256;
+/// The most back-to-back copies the checkpoint thread makes to get there; then the writer copies the rest.
+const CATCH_UP_ROUNDS: usize = 16;
 
 type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// Runs a job; says whether it succeeded (a failed write is rolled back alone) and how to answer after commit.
@@ -71,6 +77,9 @@ impl Engine {
             format!("cannot update the store at {} (store.path)", path.display())
         })?;
         let checkpointer = open()?;
+        // Synced by the checkpoint thread after each copy (see [`checkpoint`]).
+        let db_file = std::fs::File::open(path)
+            .with_context(|| format!("cannot open the store at {} (store.path)", path.display()))?;
         let reader = open()?;
         let last_commit_failed = Arc::new(AtomicBool::new(false));
         // Reads get a connection and a thread of their own, so loading a due chat never waits for a commit.
@@ -94,7 +103,7 @@ impl Engine {
             .context("cannot start the store thread")?;
         std::thread::Builder::new()
             .name("autoseen-checkpoint".into())
-            .spawn(move || checkpoint(checkpointer, stopped, &wal_long))
+            .spawn(move || checkpoint(checkpointer, &db_file, stopped, &wal_long))
             .context("cannot start the checkpoint thread")?;
         Ok(Self {
             writes,
@@ -164,24 +173,55 @@ fn open_connection(options: &SqliteOptions) -> rusqlite::Result<Connection> {
 
 /// Copies the WAL into the database every [`CHECKPOINT_EVERY`] without blocking the writer. Under steady
 /// writes such a checkpoint never quite catches up (the writer appends while it copies), and SQLite starts
-/// the WAL over only once everything in it is copied; past [`WAL_RESTART_FRAMES`] it sets `wal_long`, and the
-/// writer copies the rest between two groups. Once more, truncating the WAL, when the store thread has ended.
-fn checkpoint(conn: Connection, stopped: std::sync::mpsc::Receiver<()>, wal_long: &AtomicBool) {
+/// the WAL over only once everything in it is copied. Past [`WAL_RESTART_FRAMES`] it copies again at once,
+/// until a copy found at most [`WAL_RESTART_REMAINDER`] new pages (or after [`CATCH_UP_ROUNDS`]), then sets
+/// `wal_long`, and the writer copies the little that is left between two groups. Once more, truncating the
+/// WAL, when the store thread has ended.
+fn checkpoint(
+    conn: Connection,
+    db_file: &std::fs::File,
+    stopped: std::sync::mpsc::Receiver<()>,
+    wal_long: &AtomicBool,
+) {
     use std::sync::mpsc::RecvTimeoutError;
-    let run = |mode: &str| -> rusqlite::Result<i64> {
-        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+    // The WAL's length in pages when the copy began; all of it is copied when nothing blocks the copy.
+    let passive = || -> rusqlite::Result<i64> {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             row.get::<_, i64>(1)
         })
     };
     loop {
         match stopped.recv_timeout(CHECKPOINT_EVERY) {
             Err(RecvTimeoutError::Timeout) => {
-                let result = run("PASSIVE");
-                if let Ok(frames) = result {
-                    wal_long.store(frames > WAL_RESTART_FRAMES, Ordering::Relaxed);
-                }
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "WAL checkpoint failed; will try again");
+                let mut copied_to = None;
+                let mut synced_to = 0;
+                for round in 1..=CATCH_UP_ROUNDS {
+                    let frames = match passive() {
+                        Ok(frames) => frames,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "WAL checkpoint failed; will try again");
+                            break;
+                        }
+                    };
+                    // SQLite syncs the database only after a copy that reached the WAL's end, which
+                    // under steady writes only the writer's does: it then wrote out everything the
+                    // copies before had left in the OS cache (a quarter of a second on a full store).
+                    // Syncing after each copy leaves it little.
+                    if frames > 0 && frames != synced_to {
+                        match db_file.sync_data() {
+                            Ok(()) => synced_to = frames,
+                            Err(e) => tracing::warn!(error = %e, "cannot sync the store file"),
+                        }
+                    }
+                    if frames <= WAL_RESTART_FRAMES {
+                        break;
+                    }
+                    let fresh = copied_to.map_or(frames, |before| frames - before);
+                    if fresh <= WAL_RESTART_REMAINDER || round == CATCH_UP_ROUNDS {
+                        wal_long.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    copied_to = Some(frames);
                 }
             }
             _ => {
