@@ -523,6 +523,14 @@ async fn wrk(
     })
 }
 
+impl Load {
+    /// `p50 / p99 / max ms` of an open-loop run.
+    fn spread(&self) -> String {
+        let max = self.max_ms.unwrap_or(0.0);
+        format!("{:.2} / {:.2} / {max:.0} ms", self.p50_ms, self.p99_ms)
+    }
+}
+
 fn median_by(mut runs: Vec<Load>) -> Load {
     runs.sort_by(|x, y| x.rps.total_cmp(&y.rps));
     runs.swap_remove(runs.len() / 2)
@@ -747,12 +755,7 @@ async fn realistic_open_loop(
             millions(fill.expired_ids),
             purging.errors
         ),
-        format!(
-            "{:.2} / {:.2} / {:.0} ms",
-            purging.p50_ms,
-            purging.p99_ms,
-            purging.max_ms.unwrap_or(0.0)
-        ),
+        purging.spread(),
         "p99 <= 25 ms",
         Some(purging.p99_ms <= 25.0 && purging.errors == 0),
     );
@@ -762,12 +765,7 @@ async fn realistic_open_loop(
             "steady {seconds:.0} s once purged: p50 / p99 / max ({} failed)",
             steady.errors
         ),
-        format!(
-            "{:.2} / {:.2} / {:.0} ms",
-            steady.p50_ms,
-            steady.p99_ms,
-            steady.max_ms.unwrap_or(0.0)
-        ),
+        steady.spread(),
         "p99 <= 10 ms",
         Some(steady.p99_ms <= 10.0 && steady.errors == 0),
     );

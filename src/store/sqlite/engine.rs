@@ -157,7 +157,10 @@ fn open_connection(options: &SqliteOptions) -> rusqlite::Result<Connection> {
     // One plan per statement, whatever is bound: without it, a statement with `LIMIT ?` (the scheduler's due
     // reads, the purge's sweep) is compiled again at every step with a new value, which cost the dispatch
     // about a tenth of the process (docs/performance.md).
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     super::seen::register(&conn)?;
     // Takes effect when the file is created. Receipts and ids are small and their index keys arrive in random
     // order, so each commit dirties many pages: small pages make the WAL written per commit small.
