@@ -197,11 +197,13 @@ fn checkpoint(
             row.get::<_, i64>(1)
         })
     };
+    // The WAL's length at the last sync: an idle store is not synced again every tick. These syncs only spare
+    // the writer work; SQLite syncs whatever it relies on itself.
+    let mut synced_to = 0;
     loop {
         match stopped.recv_timeout(CHECKPOINT_EVERY) {
             Err(RecvTimeoutError::Timeout) => {
                 let mut copied_to = None;
-                let mut synced_to = 0;
                 for round in 1..=CATCH_UP_ROUNDS {
                     let frames = match passive() {
                         Ok(frames) => frames,
