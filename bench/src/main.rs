@@ -699,15 +699,9 @@ async fn realistic_open_loop(
     let ready = started.elapsed();
     let pid = app.child.id();
     let watch = RssWatch::start(pid);
+    let count = (rate * seconds) as usize;
     eprintln!("realistic: open loop at {rate:.0}/s on the full store, while it purges ...");
-    let purging = open_loop(
-        app.addr,
-        rate,
-        (rate * seconds) as usize,
-        3,
-        Kind::Realistic,
-    )
-    .await?;
+    let purging = open_loop(app.addr, rate, count, 3, Kind::Realistic).await?;
     let purge_done_during = app.purged.load(Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(600);
     while !app.purged.load(Ordering::Relaxed) {
@@ -718,14 +712,7 @@ async fn realistic_open_loop(
     }
     eprintln!("realistic: open loop at {rate:.0}/s on the full store, purge done ...");
     let cpu_before = cpu_time(pid);
-    let steady = open_loop(
-        app.addr,
-        rate,
-        (rate * seconds) as usize,
-        4,
-        Kind::Realistic,
-    )
-    .await?;
+    let steady = open_loop(app.addr, rate, count, 4, Kind::Realistic).await?;
     let cpu = cpu_time(pid).saturating_sub(cpu_before);
     let rss = rss.max(watch.max());
     drop(app);

@@ -191,37 +191,16 @@ fn checkpoint(
     wal_long: &AtomicBool,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
-    // The WAL's length in pages when the copy began; all of it is copied when nothing blocks the copy.
-    let passive = || -> rusqlite::Result<i64> {
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            row.get::<_, i64>(1)
-        })
-    };
-    // The WAL's length at the last sync: an idle store is not synced again every tick. These syncs only spare
-    // the writer work; SQLite syncs whatever it relies on itself.
+    // The WAL's length at the last sync: an idle store is not synced again every tick.
     let mut synced_to = 0;
     loop {
         match stopped.recv_timeout(CHECKPOINT_EVERY) {
             Err(RecvTimeoutError::Timeout) => {
                 let mut copied_to = None;
                 for round in 1..=CATCH_UP_ROUNDS {
-                    let frames = match passive() {
-                        Ok(frames) => frames,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "WAL checkpoint failed; will try again");
-                            break;
-                        }
+                    let Some(frames) = copy(&conn, db_file, &mut synced_to) else {
+                        break;
                     };
-                    // SQLite syncs the database only after a copy that reached the WAL's end, which
-                    // under steady writes only the writer's does: it then wrote out everything the
-                    // copies before had left in the OS cache (a quarter of a second on a full store).
-                    // Syncing after each copy leaves it little.
-                    if frames > 0 && frames != synced_to {
-                        match db_file.sync_data() {
-                            Ok(()) => synced_to = frames,
-                            Err(e) => tracing::warn!(error = %e, "cannot sync the store file"),
-                        }
-                    }
                     if frames <= WAL_RESTART_FRAMES {
                         break;
                     }
@@ -239,6 +218,34 @@ fn checkpoint(
             }
         }
     }
+}
+
+/// One copy of the WAL into the database, without waiting for anyone, then a sync of the database unless
+/// the WAL is as it was at the last one (`synced_to`). Returns the WAL's length in pages when the copy began
+/// (all of it is copied when nothing blocks the copy), or `None` when the copy failed.
+///
+/// SQLite syncs the database only after a copy that reached the WAL's end, which under steady writes only
+/// the writer's does: it then wrote out everything the copies before had left in the OS cache (a quarter of
+/// a second on a full store). Syncing after each copy leaves it little. These syncs only spare the writer
+/// work; SQLite syncs whatever it relies on itself.
+fn copy(conn: &Connection, db_file: &std::fs::File, synced_to: &mut i64) -> Option<i64> {
+    let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        row.get::<_, i64>(1)
+    });
+    let frames = match frames {
+        Ok(frames) => frames,
+        Err(e) => {
+            tracing::warn!(error = %e, "WAL checkpoint failed; will try again");
+            return None;
+        }
+    };
+    if frames > 0 && frames != *synced_to {
+        match db_file.sync_data() {
+            Ok(()) => *synced_to = frames,
+            Err(e) => tracing::warn!(error = %e, "cannot sync the store file"),
+        }
+    }
+    Some(frames)
 }
 
 pub fn unavailable(e: rusqlite::Error) -> StoreError {
