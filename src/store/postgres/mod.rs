@@ -8,12 +8,13 @@
 //! the service starts while the server is down and works as soon as it is back; migrations run on the first
 //! connection that succeeds. Moments are stored as milliseconds since the Unix epoch, as in SQLite.
 
+mod batch;
 mod cluster;
 mod schema;
 mod tls;
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -63,6 +64,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PostgresStore {
     pool: Pool,
     migrated: Arc<OnceCell<()>>,
+    /// The batch writer of `accept_all`, started on first use (it needs the runtime).
+    batches: Arc<OnceLock<batch::Batches>>,
     /// For the listening connection, which lives outside the pool.
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
@@ -117,6 +120,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             migrated: Arc::new(OnceCell::new()),
+            batches: Arc::new(OnceLock::new()),
             config,
             tls,
         })
@@ -244,103 +248,26 @@ fn chat_from_row(row: &Row) -> Result<ChatKey, StoreError> {
     chat_key(get(row, "session")?, get(row, "chat")?)
 }
 
-/// Remembers the message id and stores the receipt, unless the id was accepted before: the new row's id, or
-/// no row.
-const ACCEPT: &str = "WITH fresh AS (
-         INSERT INTO dedup (session, message_id, accepted_at) VALUES ($1, $3, $11)
-         ON CONFLICT DO NOTHING RETURNING 1
-     )
-     INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply,
-                          on_reply, expires, chat_phone, accepted_at, bare_id)
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM fresh RETURNING id";
-
-/// [`ACCEPT`]'s parameters for one receipt, computed once and borrowed by the call.
-struct AcceptRow<'a> {
-    session: &'a str,
-    chat: &'a str,
-    message_id: &'a str,
-    rule: &'a str,
-    due_at: i64,
-    not_before: i64,
-    read_on_reply: bool,
-    on_reply: bool,
-    expires: bool,
-    chat_phone: Option<&'a str>,
-    accepted_at: i64,
-    bare_id: String,
-}
-
-impl<'a> AcceptRow<'a> {
-    fn of(r: &'a NewReceipt) -> Self {
-        Self {
-            session: r.session.as_str(),
-            chat: r.chat.as_str(),
-            message_id: r.message_id.as_str(),
-            rule: &r.rule,
-            due_at: ms(r.due_at),
-            not_before: ms(r.not_before),
-            read_on_reply: r.read_on_reply,
-            on_reply: r.on_reply,
-            expires: r.expires,
-            chat_phone: r.chat_phone.as_ref().map(ChatId::as_str),
-            accepted_at: ms(r.accepted_at),
-            bare_id: r.message_id.bare().as_str().to_owned(),
-        }
-    }
-
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 12] {
-        [
-            &self.session,
-            &self.chat,
-            &self.message_id,
-            &self.rule,
-            &self.due_at,
-            &self.not_before,
-            &self.read_on_reply,
-            &self.on_reply,
-            &self.expires,
-            &self.chat_phone,
-            &self.accepted_at,
-            &self.bare_id,
-        ]
-    }
-}
-
-/// What [`ACCEPT`] answered: the new row's id, or none for a message id accepted before.
-fn accepted(id: Option<i64>) -> Accepted {
-    match id {
-        Some(id) => Accepted::New {
-            id: ReceiptId::from_row(id),
-        },
-        None => Accepted::Duplicate,
-    }
-}
-
 #[async_trait]
 impl Queue for PostgresStore {
     async fn accept(&self, r: NewReceipt) -> Result<Accepted, StoreError> {
-        let row = AcceptRow::of(&r);
-        let rows = self
-            .query(ACCEPT, &row.params(), |row| get::<i64>(row, "id"))
-            .await?;
-        Ok(accepted(rows.first().copied()))
+        let mut answers = self.accept_all(vec![r]).await?;
+        answers
+            .pop()
+            .ok_or_else(|| corrupt("a batch answered nothing"))
     }
 
     async fn accept_all(&self, receipts: Vec<NewReceipt>) -> Result<Vec<Accepted>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(unavailable)?;
-        let statement = tx.prepare_cached(ACCEPT).await.map_err(unavailable)?;
-        let mut answers = Vec::with_capacity(receipts.len());
-        for r in &receipts {
-            let row = tx
-                .query_opt(&statement, &AcceptRow::of(r).params())
-                .await
-                .map_err(unavailable)?;
-            let id = row.map(|row| get::<i64>(&row, "id")).transpose()?;
-            answers.push(accepted(id));
+        if receipts.is_empty() {
+            return Ok(Vec::new());
         }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(answers)
+        let batches = self.batches.get_or_init(|| {
+            batch::Batches::start(Self {
+                batches: Arc::new(OnceLock::new()),
+                ..self.clone()
+            })
+        });
+        batches.accept(receipts).await
     }
 
     async fn chat_receipts(&self, chat: &ChatKey) -> Result<Vec<Receipt>, StoreError> {

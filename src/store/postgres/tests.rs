@@ -1,5 +1,7 @@
 //! The store contract on a real PostgreSQL: each test gets a schema of its own, dropped after.
 
+use std::collections::HashMap;
+
 use super::*;
 use crate::store::Store;
 use crate::store::contract::Backend;
@@ -103,6 +105,56 @@ async fn two_concurrent_deliveries_of_a_message_store_it_once() {
     assert!(matches!(answers[0], Accepted::New { .. }), "{answers:?}");
     assert_eq!(answers[1], Accepted::Duplicate);
     assert_eq!(store.list_pending(10).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_written_in_one_batch_are_each_answered_for_their_own_receipts() {
+    let Some(backend) = TempSchema::new().await else {
+        return;
+    };
+    let store = backend.store.clone();
+    let at = crate::store::contract::t(10);
+    let webhook = |n: usize| {
+        // Every fifth webhook repeats the previous one's id, and every webhook carries its first id twice.
+        let first = format!("m{}", if n % 5 == 4 { n - 1 } else { n });
+        vec![
+            crate::store::contract::receipt("1@c.us", &first, at),
+            crate::store::contract::receipt("2@c.us", &format!("other{n}"), at),
+            crate::store::contract::receipt("1@c.us", &first, at),
+        ]
+    };
+
+    // Posted at once, most of them wait for a batch in flight and are written together.
+    let answers = futures_util::future::join_all((0..200).map(|n| {
+        let store = store.clone();
+        async move { store.accept_all(webhook(n)).await.unwrap() }
+    }))
+    .await;
+
+    let pending = store.list_pending(1_000).await.unwrap();
+    let by_id: HashMap<ReceiptId, &str> = pending
+        .iter()
+        .map(|r| (r.id, r.message_id.as_str()))
+        .collect();
+    let mut new_firsts = 0;
+    for (n, answer) in answers.iter().enumerate() {
+        let expected = webhook(n);
+        assert_eq!(answer.len(), 3, "webhook {n}: {answer:?}");
+        for (receipt, accepted) in expected.iter().zip(answer) {
+            if let Accepted::New { id } = accepted {
+                assert_eq!(by_id[id], receipt.message_id.as_str(), "webhook {n}");
+            }
+        }
+        assert!(
+            matches!(answer[1], Accepted::New { .. }),
+            "webhook {n}: {answer:?}"
+        );
+        assert_eq!(answer[2], Accepted::Duplicate, "webhook {n}: the id again");
+        new_firsts += usize::from(matches!(answer[0], Accepted::New { .. }));
+    }
+    // m0..m199 less the forty repeats (m4 repeats m3, ...): each stored once, whichever delivery came first.
+    assert_eq!(new_firsts, 160);
+    assert_eq!(pending.len(), 160 + 200);
 }
 
 #[tokio::test]
