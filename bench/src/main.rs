@@ -1021,7 +1021,7 @@ fn seed(path: &Path, n: usize, chats: usize, due: impl Fn(usize) -> i64) -> anyh
                                   bare_id, chat_key, bare_key)
              VALUES ('bench', ?1, ?2, 'defaults', ?3, ?3, 1, ?4, ?2, ?5, ?6)",
         )?;
-        let mut seen = tx.prepare("INSERT INTO seen (key, accepted_at) VALUES (?1, ?2)")?;
+        let mut seen = Vec::with_capacity(n);
         let now = now_ms();
         for i in 0..n {
             let due = due(i);
@@ -1036,8 +1036,9 @@ fn seed(path: &Path, n: usize, chats: usize, due: impl Fn(usize) -> i64) -> anyh
                 seen_key("bench", &chat),
                 key
             ])?;
-            seen.execute(rusqlite::params![key, now])?;
+            seen.push((now, key));
         }
+        autoseen::store::sqlite::append_seen_log(&tx, &seen)?;
     }
     tx.commit()?;
     Ok(())

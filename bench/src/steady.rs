@@ -12,7 +12,7 @@ use rusqlite::params;
 use super::*;
 
 /// The schema version the rows below are written for; a newer one stops the bench rather than guess.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// How full the store is.
 pub struct Fill {
@@ -56,8 +56,8 @@ impl Template {
         let hour = 3_600_000;
         let tx = db.transaction()?;
         {
-            let mut seen =
-                tx.prepare("INSERT OR IGNORE INTO seen (key, accepted_at) VALUES (?1, ?2)")?;
+            // The log holds the ids as a store that accepted them would: oldest first, in full rows.
+            let mut seen = Vec::with_capacity(fill.live_ids + fill.expired_ids);
             for n in 0..fill.live_ids + fill.expired_ids {
                 let m = traffic::message(7, n);
                 let r = traffic::mix(n as u64 ^ 0xD1D1);
@@ -66,8 +66,10 @@ impl Template {
                 } else {
                     48 * hour + (r % hour as u64) as i64
                 };
-                seen.execute(params![seen_key(m.session, &m.serialized), now - age])?;
+                seen.push((now - age, seen_key(m.session, &m.serialized)));
             }
+            seen.sort_unstable();
+            autoseen::store::sqlite::append_seen_log(&tx, &seen)?;
             let mut pending = tx.prepare(
                 "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply,
                                       accepted_at, chat_phone, bare_id, on_reply, expires, chat_key, bare_key)

@@ -12,8 +12,8 @@
 //! the queries in the parent module are closures it runs.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -39,6 +39,33 @@ const WAL_RESTART_REMAINDER: i64 = 256;
 /// The most back-to-back copies the checkpoint thread makes to get there; then the writer copies the rest.
 const CATCH_UP_ROUNDS: usize = 16;
 
+/// What the writer thread keeps in memory beside the database ([`super::dedup`]); it must follow what
+/// commits.
+pub trait WriterState: Send + 'static {
+    /// Writes what the group's jobs left to it, last in the group's transaction; an error rolls the group
+    /// back.
+    fn before_commit(&mut self, conn: &Connection) -> Result<(), StoreError>;
+    /// Says whether the group's transaction committed.
+    fn after_commit(&mut self, committed: bool);
+}
+
+/// The state the jobs share with the writer, each locking it in turn on the writer thread.
+impl<T: WriterState> WriterState for Arc<Mutex<T>> {
+    fn before_commit(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        lock(self).before_commit(conn)
+    }
+
+    fn after_commit(&mut self, committed: bool) {
+        lock(self).after_commit(committed);
+    }
+}
+
+/// The state behind `m`; a job that panicked while holding it left nothing half done that the commit
+/// hooks do not settle.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// Runs a job; says whether it succeeded (a failed write is rolled back alone) and how to answer after commit.
 type Work = Box<dyn FnOnce(Result<&Connection, &StoreError>) -> (bool, Finish) + Send>;
@@ -58,9 +85,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens (creating if needed) the database and its folder, brings its schema up to date, and starts the
-    /// threads.
-    pub fn open(options: &SqliteOptions) -> anyhow::Result<Self> {
+    /// Opens (creating if needed) the database and its folder, brings its schema up to date, has `load` read
+    /// the writer's state from it, and starts the threads.
+    pub fn open(
+        options: &SqliteOptions,
+        load: impl FnOnce(&Connection) -> anyhow::Result<Box<dyn WriterState>>,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context;
         let path = &options.path;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -76,6 +106,8 @@ impl Engine {
         schema::migrate(&mut conn).with_context(|| {
             format!("cannot update the store at {} (store.path)", path.display())
         })?;
+        let mut state = load(&conn)
+            .with_context(|| format!("cannot read the store at {} (store.path)", path.display()))?;
         let checkpointer = open()?;
         // Synced by the checkpoint thread after each copy (see [`checkpoint`]).
         let db_file = std::fs::File::open(path)
@@ -87,7 +119,7 @@ impl Engine {
         let failed = last_commit_failed.clone();
         std::thread::Builder::new()
             .name("autoseen-store-read".into())
-            .spawn(move || run(reader, read_rx, &failed, None))
+            .spawn(move || run(reader, read_rx, &failed, None, None))
             .context("cannot start the store reader thread")?;
         let (writes, rx) = mpsc::unbounded_channel();
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
@@ -97,7 +129,7 @@ impl Engine {
         std::thread::Builder::new()
             .name("autoseen-store".into())
             .spawn(move || {
-                run(conn, rx, &failed, Some(&long));
+                run(conn, rx, &failed, Some(&long), Some(&mut *state));
                 drop(stop);
             })
             .context("cannot start the store thread")?;
@@ -256,12 +288,14 @@ pub fn unavailable(e: rusqlite::Error) -> StoreError {
 }
 
 /// A thread of the engine: takes every waiting job, runs reads, then commits all writes at once. The writer
-/// gets `wal_long`: when set, it checkpoints after a group (see [`checkpoint`]).
+/// gets `wal_long`: when set, it checkpoints after a group (see [`checkpoint`]); and its `state`, which
+/// writes last in each group and hears whether the group committed.
 fn run(
     conn: Connection,
     mut rx: mpsc::UnboundedReceiver<Job>,
     last_commit_failed: &AtomicBool,
     wal_long: Option<&AtomicBool>,
+    mut state: Option<&mut dyn WriterState>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
@@ -296,13 +330,15 @@ fn run(
         // Only a transaction that changed something writes to the WAL; an empty one (the readiness probe) took
         // the write lock and releases it.
         let wrote = conn.total_changes() > changes_before;
-        let committed = match begun {
-            Ok(()) => conn.execute_batch("COMMIT").map_err(|e| {
+        let committed = begun
+            .and_then(|()| state.as_mut().map_or(Ok(()), |s| s.before_commit(&conn)))
+            .and_then(|()| conn.execute_batch("COMMIT").map_err(unavailable))
+            .inspect_err(|_| {
                 let _ = conn.execute_batch("ROLLBACK");
-                unavailable(e)
-            }),
-            Err(e) => Err(e),
-        };
+            });
+        if let Some(state) = state.as_mut() {
+            state.after_commit(committed.is_ok());
+        }
         if wrote || committed.is_err() {
             last_commit_failed.store(committed.is_err(), Ordering::Relaxed);
         }

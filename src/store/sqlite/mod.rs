@@ -4,19 +4,23 @@
 //! Moments are written as milliseconds since the Unix epoch; nothing outside this module sees them so.
 
 mod backup;
+mod dedup;
 mod engine;
+mod keyset;
 mod schema;
 mod seen;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
 
 pub use backup::backup;
+use dedup::Seen;
+pub use dedup::append as append_seen_log;
 pub use engine::SqliteOptions;
-use engine::{Engine, unavailable};
+use engine::{Engine, lock, unavailable};
 pub use seen::seen_key;
 
 use super::{
@@ -30,6 +34,8 @@ use crate::time::from_millis;
 #[derive(Clone)]
 pub struct SqliteStore {
     engine: Engine,
+    /// The accepted ids, used by the writer thread's jobs only.
+    seen: Arc<Mutex<Seen>>,
 }
 
 /// Turns one row into a `T`: a read error, or a row that does not parse.
@@ -38,9 +44,14 @@ type FromRow<T> = fn(&rusqlite::Row<'_>) -> rusqlite::Result<Result<T, StoreErro
 impl SqliteStore {
     /// Opens (creating if needed) the database and its folder, and starts the store threads.
     pub fn open(options: &SqliteOptions) -> anyhow::Result<Self> {
-        Ok(Self {
-            engine: Engine::open(options)?,
-        })
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let engine = Engine::open(options, |conn| {
+            let loaded = Seen::load(conn)?;
+            tracing::info!(ids = loaded.len(), "accepted ids of the dedup window read");
+            *lock(&seen) = loaded;
+            Ok(Box::new(seen.clone()))
+        })?;
+        Ok(Self { engine, seen })
     }
 
     /// Runs a query on the reader thread.
@@ -199,13 +210,12 @@ fn keyed(r: NewReceipt) -> Keyed {
 }
 
 /// Remembers the message id and stores the receipt, unless the id was accepted before.
-fn insert_receipt(c: &rusqlite::Connection, (r, keys): &Keyed) -> Result<Accepted, StoreError> {
-    let fresh = exec(
-        c,
-        "INSERT INTO seen (key, accepted_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-        (keys.seen, ms(r.accepted_at)),
-    )?;
-    if fresh == 0 {
+fn insert_receipt(
+    c: &rusqlite::Connection,
+    seen: &mut Seen,
+    (r, keys): &Keyed,
+) -> Result<Accepted, StoreError> {
+    if !seen.accept(keys.seen, ms(r.accepted_at)) {
         return Ok(Accepted::Duplicate);
     }
     exec(
@@ -237,8 +247,8 @@ fn insert_receipt(c: &rusqlite::Connection, (r, keys): &Keyed) -> Result<Accepte
 
 /// Most expired sent ids one purge write deletes.
 const PURGE_CHUNK: usize = 2_000;
-/// How many accepted ids one write of the purge's sweep looks at.
-const SWEEP_CHUNK: i64 = 4_096;
+/// How many rows of the accepted ids' log one write of the purge deletes (up to 96 ids each).
+const PURGE_ROWS: usize = 64;
 
 fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
     c.prepare_cached(sql)
@@ -249,16 +259,28 @@ fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usiz
 #[async_trait]
 impl Queue for SqliteStore {
     async fn accept(&self, r: NewReceipt) -> Result<Accepted, StoreError> {
-        let r = keyed(r);
-        self.engine.call(true, move |c| insert_receipt(c, &r)).await
+        let mut answers = self.accept_all(vec![r]).await?;
+        answers
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("one receipt, no answer".into()))
     }
 
     async fn accept_all(&self, receipts: Vec<NewReceipt>) -> Result<Vec<Accepted>, StoreError> {
-        // One job, so one savepoint: all of them or none.
+        // One job, so one savepoint: all of them or none, in the database and in memory.
         let receipts: Vec<Keyed> = receipts.into_iter().map(keyed).collect();
+        let seen = self.seen.clone();
         self.engine
             .call(true, move |c| {
-                receipts.iter().map(|r| insert_receipt(c, r)).collect()
+                let mut seen = lock(&seen);
+                let mark = seen.mark();
+                let answers: Result<Vec<_>, _> = receipts
+                    .iter()
+                    .map(|r| insert_receipt(c, &mut seen, r))
+                    .collect();
+                if answers.is_err() {
+                    seen.undo_since(mark);
+                }
+                answers
             })
             .await
     }
@@ -444,50 +466,44 @@ impl Queue for SqliteStore {
             .await
     }
 
-    /// Expired ids by a sweep of `seen` in key order: the reader looks at [`SWEEP_CHUNK`] keys at a time and
-    /// the writer deletes the expired ones among them, one write among the webhooks' (the writer commits them
-    /// together). Deleting by an age index touched a random page per id and held the writer for all of it;
-    /// now the writer only deletes, from neighbouring pages, and the reading runs on the other thread.
-    /// Sent ids, which are few, go by their age index in chunks of [`PURGE_CHUNK`].
+    /// Expired ids from the log ([`dedup`]), oldest first: the reader reads [`PURGE_ROWS`] rows at a time, the
+    /// writer deletes them and forgets their keys, one write among the webhooks' (the writer commits them
+    /// together). Sent ids, which are few, go by their age index in chunks of [`PURGE_CHUNK`].
     async fn purge_dedup(&self, before: Timestamp) -> Result<u64, StoreError> {
         let before = ms(before);
         let mut forgotten = 0;
-        let mut after = Some(-1_i64);
-        while let Some(from) = after {
-            let (expired, last) = self
+        loop {
+            let rows = self
                 .engine
                 .call(false, move |c| {
-                    let keys = query(
-                        c,
-                        "SELECT key, accepted_at FROM seen WHERE key > ?1 ORDER BY key LIMIT ?2",
-                        (from, SWEEP_CHUNK),
-                        |r| Ok(Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))),
-                    )?;
-                    let last = (keys.len() == SWEEP_CHUNK as usize).then(|| keys[keys.len() - 1].0);
-                    let expired: Vec<i64> = keys
-                        .into_iter()
-                        .filter(|&(_, at)| at < before)
-                        .map(|(key, _)| key)
-                        .collect();
-                    Ok((expired, last))
+                    dedup::expired_rows(c, before, PURGE_ROWS).map_err(unavailable)
                 })
                 .await?;
-            after = last;
-            if expired.is_empty() {
-                continue;
+            let last = rows.len() < PURGE_ROWS;
+            if rows.is_empty() {
+                break;
             }
+            let seen = self.seen.clone();
             forgotten += self
                 .engine
                 .call(true, move |c| {
-                    expired.iter().try_fold(0, |n, key| {
-                        Ok(n + exec(
-                            c,
-                            "DELETE FROM seen WHERE key = ?1 AND accepted_at < ?2",
-                            (key, before),
-                        )? as u64)
-                    })
+                    // Forgotten only once every row is deleted: a failed job is rolled back whole.
+                    let mut deleted = Vec::new();
+                    for (id, keys) in rows {
+                        if dedup::delete_row(c, id, before).map_err(unavailable)? {
+                            deleted.push(keys);
+                        }
+                    }
+                    let mut seen = lock(&seen);
+                    Ok(deleted
+                        .into_iter()
+                        .map(|keys| seen.forget(keys) as u64)
+                        .sum::<u64>())
                 })
                 .await?;
+            if last {
+                break;
+            }
         }
         let sent = "DELETE FROM sent WHERE (session, bare_id) IN
                         (SELECT session, bare_id FROM sent WHERE sent_at < ?1 ORDER BY sent_at LIMIT ?2)";

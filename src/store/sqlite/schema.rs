@@ -89,7 +89,16 @@ DROP INDEX pending_by_chat;
 DROP INDEX pending_by_bare_id;
 CREATE INDEX pending_by_chat_key ON pending (chat_key, due_at);
 CREATE INDEX pending_by_bare_key ON pending (bare_key) WHERE bare_key IS NOT NULL;
+", "
+-- Accepted ids as a log read into memory at start (dedup.rs): a group commit writes at the log's end, not on
+-- a random page of a tree, and the purge deletes from its start. The keys of `seen` move over (in Rust,
+-- `dedup::migrate_from_table`), and `seen` is dropped.
+CREATE TABLE seen_log (id INTEGER PRIMARY KEY, accepted_at INTEGER NOT NULL, keys BLOB NOT NULL);
+CREATE INDEX seen_log_by_age ON seen_log (accepted_at);
 "];
+
+/// The schema version whose migration also moves the accepted ids from `seen` into `seen_log`.
+const SEEN_LOG: usize = 6;
 
 /// The schema version this build writes.
 pub const VERSION: usize = MIGRATIONS.len();
@@ -108,6 +117,9 @@ pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found) {
         tx.execute_batch(sql)?;
+        if i + 1 == SEEN_LOG {
+            super::dedup::migrate_from_table(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tracing::info!(version = i + 1, "store schema migrated");
     }
@@ -140,14 +152,14 @@ mod tests {
         )
         .unwrap();
         migrate(&mut conn).unwrap();
-        let kept: Vec<(i64, i64)> = conn
-            .prepare("SELECT key, accepted_at FROM seen")
+        let kept: Vec<(i64, Vec<u8>)> = conn
+            .prepare("SELECT accepted_at, keys FROM seen_log")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(kept, [(seen::seen_key("s", "m"), 1)]);
+        assert_eq!(kept, [(1, seen::seen_key("s", "m").to_le_bytes().to_vec())]);
     }
 
     #[test]
@@ -181,6 +193,62 @@ mod tests {
                 (seen::seen_key("s", "492@c.us"), None),
             ]
         );
+    }
+
+    #[test]
+    fn ids_of_version_5_move_into_the_log_oldest_first_in_full_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        seen::register(&conn).unwrap();
+        for sql in &MIGRATIONS[..5] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        // Keys in random order, each accepted at a moment that is not its key's order.
+        let ids: Vec<(i64, i64)> = (0..200)
+            .map(|i| {
+                (
+                    seen::seen_key("s", &format!("m{i}")),
+                    1_000 + (i * 7919) % 200,
+                )
+            })
+            .collect();
+        for (key, at) in &ids {
+            conn.execute(
+                "INSERT INTO seen (key, accepted_at) VALUES (?1, ?2)",
+                (key, at),
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+
+        let rows: Vec<(i64, Vec<u8>)> = conn
+            .prepare("SELECT accepted_at, keys FROM seen_log ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut by_age = ids.clone();
+        by_age.sort_by_key(|&(_, at)| at);
+        let sizes: Vec<usize> = rows.iter().map(|(_, keys)| keys.len() / 8).collect();
+        assert_eq!(sizes, [96, 96, 8]);
+        let logged: Vec<i64> = rows
+            .iter()
+            .flat_map(|(_, keys)| {
+                keys.chunks(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            })
+            .collect();
+        assert_eq!(logged, by_age.iter().map(|&(k, _)| k).collect::<Vec<_>>());
+        assert_eq!(rows[0].0, by_age[95].1, "a row is as old as its newest id");
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'seen'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0, "the old table is dropped");
     }
 
     #[test]

@@ -62,31 +62,83 @@ async fn accepted_receipts_and_ids_survive_reopening() {
 async fn a_purge_longer_than_one_chunk_forgets_every_expired_id_and_only_those() {
     let dir = tempfile::tempdir().unwrap();
     let s = settings(dir.path());
-    let store = SqliteStore::open(&s).unwrap();
-    let expired = 2 * SWEEP_CHUNK as usize + 5;
-    let mut other = Connection::open(&s.path).unwrap();
-    let tx = other.transaction().unwrap();
-    let ids = (0..expired).map(|i| (format!("old{i}"), i as u32));
-    for (id, at) in ids.chain([("fresh".to_string(), 50_000)]) {
-        tx.execute(
-            "INSERT INTO seen (key, accepted_at) VALUES (?1, ?2)",
-            (seen_key("s", &id), ms(t(at))),
-        )
-        .unwrap();
+    let expired = 2 * PURGE_ROWS * dedup::ROW_KEYS + 5;
+    {
+        // The log as a store that accepted them would have left it; the store reads it when it opens.
+        drop(SqliteStore::open(&s).unwrap());
+        let mut other = Connection::open(&s.path).unwrap();
+        let tx = other.transaction().unwrap();
+        let old = (0..expired).map(|i| (ms(t(i as u32)), seen_key("s", &format!("old{i}"))));
+        append_seen_log(&tx, &old.collect::<Vec<_>>()).unwrap();
+        append_seen_log(&tx, &[(ms(t(50_000)), seen_key("s", "fresh"))]).unwrap();
+        tx.commit().unwrap();
     }
-    tx.commit().unwrap();
+    let store = SqliteStore::open(&s).unwrap();
+    let again = |id: &str| store.accept(receipt("1@c.us", id, t(60_000)));
+    assert_eq!(
+        again("old7").await.unwrap(),
+        Accepted::Duplicate,
+        "read at start"
+    );
 
     let forgotten = store.purge_dedup(t(40_000)).await.unwrap();
 
     assert_eq!(forgotten, expired as u64);
-    let left: Vec<i64> = other
-        .prepare("SELECT key FROM seen")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
+    assert!(matches!(again("old7").await.unwrap(), Accepted::New { .. }));
+    assert!(matches!(
+        again(&format!("old{}", expired - 1)).await.unwrap(),
+        Accepted::New { .. }
+    ));
+    assert_eq!(again("fresh").await.unwrap(), Accepted::Duplicate);
+    drop(store);
+    let reopened = SqliteStore::open(&s).unwrap();
+    let after_restart = reopened
+        .accept(receipt("1@c.us", "old8", t(60_000)))
+        .await
         .unwrap();
-    assert_eq!(left, [seen_key("s", "fresh")]);
+    assert!(
+        matches!(after_restart, Accepted::New { .. }),
+        "forgotten on disk too"
+    );
+    let twice = reopened
+        .accept(receipt("1@c.us", "old7", t(60_000)))
+        .await
+        .unwrap();
+    assert_eq!(twice, Accepted::Duplicate, "accepted again, logged again");
+}
+
+#[tokio::test]
+async fn ids_of_a_group_that_did_not_commit_are_not_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    let store = SqliteStore::open(&s).unwrap();
+    let other = Connection::open(&s.path).unwrap();
+    // The log cannot be written, so the group's commit fails after its receipt was inserted.
+    other
+        .execute_batch("ALTER TABLE seen_log RENAME TO gone")
+        .unwrap();
+
+    let refused = store.accept(receipt("1@c.us", "m1", t(5))).await;
+
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+    other
+        .execute_batch("ALTER TABLE gone RENAME TO seen_log")
+        .unwrap();
+    assert!(
+        store.list_pending(10).await.unwrap().is_empty(),
+        "rolled back"
+    );
+    assert!(matches!(
+        store.accept(receipt("1@c.us", "m1", t(5))).await.unwrap(),
+        Accepted::New { .. }
+    ));
+    assert_eq!(
+        store.accept(receipt("1@c.us", "m1", t(6))).await.unwrap(),
+        Accepted::Duplicate
+    );
 }
 
 #[tokio::test]
