@@ -103,15 +103,17 @@ impl Engine {
             })
         };
         let mut conn = open()?;
+        // Synced by the checkpoint thread after each copy (see [`checkpoint`]), and locked for as long as the
+        // store is open.
+        let db_file = std::fs::File::open(path)
+            .with_context(|| format!("cannot open the store at {} (store.path)", path.display()))?;
+        lock_for_this_process(&db_file, path)?;
         schema::migrate(&mut conn).with_context(|| {
             format!("cannot update the store at {} (store.path)", path.display())
         })?;
         let mut state = load(&conn)
             .with_context(|| format!("cannot read the store at {} (store.path)", path.display()))?;
         let checkpointer = open()?;
-        // Synced by the checkpoint thread after each copy (see [`checkpoint`]).
-        let db_file = std::fs::File::open(path)
-            .with_context(|| format!("cannot open the store at {} (store.path)", path.display()))?;
         let reader = open()?;
         let last_commit_failed = Arc::new(AtomicBool::new(false));
         // Reads get a connection and a thread of their own, so loading a due chat never waits for a commit.
@@ -172,6 +174,36 @@ impl Engine {
     /// Whether the last commit that carried writes failed.
     pub fn last_commit_failed(&self) -> bool {
         self.last_commit_failed.load(Ordering::Relaxed)
+    }
+}
+
+/// How long opening the store waits for another process (or a store of this one being closed) to let go
+/// of the file.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Takes the file for this process alone (an advisory lock, released when the file is closed, even by a
+/// crash). The ids of the dedup window live in the process's memory ([`super::dedup`]), so a second process
+/// on the same file would accept again what the first accepted; several replicas share PostgreSQL instead.
+fn lock_for_this_process(file: &std::fs::File, path: &std::path::Path) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "the store at {} (store.path) is open in another autoseen process: one process per SQLite \
+                 file (replicas share PostgreSQL, docs/replicas.md)",
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot lock the store at {} (store.path)",
+                    path.display()
+                )));
+            }
+        }
     }
 }
 

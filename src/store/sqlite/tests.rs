@@ -108,6 +108,30 @@ async fn a_purge_longer_than_one_chunk_forgets_every_expired_id_and_only_those()
 }
 
 #[tokio::test]
+async fn a_store_open_in_one_store_is_refused_to_another_and_free_once_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    let first = SqliteStore::open(&s).unwrap();
+
+    let refused = SqliteStore::open(&s).err().expect("the file is taken");
+
+    assert!(
+        format!("{refused:#}").contains("open in another autoseen process"),
+        "{refused:#}"
+    );
+    drop(first);
+    // Its threads close the file as they end; opening waits for that.
+    let reopened = SqliteStore::open(&s).unwrap();
+    assert!(matches!(
+        reopened
+            .accept(receipt("1@c.us", "m1", t(5)))
+            .await
+            .unwrap(),
+        Accepted::New { .. }
+    ));
+}
+
+#[tokio::test]
 async fn ids_of_a_group_that_did_not_commit_are_not_remembered() {
     let dir = tempfile::tempdir().unwrap();
     let s = settings(dir.path());
