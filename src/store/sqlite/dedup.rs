@@ -123,11 +123,8 @@ impl Seen {
         }
         for chunk in fresh.chunks(ROW_KEYS) {
             let keys: Vec<i64> = chunk.iter().map(|(k, _)| *k).collect();
-            let at = chunk.iter().map(|(_, at)| *at).max();
-            conn.prepare_cached("INSERT INTO seen_log (accepted_at, keys) VALUES (?1, ?2)")?
-                .execute(params![at, pack(&keys)])?;
             self.tail = Some(Tail {
-                id: conn.last_insert_rowid(),
+                id: insert_row(conn, &keys, chunk.iter().map(|(_, at)| *at))?,
                 first_at: chunk[0].1,
                 keys,
             });
@@ -176,14 +173,22 @@ fn key_at(blob: &[u8], i: usize) -> i64 {
 /// Appends `keys` (accepted at, key), in the order accepted, to the log in full rows: what the migration from
 /// the `seen` table writes, and the benchmark's filling of a store.
 pub fn append(conn: &Connection, keys: &[(i64, i64)]) -> rusqlite::Result<()> {
-    let mut insert =
-        conn.prepare_cached("INSERT INTO seen_log (accepted_at, keys) VALUES (?1, ?2)")?;
     for chunk in keys.chunks(ROW_KEYS) {
         let packed: Vec<i64> = chunk.iter().map(|(_, k)| *k).collect();
-        let at = chunk.iter().map(|(at, _)| *at).max();
-        insert.execute(params![at, pack(&packed)])?;
+        insert_row(conn, &packed, chunk.iter().map(|(at, _)| *at))?;
     }
     Ok(())
+}
+
+/// A new row of the log holding `keys`, as old as the newest of `accepted`; its id.
+fn insert_row(
+    conn: &Connection,
+    keys: &[i64],
+    accepted: impl Iterator<Item = i64>,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached("INSERT INTO seen_log (accepted_at, keys) VALUES (?1, ?2)")?
+        .execute(params![accepted.max(), pack(keys)])?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// The log's oldest rows accepted before `before`, at most `limit` of them, each with its keys.

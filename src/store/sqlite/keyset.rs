@@ -41,9 +41,7 @@ impl KeySet {
         match bucket.binary_search(&key) {
             Ok(_) => false,
             Err(at) => {
-                if bucket.len() == bucket.capacity() {
-                    bucket.reserve_exact(bucket.len() / 8 + 4);
-                }
+                grow(bucket);
                 bucket.insert(at, key);
                 self.len += 1;
                 true
@@ -76,9 +74,7 @@ impl KeySet {
         };
         for key in keys {
             let bucket = &mut set.buckets[Self::bucket(key)];
-            if bucket.len() == bucket.capacity() {
-                bucket.reserve_exact(bucket.len() / 8 + 4);
-            }
+            grow(bucket);
             bucket.push(key);
         }
         for bucket in &mut set.buckets {
@@ -87,6 +83,13 @@ impl KeySet {
             set.len += bucket.len();
         }
         set
+    }
+}
+
+/// Room for one more key in a full bucket: an eighth more, so a bucket never holds twice what it needs.
+fn grow(bucket: &mut Vec<i64>) {
+    if bucket.len() == bucket.capacity() {
+        bucket.reserve_exact(bucket.len() / 8 + 4);
     }
 }
 
