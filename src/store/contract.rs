@@ -73,7 +73,7 @@ fn chat(id: &str) -> ChatId {
 }
 
 /// The message `bare` of `session_name`, as acks name it.
-fn key_of(session_name: &str, bare: &str) -> MessageKey {
+pub fn key_of(session_name: &str, bare: &str) -> MessageKey {
     MessageKey {
         session: session(session_name),
         bare: BareMessageId::parse(bare).unwrap(),
@@ -90,7 +90,7 @@ fn flush(form: &str, scope: FlushScope, at: Timestamp) -> Flush {
     }
 }
 
-fn key(chat: &str) -> ChatKey {
+pub fn key(chat: &str) -> ChatKey {
     ChatKey {
         session: session("s"),
         chat: ChatId::parse(chat).unwrap(),

@@ -60,6 +60,19 @@ impl<T: WriterState> WriterState for Arc<Mutex<T>> {
     }
 }
 
+/// Two states, each told in turn.
+impl<A: WriterState, B: WriterState> WriterState for (A, B) {
+    fn before_commit(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        self.0.before_commit(conn)?;
+        self.1.before_commit(conn)
+    }
+
+    fn after_commit(&mut self, committed: bool) {
+        self.0.after_commit(committed);
+        self.1.after_commit(committed);
+    }
+}
+
 /// The state behind `m`; a job that panicked while holding it left nothing half done that the commit
 /// hooks do not settle.
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -226,6 +239,8 @@ fn open_connection(options: &SqliteOptions) -> rusqlite::Result<Connection> {
         true,
     )?;
     super::seen::register(&conn)?;
+    // `rarray(?)`: the rows found in memory ([`super::rows`]) bound as one list.
+    rusqlite::vtab::array::load_module(&conn)?;
     // Takes effect when the file is created. Receipts and ids are small and their index keys arrive in random
     // order, so each commit dirties many pages: small pages make the WAL written per commit small.
     conn.pragma_update(None, "page_size", 1024)?;

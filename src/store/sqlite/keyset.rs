@@ -1,7 +1,8 @@
 //! The accepted ids of the dedup window in memory: the [`seen_key`](super::seen_key)s, exact, in 65,536
 //! sorted buckets chosen by a key's top bits. Keys are SHA-256 bits, so the buckets fill evenly; each grows
 //! by an eighth when full, so five million keys take about 45 MB and no growth ever copies more than one
-//! small bucket (a single hash table would double, briefly holding both tables).
+//! small bucket (a single hash table would double, briefly holding both tables). [`KeyRows`] keeps row ids
+//! by such keys in the same buckets, 8 bytes an entry.
 
 /// Bits of a key that choose its bucket (keys have 63 bits).
 const BUCKET_BITS: u32 = 16;
@@ -87,9 +88,127 @@ impl KeySet {
 }
 
 /// Room for one more key in a full bucket: an eighth more, so a bucket never holds twice what it needs.
-fn grow(bucket: &mut Vec<i64>) {
+fn grow<T>(bucket: &mut Vec<T>) {
     if bucket.len() == bucket.capacity() {
         bucket.reserve_exact(bucket.len() / 8 + 4);
+    }
+}
+
+/// Bits of a row id that an entry of [`KeyRows`] holds; the key's bits below its bucket fill the rest.
+const ROW_BITS: u32 = 40;
+/// Bits of a key that an entry holds beside its bucket's.
+const PRINT_BITS: u32 = 64 - ROW_BITS;
+
+/// Row ids by key, many to many: the pending receipts' rows by chat, by bare message id ([`super::rows`]).
+/// Same buckets as [`KeySet`]; an entry is 8 bytes, the next 24 bits of the key over a 40-bit row id, sorted,
+/// so the rows of a key are a range. Two keys that share those 40 bits share the range: what a lookup gives
+/// is a superset, which the queries check against the row itself. A row id past 40 bits (a trillion
+/// receipts) is kept whole in `wide`, looked through entry by entry.
+#[derive(Default)]
+pub struct KeyRows {
+    buckets: Vec<Vec<u64>>,
+    wide: Vec<(i64, i64)>,
+    len: usize,
+}
+
+impl KeyRows {
+    /// The bucket of `key` and its entry for `row`, unless `row` is past [`ROW_BITS`].
+    fn entry(key: i64, row: i64) -> (usize, Option<u64>) {
+        let print = (key as u64 >> (63 - BUCKET_BITS - PRINT_BITS)) & ((1 << PRINT_BITS) - 1);
+        let fits = (0..1 << ROW_BITS).contains(&row);
+        (
+            KeySet::bucket(key),
+            fits.then_some(print << ROW_BITS | row as u64),
+        )
+    }
+
+    fn bucket_mut(&mut self, at: usize) -> &mut Vec<u64> {
+        if self.buckets.is_empty() {
+            self.buckets = (0..1 << BUCKET_BITS).map(|_| Vec::new()).collect();
+        }
+        &mut self.buckets[at]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Adds `row` under `key` (once more if it was there).
+    pub fn insert(&mut self, key: i64, row: i64) {
+        self.len += 1;
+        match Self::entry(key, row) {
+            (at, Some(entry)) => {
+                let bucket = self.bucket_mut(at);
+                let i = bucket.partition_point(|&e| e < entry);
+                grow(bucket);
+                bucket.insert(i, entry);
+            }
+            (_, None) => self.wide.push((key, row)),
+        }
+    }
+
+    /// Removes `row` from under `key` once; false when it was not there.
+    pub fn remove(&mut self, key: i64, row: i64) -> bool {
+        let found = match Self::entry(key, row) {
+            (at, Some(entry)) => {
+                let bucket = self.bucket_mut(at);
+                let found = bucket.binary_search(&entry).map(|i| bucket.remove(i));
+                found.is_ok()
+            }
+            (_, None) => {
+                let found = self.wide.iter().position(|&e| e == (key, row));
+                found.map(|i| self.wide.swap_remove(i)).is_some()
+            }
+        };
+        self.len -= usize::from(found);
+        found
+    }
+
+    /// The rows under `key`, in id order, and perhaps some of another key (see [`KeyRows`]).
+    pub fn rows(&self, key: i64) -> Vec<i64> {
+        let (at, Some(first)) = Self::entry(key, 0) else {
+            unreachable!("row 0 fits")
+        };
+        let mut rows: Vec<i64> = match self.buckets.get(at) {
+            Some(bucket) => {
+                let from = bucket.partition_point(|&e| e < first);
+                let to = bucket.partition_point(|&e| e < first + (1 << ROW_BITS));
+                let row = |e: &u64| (e & ((1 << ROW_BITS) - 1)) as i64;
+                bucket[from..to].iter().map(row).collect()
+            }
+            None => Vec::new(),
+        };
+        rows.extend(self.wide.iter().filter(|e| e.0 == key).map(|e| e.1));
+        rows
+    }
+
+    /// Empty, with each bucket made about the size it will have once `expected` rows are [`KeyRows::push`]ed.
+    pub fn with_room(expected: usize) -> Self {
+        let each = expected >> BUCKET_BITS;
+        Self {
+            buckets: (0..1 << BUCKET_BITS)
+                .map(|_| Vec::with_capacity(each))
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds `row` under `key` out of order (loading the store): [`KeyRows::sort`] before any lookup.
+    pub fn push(&mut self, key: i64, row: i64) {
+        self.len += 1;
+        match Self::entry(key, row) {
+            (at, Some(entry)) => {
+                let bucket = self.bucket_mut(at);
+                grow(bucket);
+                bucket.push(entry);
+            }
+            (_, None) => self.wide.push((key, row)),
+        }
+    }
+
+    /// Puts what [`KeyRows::push`] added in order.
+    pub fn sort(&mut self) {
+        self.buckets.iter_mut().for_each(|b| b.sort_unstable());
     }
 }
 
@@ -121,6 +240,50 @@ mod tests {
         assert!(!set.contains(1 << 47));
         assert!(set.contains((1 << 47) - 1), "its neighbour stays");
         assert_eq!(set.len(), keys.len() - 1);
+    }
+
+    #[test]
+    fn rows_are_found_under_their_key_from_insert_to_removal_and_a_wide_row_id_too() {
+        let chat = 0x1234_5678_9ABC_DEF0;
+        let other = chat ^ 1; // the same 40 top bits: found with it, as the queries expect
+        let far = chat ^ (1 << 40);
+        let mut map = KeyRows::default();
+        for (key, row) in [(chat, 7), (chat, 3), (other, 5), (far, 4), (chat, 1 << 41)] {
+            map.insert(key, row);
+        }
+        map.insert(chat, 3);
+        assert_eq!(map.len(), 6);
+        assert_eq!(map.rows(chat), vec![3, 3, 5, 7, 1 << 41]);
+        assert_eq!(map.rows(far), vec![4]);
+        assert!(map.remove(chat, 3));
+        assert!(map.remove(chat, 1 << 41));
+        assert!(!map.remove(chat, 1 << 41), "twice");
+        assert!(!map.remove(far, 7), "under another key");
+        assert_eq!(map.rows(chat), vec![3, 5, 7]);
+        assert_eq!(map.len(), 4);
+        assert!(KeyRows::default().rows(chat).is_empty());
+    }
+
+    #[test]
+    fn rows_loaded_at_once_are_found_as_rows_inserted_one_by_one() {
+        let pairs: Vec<(i64, i64)> = (0..5_000_i64)
+            .map(|i| {
+                (
+                    ((i % 700).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as i64) as u64 >> 1) as i64,
+                    i,
+                )
+            })
+            .collect();
+        let mut loaded = KeyRows::with_room(100);
+        pairs.iter().for_each(|&(k, r)| loaded.push(k, r));
+        loaded.sort();
+        let mut inserted = KeyRows::default();
+        pairs.iter().for_each(|&(k, r)| inserted.insert(k, r));
+        assert_eq!(loaded.len(), pairs.len());
+        assert_eq!(loaded.buckets, inserted.buckets);
+        for &(key, row) in &pairs {
+            assert!(loaded.rows(key).contains(&row));
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod backup;
 mod dedup;
 mod engine;
 mod keyset;
+mod rows;
 mod schema;
 mod seen;
 
@@ -14,13 +15,14 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 pub use backup::backup;
 use dedup::Seen;
 pub use dedup::append as append_seen_log;
 pub use engine::SqliteOptions;
 use engine::{Engine, lock, unavailable};
+use rows::{Row, Rows};
 pub use seen::seen_key;
 
 use super::{
@@ -36,6 +38,8 @@ pub struct SqliteStore {
     engine: Engine,
     /// The accepted ids, used by the writer thread's jobs only.
     seen: Arc<Mutex<Seen>>,
+    /// The pending receipts' rows by chat and by bare id, used by the writer's jobs and the reader's.
+    rows: Arc<Mutex<Rows>>,
 }
 
 /// Turns one row into a `T`: a read error, or a row that does not parse.
@@ -45,13 +49,17 @@ impl SqliteStore {
     /// Opens (creating if needed) the database and its folder, and starts the store threads.
     pub fn open(options: &SqliteOptions) -> anyhow::Result<Self> {
         let seen = Arc::new(Mutex::new(Seen::default()));
+        let rows = Arc::new(Mutex::new(Rows::default()));
         let engine = Engine::open(options, |conn| {
             let loaded = Seen::load(conn)?;
             tracing::info!(ids = loaded.len(), "accepted ids of the dedup window read");
             *lock(&seen) = loaded;
-            Ok(Box::new(seen.clone()))
+            let loaded = Rows::load(conn)?;
+            tracing::info!(receipts = loaded.len(), "pending receipts indexed");
+            *lock(&rows) = loaded;
+            Ok(Box::new((seen.clone(), rows.clone())))
         })?;
-        Ok(Self { engine, seen })
+        Ok(Self { engine, seen, rows })
     }
 
     /// Runs a query on the reader thread.
@@ -194,7 +202,6 @@ fn query<T>(
     rows.map(|r| r.map_err(unavailable)?).collect()
 }
 
-/// Runs a prepared (cached) statement that returns no rows.
 /// A receipt's integer keys ([`seen`]), computed before the job reaches the writer thread, which is what
 /// bounds ingest: three SHA-256 digests a webhook are no work of its.
 struct Keys {
@@ -218,7 +225,7 @@ fn keyed(r: NewReceipt) -> Keyed {
 /// Remembers the message id and stores the receipt, unless the id was accepted before.
 fn insert_receipt(
     c: &rusqlite::Connection,
-    seen: &mut Seen,
+    (seen, rows): (&mut Seen, &mut Rows),
     (r, keys): &Keyed,
 ) -> Result<Accepted, StoreError> {
     if !seen.accept(keys.seen, ms(r.accepted_at)) {
@@ -246,9 +253,38 @@ fn insert_receipt(
             keys.bare,
         ],
     )?;
+    let id = c.last_insert_rowid();
+    rows.add(Row {
+        id,
+        chat: keys.chat,
+        bare: Some(keys.bare),
+    });
     Ok(Accepted::New {
-        id: ReceiptId::from_row(c.last_insert_rowid()),
+        id: ReceiptId::from_row(id),
     })
+}
+
+/// Deletes a pending receipt; whether it was there.
+fn delete_pending(c: &Connection, rows: &mut Rows, id: i64) -> Result<bool, StoreError> {
+    let row = c
+        .prepare_cached("DELETE FROM pending WHERE id = ?1 RETURNING chat_key, bare_key")
+        .and_then(|mut s| {
+            s.query_row([id], |r| {
+                Ok(Row {
+                    id,
+                    chat: r.get(0)?,
+                    bare: r.get(1)?,
+                })
+            })
+            .optional()
+        })
+        .map_err(unavailable)?;
+    Ok(row.map(|row| rows.delete(row)).is_some())
+}
+
+/// Row ids bound as one list, for `id IN rarray(?)`.
+fn id_list(ids: impl IntoIterator<Item = i64>) -> rusqlite::vtab::array::Array {
+    std::rc::Rc::new(ids.into_iter().map(rusqlite::types::Value::from).collect())
 }
 
 /// Most expired sent ids one purge write deletes.
@@ -256,10 +292,59 @@ const PURGE_CHUNK: usize = 2_000;
 /// How many rows of the accepted ids' log one write of the purge deletes (up to 96 ids each).
 const PURGE_ROWS: usize = 64;
 
+/// Runs a prepared (cached) statement that returns no rows.
 fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
     c.prepare_cached(sql)
         .and_then(|mut s| s.execute(params))
         .map_err(unavailable)
+}
+
+/// Writes what came of sending each receipt.
+fn record_all(
+    c: &Connection,
+    rows: &mut Rows,
+    outcomes: Vec<(ReceiptId, Outcome)>,
+) -> Result<(), StoreError> {
+    for (id, outcome) in outcomes {
+        let id = id.to_row();
+        match outcome {
+            Outcome::Sent { at } => {
+                exec(
+                    c,
+                    "INSERT INTO sent (session, bare_id, sent_at)
+                     SELECT session, COALESCE(bare_id, message_id), ?2 FROM pending WHERE id = ?1
+                     ON CONFLICT DO UPDATE SET sent_at = excluded.sent_at",
+                    params![id, ms(at)],
+                )?;
+                delete_pending(c, rows, id)?;
+            }
+            Outcome::Retry {
+                attempts,
+                at,
+                error,
+            } => {
+                exec(
+                    c,
+                    "UPDATE pending SET attempts = ?2, due_at = ?3, not_before = ?3, last_error = ?4 WHERE id = ?1",
+                    params![id, attempts, ms(at), error],
+                )?;
+            }
+            Outcome::Dead {
+                attempts,
+                error,
+                at,
+            } => {
+                exec(
+                    c,
+                    "INSERT INTO dead (session, chat, message_id, rule, attempts, last_error, died_at, read_on_reply, chat_phone)
+                     SELECT session, chat, message_id, rule, ?2, ?3, ?4, read_on_reply, chat_phone FROM pending WHERE id = ?1",
+                    params![id, attempts, error, ms(at)],
+                )?;
+                delete_pending(c, rows, id)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -274,15 +359,17 @@ impl Queue for SqliteStore {
     async fn accept_all(&self, receipts: Vec<NewReceipt>) -> Result<Vec<Accepted>, StoreError> {
         // One job, so one savepoint: all of them or none, in the database and in memory.
         let receipts: Vec<Keyed> = receipts.into_iter().map(keyed).collect();
-        let seen = self.seen.clone();
+        let (seen, rows) = (self.seen.clone(), self.rows.clone());
         self.engine
             .call(true, move |c| {
                 let mut seen = lock(&seen);
                 let mark = seen.mark();
-                let answers: Result<Vec<_>, _> = receipts
-                    .iter()
-                    .map(|r| insert_receipt(c, &mut seen, r))
-                    .collect();
+                let answers = rows::changing(&rows, |rows| {
+                    receipts
+                        .iter()
+                        .map(|r| insert_receipt(c, (&mut seen, &mut *rows), r))
+                        .collect::<Result<Vec<_>, _>>()
+                });
                 if answers.is_err() {
                     seen.undo_since(mark);
                 }
@@ -296,24 +383,22 @@ impl Queue for SqliteStore {
     }
 
     async fn chats_receipts(&self, chats: &[ChatKey]) -> Result<Vec<Receipt>, StoreError> {
-        let chats = chats.to_vec();
+        let (chats, rows) = (chats.to_vec(), self.rows.clone());
         self.engine
             .call(false, move |c| {
                 let mut all = Vec::new();
                 for chat in chats {
+                    let (session, name) = (chat.session.as_str(), chat.chat.as_str());
+                    let ids = id_list(lock(&rows).in_chat(seen_key(session, name)));
                     all.extend(query(
                         c,
                         concat!(
                             "SELECT ",
                             receipt_columns!(),
-                            " FROM pending WHERE chat_key = ?3 AND session = ?1 AND chat = ?2
+                            " FROM pending WHERE id IN rarray(?3) AND session = ?1 AND chat = ?2
                              ORDER BY due_at, id"
                         ),
-                        params![
-                            chat.session.as_str(),
-                            chat.chat.as_str(),
-                            seen_key(chat.session.as_str(), chat.chat.as_str())
-                        ],
+                        params![session, name, ids],
                         receipt_from_row,
                     )?);
                 }
@@ -334,52 +419,13 @@ impl Queue for SqliteStore {
     }
 
     async fn record(&self, outcomes: Vec<(ReceiptId, Outcome)>) -> Result<(), StoreError> {
+        let rows = self.rows.clone();
         self.engine
             .call(true, move |c| {
-                for (id, outcome) in outcomes {
-                    let id = id.to_row();
-                    match outcome {
-                        Outcome::Sent { at } => {
-                            exec(
-                                c,
-                                "INSERT INTO sent (session, bare_id, sent_at)
-                                 SELECT session, COALESCE(bare_id, message_id), ?2 FROM pending WHERE id = ?1
-                                 ON CONFLICT DO UPDATE SET sent_at = excluded.sent_at",
-                                params![id, ms(at)],
-                            )?;
-                            exec(c, "DELETE FROM pending WHERE id = ?1", [id])?;
-                        }
-                        Outcome::Retry {
-                            attempts,
-                            at,
-                            error,
-                        } => {
-                            exec(
-                                c,
-                                "UPDATE pending SET attempts = ?2, due_at = ?3, not_before = ?3, last_error = ?4 WHERE id = ?1",
-                                params![id, attempts, ms(at), error],
-                            )?;
-                        }
-                        Outcome::Dead {
-                            attempts,
-                            error,
-                            at,
-                        } => {
-                            exec(
-                                c,
-                                "INSERT INTO dead (session, chat, message_id, rule, attempts, last_error, died_at, read_on_reply, chat_phone)
-                                 SELECT session, chat, message_id, rule, ?2, ?3, ?4, read_on_reply, chat_phone FROM pending WHERE id = ?1",
-                                params![id, attempts, error, ms(at)],
-                            )?;
-                            exec(c, "DELETE FROM pending WHERE id = ?1", [id])?;
-                        }
-                    }
-                }
-                Ok(())
+                rows::changing(&rows, |rows| record_all(c, rows, outcomes))
             })
             .await
     }
-
     async fn flush_chat(&self, flush: Flush) -> Result<Flushed, StoreError> {
         let (session, now) = (flush.session, flush.at);
         let forms: Vec<String> = flush.forms.iter().map(ToString::to_string).collect();
@@ -393,7 +439,7 @@ impl Queue for SqliteStore {
             FlushScope::All => "1 = 1",
         };
         let matching = format!(
-            "session = ?1 AND ((chat_key IN (?4, ?5) AND chat IN (?2, ?3))
+            "session = ?1 AND ((id IN rarray(?4) AND chat IN (?2, ?3))
                                OR (session = ?1 AND chat_phone IN (?2, ?3)))
              AND attempts = 0 AND {scope}"
         );
@@ -401,13 +447,22 @@ impl Queue for SqliteStore {
             seen_key(session.as_str(), &first),
             seen_key(session.as_str(), &second),
         );
+        let rows = self.rows.clone();
         self.engine
             .call(true, move |c| {
-                let p = params![session.as_str(), first, second, keys.0, keys.1, ms(now)];
+                let ids = {
+                    let rows = lock(&rows);
+                    let mut ids = rows.in_chat(keys.0);
+                    if keys.1 != keys.0 {
+                        ids.extend(rows.in_chat(keys.1));
+                    }
+                    id_list(ids)
+                };
+                let p = params![session.as_str(), first, second, ids, ms(now)];
                 let chats = query(
                     c,
                     &format!("SELECT DISTINCT session, chat FROM pending WHERE {matching}"),
-                    &p[..5],
+                    &p[..4],
                     |row| {
                         let (session, chat): (String, String) = (row.get(0)?, row.get(1)?);
                         Ok(chat_key(&session, &chat))
@@ -416,7 +471,7 @@ impl Queue for SqliteStore {
                 let receipts = exec(
                     c,
                     &format!(
-                        "UPDATE pending SET due_at = MIN(due_at, ?6), not_before = MIN(not_before, ?6),
+                        "UPDATE pending SET due_at = MIN(due_at, ?5), not_before = MIN(not_before, ?5),
                          on_reply = 0, expires = 0 WHERE {matching}"
                     ),
                     p,
@@ -427,31 +482,53 @@ impl Queue for SqliteStore {
     }
 
     async fn receipts_through(&self, message: &MessageKey) -> Result<Vec<Receipt>, StoreError> {
-        let key = seen_key(message.session.as_str(), message.bare.as_str());
-        let params = (message.session.to_string(), message.bare.to_string(), key);
-        self.read(
-            concat!(
-                "SELECT ",
-                receipt_columns!(),
-                " FROM (SELECT p.* FROM pending AS a
-                 JOIN pending AS p ON p.chat_key = a.chat_key AND p.session = a.session AND p.chat = a.chat
-                 WHERE a.bare_key = ?3 AND a.session = ?1 AND a.bare_id = ?2 AND p.id <= a.id)
-                 ORDER BY id"
-            ),
-            params,
-            receipt_from_row,
-        )
-        .await
+        let (session, bare) = (message.session.to_string(), message.bare.to_string());
+        let rows = self.rows.clone();
+        self.engine
+            .call(false, move |c| {
+                let key = seen_key(&session, &bare);
+                let acked = query(
+                    c,
+                    "SELECT id, chat_key, chat FROM pending
+                     WHERE id IN rarray(?3) AND session = ?1 AND bare_id = ?2",
+                    params![session, bare, id_list(lock(&rows).with_bare(key))],
+                    |r| Ok(Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get::<_, String>(2)?))),
+                )?;
+                let mut through = Vec::new();
+                for (last, chat_key, chat) in acked {
+                    let before = lock(&rows)
+                        .in_chat(chat_key)
+                        .into_iter()
+                        .filter(|&id| id <= last);
+                    through.extend(query(
+                        c,
+                        concat!(
+                            "SELECT ",
+                            receipt_columns!(),
+                            " FROM pending WHERE id IN rarray(?3) AND session = ?1 AND chat = ?2"
+                        ),
+                        params![session, chat, id_list(before)],
+                        receipt_from_row,
+                    )?);
+                }
+                through.sort_by_key(|r| r.id.to_row());
+                through.dedup_by_key(|r| r.id.to_row());
+                Ok(through)
+            })
+            .await
     }
 
     async fn cancel(&self, ids: Vec<ReceiptId>) -> Result<u64, StoreError> {
+        let rows = self.rows.clone();
         self.engine
             .call(true, move |c| {
-                let mut n = 0;
-                for id in ids {
-                    n += exec(c, "DELETE FROM pending WHERE id = ?1", [id.to_row()])? as u64;
-                }
-                Ok(n)
+                rows::changing(&rows, |rows| {
+                    let mut n = 0;
+                    for id in ids {
+                        n += u64::from(delete_pending(c, rows, id.to_row())?);
+                    }
+                    Ok(n)
+                })
             })
             .await
     }
@@ -565,6 +642,7 @@ impl Operator for SqliteStore {
         only: Option<ReceiptId>,
     ) -> Result<Vec<ChatKey>, StoreError> {
         let only = only.map(ReceiptId::to_row);
+        let rows = self.rows.clone();
         self.engine
             .call(true, move |c| {
                 let chats = query(
@@ -576,16 +654,23 @@ impl Operator for SqliteStore {
                         Ok(chat_key(&session, &chat))
                     },
                 )?;
-                exec(
+                let replayed = query(
                     c,
                     "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply, accepted_at,
                                           chat_phone, bare_id, chat_key)
                      SELECT session, chat, message_id, rule, ?1, ?1, read_on_reply, ?1, chat_phone, NULL,
                             sha256_seen_key(session, chat) FROM dead
-                     WHERE ?2 IS NULL OR id = ?2",
+                     WHERE ?2 IS NULL OR id = ?2
+                     RETURNING id, chat_key",
                     (ms(now), only),
+                    |r| Ok(Ok((r.get(0)?, r.get(1)?))),
                 )?;
-                exec(c, "DELETE FROM dead WHERE ?1 IS NULL OR id = ?1", [only])?;
+                rows::changing(&rows, |rows| {
+                    for (id, chat) in replayed {
+                        rows.add(Row { id, chat, bare: None });
+                    }
+                    exec(c, "DELETE FROM dead WHERE ?1 IS NULL OR id = ?1", [only])
+                })?;
                 Ok(chats)
             })
             .await

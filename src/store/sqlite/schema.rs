@@ -10,7 +10,8 @@
 //! accepted before it have none, so acks do not find them), held `on_reply` receipts and the sent table.
 //! Version 3 indexes pending receipts by due time (with the rowid: the order the scheduler reads them in).
 //! Version 4 keeps accepted ids as integer keys in `seen` instead of text in `dedup` (see [`super::seen`]);
-//! version 5 indexes pending receipts by such keys of their chat and bare message id.
+//! version 5 indexes pending receipts by such keys of their chat and bare message id. Version 6 keeps the
+//! accepted ids as a log read into memory; version 7 drops the indexes of version 5 (kept in memory since).
 
 use rusqlite::Connection;
 
@@ -95,6 +96,11 @@ CREATE INDEX pending_by_bare_key ON pending (bare_key) WHERE bare_key IS NOT NUL
 -- `dedup::migrate_from_table`), and `seen` is dropped.
 CREATE TABLE seen_log (id INTEGER PRIMARY KEY, accepted_at INTEGER NOT NULL, keys BLOB NOT NULL);
 CREATE INDEX seen_log_by_age ON seen_log (accepted_at);
+", "
+-- Pending receipts are found by chat and by bare message id in memory (rows.rs), read from `chat_key` and
+-- `bare_key` at start: these two indexes took a random page each for every receipt accepted.
+DROP INDEX pending_by_chat_key;
+DROP INDEX pending_by_bare_key;
 "];
 
 /// The schema version whose migration also moves the accepted ids from `seen` into `seen_log`.

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::store::contract::{Backend, receipt, t};
+use crate::store::contract::{Backend, key, key_of, receipt, t};
 use crate::store::{Operator, Queue, Store};
 
 fn settings(dir: &Path) -> SqliteOptions {
@@ -55,6 +55,47 @@ async fn accepted_receipts_and_ids_survive_reopening() {
     assert_eq!(
         store.accept(receipt("1@c.us", "m1", t(99))).await.unwrap(),
         Accepted::Duplicate
+    );
+}
+
+#[tokio::test]
+async fn pending_receipts_are_found_by_chat_and_by_acked_id_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SqliteStore::open(&settings(dir.path())).unwrap();
+        let mut ids = Vec::new();
+        for (chat, id) in [("1@c.us", "m1"), ("1@c.us", "m2"), ("2@c.us", "m3")] {
+            match store.accept(receipt(chat, id, t(50))).await.unwrap() {
+                Accepted::New { id } => ids.push(id),
+                Accepted::Duplicate => panic!("{id} new"),
+            }
+        }
+        assert_eq!(store.cancel(vec![ids[1]]).await.unwrap(), 1);
+    }
+    let store = SqliteStore::open(&settings(dir.path())).unwrap();
+    let ids = |receipts: Vec<Receipt>| -> Vec<String> {
+        receipts.iter().map(|r| r.message_id.to_string()).collect()
+    };
+
+    assert_eq!(lock(&store.rows).len(), 2, "the cancelled one is not read");
+    assert_eq!(
+        ids(store.chat_receipts(&key("1@c.us")).await.unwrap()),
+        ["m1"]
+    );
+    assert_eq!(
+        ids(store.receipts_through(&key_of("s", "m1")).await.unwrap()),
+        ["m1"]
+    );
+    assert_eq!(
+        ids(store.receipts_through(&key_of("s", "m3")).await.unwrap()),
+        ["m3"]
+    );
+    assert!(
+        store
+            .receipts_through(&key_of("s", "m2"))
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 
@@ -155,6 +196,7 @@ async fn ids_of_a_group_that_did_not_commit_are_not_remembered() {
         store.list_pending(10).await.unwrap().is_empty(),
         "rolled back"
     );
+    assert_eq!(lock(&store.rows).len(), 0, "its row is not held either");
     assert!(matches!(
         store.accept(receipt("1@c.us", "m1", t(5))).await.unwrap(),
         Accepted::New { .. }
