@@ -185,6 +185,7 @@ impl KeyRows {
     /// Empty, with each bucket made about the size it will have once `expected` rows are [`KeyRows::push`]ed.
     pub fn with_room(expected: usize) -> Self {
         let each = expected >> BUCKET_BITS;
+        let each = each + each / 8 + 4;
         Self {
             buckets: (0..1 << BUCKET_BITS)
                 .map(|_| Vec::with_capacity(each))
