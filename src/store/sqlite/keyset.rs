@@ -1,15 +1,27 @@
 //! The accepted ids of the dedup window in memory: the [`seen_key`](super::seen_key)s, exact, in 65,536
-//! sorted buckets chosen by a key's top bits. Keys are SHA-256 bits, so the buckets fill evenly; each grows
-//! by an eighth when full, so five million keys take about 45 MB and no growth ever copies more than one
+//! sorted buckets chosen by a key's top bits, each key in 6 bytes (the bucket holds the rest). Keys are
+//! SHA-256 bits, so the buckets fill evenly; each grows by an eighth when full, so five million keys take
+//! about 34 MB and no growth ever copies more than one
 //! small bucket (a single hash table would double, briefly holding both tables). [`KeyRows`] keeps row ids
 //! by such keys in the same buckets, 8 bytes an entry.
 
 /// Bits of a key that choose its bucket (keys have 63 bits).
 const BUCKET_BITS: u32 = 16;
 
+/// What a bucket holds of a key: its 47 bits below the bucket's and its sign bit, in 6 big-endian bytes (the
+/// bucket holds the other 16), so a key takes 6 bytes, not 8.
+type Rest = [u8; 6];
+
+fn rest(key: i64) -> Rest {
+    let bits = key as u64;
+    let rest = bits & ((1 << (63 - BUCKET_BITS)) - 1) | (bits >> 63) << (63 - BUCKET_BITS);
+    let b = rest.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
 /// A set of dedup keys.
 pub struct KeySet {
-    buckets: Vec<Vec<i64>>,
+    buckets: Vec<Vec<Rest>>,
     len: usize,
 }
 
@@ -33,17 +45,19 @@ impl KeySet {
 
     #[cfg(test)]
     pub fn contains(&self, key: i64) -> bool {
-        self.buckets[Self::bucket(key)].binary_search(&key).is_ok()
+        self.buckets[Self::bucket(key)]
+            .binary_search(&rest(key))
+            .is_ok()
     }
 
     /// Adds `key`; false when it was there already.
     pub fn insert(&mut self, key: i64) -> bool {
         let bucket = &mut self.buckets[Self::bucket(key)];
-        match bucket.binary_search(&key) {
+        match bucket.binary_search(&rest(key)) {
             Ok(_) => false,
             Err(at) => {
                 grow(bucket);
-                bucket.insert(at, key);
+                bucket.insert(at, rest(key));
                 self.len += 1;
                 true
             }
@@ -53,7 +67,7 @@ impl KeySet {
     /// Removes `key`; false when it was not there.
     pub fn remove(&mut self, key: i64) -> bool {
         let bucket = &mut self.buckets[Self::bucket(key)];
-        match bucket.binary_search(&key) {
+        match bucket.binary_search(&rest(key)) {
             Ok(at) => {
                 bucket.remove(at);
                 self.len -= 1;
@@ -76,7 +90,7 @@ impl KeySet {
         for key in keys {
             let bucket = &mut set.buckets[Self::bucket(key)];
             grow(bucket);
-            bucket.push(key);
+            bucket.push(rest(key));
         }
         for bucket in &mut set.buckets {
             bucket.sort_unstable();
@@ -225,6 +239,9 @@ mod tests {
             1,
             i64::MAX,
             i64::MAX - 1,
+            -1,
+            i64::MIN,
+            i64::MAX ^ (1 << 46),
             1 << 47,
             (1 << 47) - 1,
             12_345_678_901,
