@@ -544,7 +544,7 @@ async fn ingest(table: &mut Table, quick: bool) -> anyhow::Result<()> {
     let rounds = if quick { 1 } else { 3 };
     eprintln!("ingest: signing the requests ...");
     let requests = signed_requests(if quick { 400_000 } else { 1_000_000 }, 0)?;
-    let meta = signed_requests_of(Kind::Meta, if quick { 200_000 } else { 500_000 }, 0)?;
+    let meta = signed_requests_of(Kind::Meta, if quick { 200_000 } else { 1_000_000 }, 0)?;
     let (mut ceiling, mut bare, mut autoseen) = (Vec::new(), Vec::new(), Vec::new());
     let (mut meta_bare, mut meta_autoseen) = (Vec::new(), Vec::new());
     for round in 1..=rounds {

@@ -8,7 +8,7 @@
 //! Why: kept as a B-tree of random keys (schema versions 4 and 5), each webhook's id dirtied a page of a tree
 //! of millions of keys, a page written to the WAL and copied again by the checkpoint, and the purge deleted
 //! a million keys one page at a time. The log is written at its end only, and a page holds 96 ids. Memory
-//! is the price: about 8.5 bytes an id, 52 MB for the six million of a busy 48 hours (docs/performance.md).
+//! is the price: about 7 bytes an id, 40 MB for the six million of a busy 48 hours (docs/performance.md).
 //!
 //! What memory holds follows what commits: keys a group added are taken out again when its commit fails, and
 //! keys a purge took out are put back; a job that fails alone takes out its own.

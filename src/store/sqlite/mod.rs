@@ -10,6 +10,7 @@ mod keyset;
 mod rows;
 mod schema;
 mod seen;
+mod writes;
 
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +24,7 @@ pub use dedup::append as append_seen_log;
 pub use engine::SqliteOptions;
 use engine::{Engine, lock, unavailable};
 use rows::{Row, Rows};
+use writes::{Keyed, delete_pending, insert_receipt, keyed, record_all};
 pub use seen::seen_key;
 
 use super::{
@@ -202,86 +204,6 @@ fn query<T>(
     rows.map(|r| r.map_err(unavailable)?).collect()
 }
 
-/// A receipt's integer keys ([`seen`]), computed before the job reaches the writer thread, which is what
-/// bounds ingest: three SHA-256 digests a webhook are no work of its.
-struct Keys {
-    seen: i64,
-    chat: i64,
-    bare: i64,
-}
-
-type Keyed = (NewReceipt, Keys);
-
-fn keyed(r: NewReceipt) -> Keyed {
-    let session = r.session.as_str();
-    let keys = Keys {
-        seen: seen_key(session, r.message_id.as_str()),
-        chat: seen_key(session, r.chat.as_str()),
-        bare: seen_key(session, r.message_id.bare().as_str()),
-    };
-    (r, keys)
-}
-
-/// Remembers the message id and stores the receipt, unless the id was accepted before.
-fn insert_receipt(
-    c: &rusqlite::Connection,
-    (seen, rows): (&mut Seen, &mut Rows),
-    (r, keys): &Keyed,
-) -> Result<Accepted, StoreError> {
-    if !seen.accept(keys.seen, ms(r.accepted_at)) {
-        return Ok(Accepted::Duplicate);
-    }
-    exec(
-        c,
-        "INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply, accepted_at,
-                              chat_phone, bare_id, on_reply, expires, chat_key, bare_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        params![
-            r.session.as_str(),
-            r.chat.as_str(),
-            r.message_id.as_str(),
-            &*r.rule,
-            ms(r.due_at),
-            ms(r.not_before),
-            r.read_on_reply,
-            ms(r.accepted_at),
-            r.chat_phone.as_ref().map(ChatId::as_str),
-            r.message_id.bare().as_str(),
-            r.on_reply,
-            r.expires,
-            keys.chat,
-            keys.bare,
-        ],
-    )?;
-    let id = c.last_insert_rowid();
-    rows.add(Row {
-        id,
-        chat: keys.chat,
-        bare: Some(keys.bare),
-    });
-    Ok(Accepted::New {
-        id: ReceiptId::from_row(id),
-    })
-}
-
-/// Deletes a pending receipt; whether it was there.
-fn delete_pending(c: &Connection, rows: &mut Rows, id: i64) -> Result<bool, StoreError> {
-    let row = c
-        .prepare_cached("DELETE FROM pending WHERE id = ?1 RETURNING chat_key, bare_key")
-        .and_then(|mut s| {
-            s.query_row([id], |r| {
-                Ok(Row {
-                    id,
-                    chat: r.get(0)?,
-                    bare: r.get(1)?,
-                })
-            })
-            .optional()
-        })
-        .map_err(unavailable)?;
-    Ok(row.map(|row| rows.delete(row)).is_some())
-}
-
 /// Row ids bound as one list, for `id IN rarray(?)`.
 fn id_list(ids: impl IntoIterator<Item = i64>) -> rusqlite::vtab::array::Array {
     std::rc::Rc::new(ids.into_iter().map(rusqlite::types::Value::from).collect())
@@ -297,54 +219,6 @@ fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usiz
     c.prepare_cached(sql)
         .and_then(|mut s| s.execute(params))
         .map_err(unavailable)
-}
-
-/// Writes what came of sending each receipt.
-fn record_all(
-    c: &Connection,
-    rows: &mut Rows,
-    outcomes: Vec<(ReceiptId, Outcome)>,
-) -> Result<(), StoreError> {
-    for (id, outcome) in outcomes {
-        let id = id.to_row();
-        match outcome {
-            Outcome::Sent { at } => {
-                exec(
-                    c,
-                    "INSERT INTO sent (session, bare_id, sent_at)
-                     SELECT session, COALESCE(bare_id, message_id), ?2 FROM pending WHERE id = ?1
-                     ON CONFLICT DO UPDATE SET sent_at = excluded.sent_at",
-                    params![id, ms(at)],
-                )?;
-                delete_pending(c, rows, id)?;
-            }
-            Outcome::Retry {
-                attempts,
-                at,
-                error,
-            } => {
-                exec(
-                    c,
-                    "UPDATE pending SET attempts = ?2, due_at = ?3, not_before = ?3, last_error = ?4 WHERE id = ?1",
-                    params![id, attempts, ms(at), error],
-                )?;
-            }
-            Outcome::Dead {
-                attempts,
-                error,
-                at,
-            } => {
-                exec(
-                    c,
-                    "INSERT INTO dead (session, chat, message_id, rule, attempts, last_error, died_at, read_on_reply, chat_phone)
-                     SELECT session, chat, message_id, rule, ?2, ?3, ?4, read_on_reply, chat_phone FROM pending WHERE id = ?1",
-                    params![id, attempts, error, ms(at)],
-                )?;
-                delete_pending(c, rows, id)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 #[async_trait]
@@ -426,6 +300,7 @@ impl Queue for SqliteStore {
             })
             .await
     }
+
     async fn flush_chat(&self, flush: Flush) -> Result<Flushed, StoreError> {
         let (session, now) = (flush.session, flush.at);
         let forms: Vec<String> = flush.forms.iter().map(ToString::to_string).collect();
