@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 pub use backup::backup;
 use dedup::Seen;
@@ -24,8 +24,8 @@ pub use dedup::append as append_seen_log;
 pub use engine::SqliteOptions;
 use engine::{Engine, lock, unavailable};
 use rows::{Row, Rows};
-use writes::{Keyed, delete_pending, insert_receipt, keyed, record_all};
 pub use seen::seen_key;
+use writes::{Keyed, delete_pending, insert_receipt, keyed, record_all};
 
 use super::{
     Accepted, DeadReceipt, DueCursor, DueHead, DueQuery, Flush, FlushScope, Flushed, NewReceipt,
