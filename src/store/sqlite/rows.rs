@@ -47,7 +47,8 @@ impl Rows {
         let expected = usize::try_from(count).unwrap_or(0);
         let (mut by_chat, mut by_bare) =
             (KeyRows::with_room(expected), KeyRows::with_room(expected));
-        let mut statement = conn.prepare("SELECT id, chat_key, bare_key FROM pending")?;
+        let mut statement =
+            conn.prepare("SELECT id, chat_key, bare_key FROM pending INDEXED BY pending_keys")?;
         let mut all = statement.query([])?;
         while let Some(r) = all.next()? {
             let id = r.get(0)?;
