@@ -1,9 +1,10 @@
 //! The accepted ids of the dedup window in memory: the [`seen_key`](super::seen_key)s, exact, in 65,536
 //! sorted buckets chosen by a key's top bits, each key in 6 bytes (the bucket holds the rest). Keys are
 //! SHA-256 bits, so the buckets fill evenly; each grows by an eighth when full, so five million keys take
-//! about 34 MB and no growth ever copies more than one
-//! small bucket (a single hash table would double, briefly holding both tables). [`KeyRows`] keeps row ids
-//! by such keys in the same buckets, 8 bytes an entry.
+//! about 34 MB and no growth ever copies more than one small bucket (a single hash table would double,
+//! briefly holding both tables). [`KeyRows`] keeps row ids by such keys in the same buckets, 8 bytes an
+//! entry; all of one chat's rows share a bucket, so a chat with a backlog of many thousands pays a copy of
+//! them at each delete (the oldest go first): 100,000 pending in one chat, about 800 KB a delete.
 
 /// Bits of a key that choose its bucket (keys have 63 bits).
 const BUCKET_BITS: u32 = 16;
