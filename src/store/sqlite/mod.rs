@@ -362,11 +362,13 @@ impl Queue for SqliteStore {
         self.engine
             .call(false, move |c| {
                 let key = seen_key(&session, &bare);
+                // Taken in a statement of its own: the lock is not held while the query runs.
+                let anchors = id_list(lock(&rows).with_bare(key));
                 let acked = query(
                     c,
                     "SELECT id, chat_key, chat FROM pending
                      WHERE id IN rarray(?3) AND session = ?1 AND bare_id = ?2",
-                    params![session, bare, id_list(lock(&rows).with_bare(key))],
+                    params![session, bare, anchors],
                     |r| Ok(Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get::<_, String>(2)?))),
                 )?;
                 let mut through = Vec::new();
