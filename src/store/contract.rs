@@ -38,6 +38,7 @@ macro_rules! store_contract_tests {
             outcomes_complete_retry_or_bury_in_one_call,
             replaying_the_dead_makes_them_due_now_untried,
             one_dead_receipt_replays_alone,
+            a_replayed_receipt_is_found_by_its_chat_and_a_sent_one_no_longer,
             pending_is_found_by_session_and_by_either_form_of_its_chat,
             flushing_a_chat_makes_its_untried_read_on_reply_receipts_due,
             a_lid_chat_is_found_by_its_phone_number_and_the_bot_flushes_everything_held,
@@ -311,6 +312,27 @@ pub async fn replaying_the_dead_makes_them_due_now_untried(store: &dyn Store) {
         store.accept(receipt("1@c.us", "a", t(5))).await.unwrap(),
         Accepted::Duplicate
     );
+}
+
+pub async fn a_replayed_receipt_is_found_by_its_chat_and_a_sent_one_no_longer(store: &dyn Store) {
+    let a = accept(store, receipt("1@c.us", "a", t(5))).await;
+    let b = accept(store, receipt("1@c.us", "b", t(6))).await;
+    bury(store, &[(a, 10)]).await;
+    let sent = Outcome::Sent { at: t(20) };
+    store.record(vec![(b, sent)]).await.unwrap();
+    assert!(
+        store
+            .chat_receipts(&key("1@c.us"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store.replay_dead(t(300), None).await.unwrap();
+
+    let chat = store.chat_receipts(&key("1@c.us")).await.unwrap();
+    assert_eq!(ids(&chat), ["a"]);
+    assert_eq!(chat[0].due_at, t(300));
 }
 
 pub async fn one_dead_receipt_replays_alone(store: &dyn Store) {
