@@ -4,7 +4,7 @@
 //!
 //! Why: as B-tree indexes (schema version 5), each webhook's receipt put an entry on a random page of two
 //! trees of a million entries, two pages written to the WAL and copied again by the checkpoint; dropping
-//! both doubled the webhooks a second on a full store (docs/performance.md). Memory is the price: 8 bytes an
+//! both doubled the webhooks a second on a full store (docs/performance.md). Memory is the price: 6 bytes an
 //! entry, two entries a receipt.
 //!
 //! What memory holds is never less than what is committed: a row is added when its job inserts it (taken
