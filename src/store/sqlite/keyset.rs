@@ -81,11 +81,8 @@ impl KeySet {
     /// The set of `keys` (loading the store), given about how many there are: each bucket is made about
     /// the size it will have, filled, then sorted once, so loading never holds more than the set.
     pub fn load(expected: usize, keys: impl IntoIterator<Item = i64>) -> Self {
-        let each = expected / (1 << BUCKET_BITS) + expected / (1 << (BUCKET_BITS + 3)) + 4;
         let mut set = Self {
-            buckets: (0..1 << BUCKET_BITS)
-                .map(|_| Vec::with_capacity(each))
-                .collect(),
+            buckets: buckets_for(expected),
             len: 0,
         };
         for key in keys {
@@ -100,6 +97,16 @@ impl KeySet {
         }
         set
     }
+}
+
+/// Empty buckets, each made the size it will have once `expected` entries are spread over them, and an
+/// eighth more.
+fn buckets_for<T>(expected: usize) -> Vec<Vec<T>> {
+    let each = expected >> BUCKET_BITS;
+    let each = each + each / 8 + 4;
+    (0..1 << BUCKET_BITS)
+        .map(|_| Vec::with_capacity(each))
+        .collect()
 }
 
 /// Room for one more key in a full bucket: an eighth more, so a bucket never holds twice what it needs.
@@ -213,12 +220,8 @@ impl KeyRows {
 
     /// Empty, with each bucket made about the size it will have once `expected` rows are [`KeyRows::push`]ed.
     pub fn with_room(expected: usize) -> Self {
-        let each = expected >> BUCKET_BITS;
-        let each = each + each / 8 + 4;
         Self {
-            buckets: (0..1 << BUCKET_BITS)
-                .map(|_| Vec::with_capacity(each))
-                .collect(),
+            buckets: buckets_for(expected),
             ..Self::default()
         }
     }
