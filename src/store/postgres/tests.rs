@@ -158,6 +158,67 @@ async fn webhooks_written_in_one_batch_are_each_answered_for_their_own_receipts(
 }
 
 #[tokio::test]
+async fn a_store_of_schema_3_keeps_its_ids_and_receipts_through_the_hash_indexes_of_4() {
+    let Some(backend) = TempSchema::new().await else {
+        return;
+    };
+    let mut client = backend.store.pool.get().await.unwrap();
+    schema::migrate_to(&mut client, 3).await.unwrap();
+    // What the previous release wrote: an accepted id, and its receipt, found later by its bare id.
+    client
+        .batch_execute(
+            "INSERT INTO dedup (session, message_id, accepted_at) VALUES ('s', 'false_1@c.us_OLD', 1);
+             INSERT INTO pending (session, chat, message_id, bare_id, rule, due_at, not_before, read_on_reply,
+                                  accepted_at)
+             VALUES ('s', '1@c.us', 'false_1@c.us_OLD', 'OLD', 'defaults', 10, 0, true, 1)",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    let store = backend.store.clone();
+    let at = crate::store::contract::t(10);
+
+    let again = store
+        .accept(crate::store::contract::receipt(
+            "1@c.us",
+            "false_1@c.us_OLD",
+            at,
+        ))
+        .await
+        .unwrap();
+    let fresh = store
+        .accept(crate::store::contract::receipt(
+            "1@c.us",
+            "false_1@c.us_NEW",
+            at,
+        ))
+        .await
+        .unwrap();
+    let through = store
+        .receipts_through(&crate::store::contract::key_of("s", "NEW"))
+        .await
+        .unwrap();
+
+    assert_eq!(again, Accepted::Duplicate);
+    assert!(matches!(fresh, Accepted::New { .. }), "{fresh:?}");
+    let ids: Vec<&str> = through.iter().map(|r| r.message_id.as_str()).collect();
+    assert_eq!(ids, ["false_1@c.us_OLD", "false_1@c.us_NEW"]);
+    let methods = backend
+        .store
+        .query(
+            "SELECT a.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+             JOIN pg_am a ON a.oid = c.relam
+             WHERE c.relname IN ('pending_by_bare_id', 'dedup_once') AND c.relnamespace = current_schema()::regnamespace
+             ORDER BY c.relname",
+            &[],
+            |row| get::<String>(row, "amname"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(methods, ["hash", "hash"]);
+}
+
+#[tokio::test]
 async fn an_unreachable_server_is_unavailable_not_a_crash() {
     let store = PostgresStore::new(&StoreUrl::new("postgres://postgres@127.0.0.1:9/none")).unwrap();
 
