@@ -125,7 +125,7 @@ pub(super) async fn migrate_to(
         tracing::info!(
             version = found,
             known = MIGRATIONS.len(),
-            "the PostgreSQL schema is newer than this release; it only ever adds, so it is used as it is"
+            "the PostgreSQL schema is newer than this release; newer migrations keep its queries working, so it is used as it is"
         );
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().take(target).skip(found) {

@@ -176,24 +176,16 @@ async fn a_store_of_schema_3_keeps_its_ids_and_receipts_through_the_hash_indexes
         .unwrap();
     drop(client);
     let store = backend.store.clone();
-    let at = crate::store::contract::t(10);
+    let accept = |id: &str| {
+        store.accept(crate::store::contract::receipt(
+            "1@c.us",
+            id,
+            crate::store::contract::t(10),
+        ))
+    };
 
-    let again = store
-        .accept(crate::store::contract::receipt(
-            "1@c.us",
-            "false_1@c.us_OLD",
-            at,
-        ))
-        .await
-        .unwrap();
-    let fresh = store
-        .accept(crate::store::contract::receipt(
-            "1@c.us",
-            "false_1@c.us_NEW",
-            at,
-        ))
-        .await
-        .unwrap();
+    let again = accept("false_1@c.us_OLD").await.unwrap();
+    let fresh = accept("false_1@c.us_NEW").await.unwrap();
     let through = store
         .receipts_through(&crate::store::contract::key_of("s", "NEW"))
         .await
