@@ -138,8 +138,8 @@ fn unpack(e: &Entry) -> u64 {
 /// Same buckets as [`KeySet`]; an entry is 6 bytes, the next 8 bits of the key over a 40-bit row id, sorted,
 /// so the rows of a key are a range. Two keys that share those 24 bits share the range (a million rows put
 /// one extra in 6% of lookups): what a lookup gives is a superset, which the queries check against the row
-/// itself. A row id past 40 bits (a trillion
-/// receipts) is kept whole in `wide`, looked through entry by entry.
+/// itself. A row id past 40 bits (a trillion receipts) is kept whole in `wide`, looked through entry by
+/// entry.
 #[derive(Default)]
 pub struct KeyRows {
     buckets: Vec<Vec<Entry>>,
