@@ -266,7 +266,12 @@ fn shipped_autoseen() -> anyhow::Result<(tempfile::TempDir, Proc)> {
 }
 
 fn autoseen(config: &Path) -> Command {
-    let mut c = Command::new(bin("autoseen"));
+    autoseen_at(&bin("autoseen"), config)
+}
+
+/// The `binary` build of autoseen serving with `config`.
+fn autoseen_at(binary: &Path, config: &Path) -> Command {
+    let mut c = Command::new(binary);
     c.args(["serve", "--config"])
         .arg(config)
         .env_remove("RUST_LOG");
@@ -1418,18 +1423,17 @@ async fn postgres(table: &mut Table, quick: bool) -> anyhow::Result<()> {
         signed_requests_of(Kind::Realistic, lines / 2, 1)?,
         signed_requests_of(Kind::Realistic, lines / 2, 2)?,
     );
-    let (mut sqlite, mut one, mut two) = (Vec::new(), Vec::new(), Vec::new());
+    // Another build of autoseen, measured as one replica in the same rounds (each on a new database), so a
+    // change is judged against its baseline on a host whose speed moves between minutes.
+    let compare = std::env::var_os("AUTOSEEN_BENCH_COMPARE").map(PathBuf::from);
+    let (mut sqlite, mut one, mut two, mut other) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         eprintln!("postgres: round {round}/{rounds}: autoseen on SQLite ...");
         let (_dir, app) = shipped_autoseen()?;
         sqlite.push(wrk(app.addr, Some(&first), 64, duration).await?.rps);
         drop(app);
 
-        let name = format!("autoseen_bench_{}_{round}", std::process::id());
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await?;
-        let url = database_url(&server, &name)?;
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("config");
         autoseen_config(
@@ -1439,16 +1443,48 @@ async fn postgres(table: &mut Table, quick: bool) -> anyhow::Result<()> {
             "",
             None,
         )?;
-        let replica = || {
-            let mut command = autoseen(&config);
-            command.env("AUTOSEEN__STORE__URL", &url);
+        let database =
+            |suffix: &str| format!("autoseen_bench_{}_{round}{suffix}", std::process::id());
+        let replica = |binary: &Path, name: &str| -> anyhow::Result<Proc> {
+            let mut command = autoseen_at(binary, &config);
+            command.env("AUTOSEEN__STORE__URL", database_url(&server, name)?);
             spawn(command)
         };
+        // The compared build goes first in odd rounds and last in even ones.
+        let measure_other = |name: String| {
+            let (admin, replica, first, compare) = (&admin, &replica, &first, compare.as_deref());
+            async move {
+                let Some(binary) = compare else {
+                    return Ok::<_, anyhow::Error>(None);
+                };
+                eprintln!(
+                    "postgres: round {round}/{rounds}: one replica of {} ...",
+                    binary.display()
+                );
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await?;
+                let b = replica(binary, &name)?;
+                let rps = wrk(b.addr, Some(first), 64, duration).await?.rps;
+                drop(b);
+                admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await?;
+                Ok(Some(rps))
+            }
+        };
+        if round % 2 == 1 {
+            other.extend(measure_other(database("_compared")).await?);
+        }
+        let name = database("");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await?;
         eprintln!("postgres: round {round}/{rounds}: one replica ...");
-        let a = replica()?;
+        let a = replica(&bin("autoseen"), &name)?;
         one.push(wrk(a.addr, Some(&first), 64, duration).await?.rps);
         eprintln!("postgres: round {round}/{rounds}: two replicas ...");
-        let b = replica()?;
+        let b = replica(&bin("autoseen"), &name)?;
         let (la, lb) = tokio::join!(
             wrk(a.addr, Some(&third), 32, duration),
             wrk(b.addr, Some(&second), 32, duration)
@@ -1458,6 +1494,9 @@ async fn postgres(table: &mut Table, quick: bool) -> anyhow::Result<()> {
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .await?;
+        if round % 2 == 0 {
+            other.extend(measure_other(database("_compared")).await?);
+        }
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -1492,6 +1531,19 @@ async fn postgres(table: &mut Table, quick: bool) -> anyhow::Result<()> {
         "as measured",
         None,
     );
+    if let Some(binary) = &compare {
+        let other = median(other);
+        table.row(
+            s,
+            &format!(
+                "one replica of {} req/s (ratio to this build)",
+                binary.display()
+            ),
+            format!("{other:.0} ({:.2})", other / one),
+            "as measured",
+            None,
+        );
+    }
     postgres_lateness(table, quick).await?;
     postgres_failover(table, quick).await
 }
