@@ -1451,30 +1451,19 @@ async fn postgres(table: &mut Table, quick: bool) -> anyhow::Result<()> {
             spawn(command)
         };
         // The compared build goes first in odd rounds and last in even ones.
-        let measure_other = |name: String| {
-            let (admin, replica, first, compare) = (&admin, &replica, &first, compare.as_deref());
-            async move {
-                let Some(binary) = compare else {
-                    return Ok::<_, anyhow::Error>(None);
-                };
-                eprintln!(
-                    "postgres: round {round}/{rounds}: one replica of {} ...",
-                    binary.display()
-                );
-                admin
-                    .batch_execute(&format!("CREATE DATABASE {name}"))
-                    .await?;
-                let b = replica(binary, &name)?;
-                let rps = wrk(b.addr, Some(first), 64, duration).await?.rps;
-                drop(b);
-                admin
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await?;
-                Ok(Some(rps))
+        let compared = || async {
+            match compare.as_deref() {
+                Some(binary) => {
+                    let name = database("_compared");
+                    compared_replica(&admin, name, binary, &replica, &first, duration)
+                        .await
+                        .map(Some)
+                }
+                None => Ok(None),
             }
         };
         if round % 2 == 1 {
-            other.extend(measure_other(database("_compared")).await?);
+            other.extend(compared().await?);
         }
         let name = database("");
         admin
@@ -1495,7 +1484,7 @@ async fn postgres(table: &mut Table, quick: bool) -> anyhow::Result<()> {
             .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .await?;
         if round % 2 == 0 {
-            other.extend(measure_other(database("_compared")).await?);
+            other.extend(compared().await?);
         }
     }
     let median = |mut v: Vec<f64>| {
@@ -1546,6 +1535,29 @@ async fn postgres(table: &mut Table, quick: bool) -> anyhow::Result<()> {
     }
     postgres_lateness(table, quick).await?;
     postgres_failover(table, quick).await
+}
+
+/// One replica of `binary`, started by `start` on a new database `name` and dropped after: its req/s on
+/// `requests`.
+async fn compared_replica(
+    admin: &tokio_postgres::Client,
+    name: String,
+    binary: &Path,
+    start: impl Fn(&Path, &str) -> anyhow::Result<Proc>,
+    requests: &Requests,
+    duration: Duration,
+) -> anyhow::Result<f64> {
+    eprintln!("postgres: one replica of {} ...", binary.display());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let replica = start(binary, &name)?;
+    let rps = wrk(replica.addr, Some(requests), 64, duration).await?.rps;
+    drop(replica);
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    Ok(rps)
 }
 
 /// Lateness across two replicas, in a database of its own on the bench's server.
