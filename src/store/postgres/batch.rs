@@ -179,26 +179,22 @@ impl PostgresStore {
         let mut stored = HashMap::with_capacity(rows.len());
         for row in &rows {
             let key = (
-                get::<&str>(row, "session")?.to_owned(),
-                get::<&str>(row, "message_id")?.to_owned(),
+                get::<&str>(row, "session")?,
+                get::<&str>(row, "message_id")?,
             );
             stored.insert(key, get::<i64>(row, "id")?);
         }
         // The first delivery of an id takes its row; any other in the batch is a duplicate.
         Ok(receipts
             .iter()
-            .map(|r| {
-                let key = (
-                    r.session.as_str().to_owned(),
-                    r.message_id.as_str().to_owned(),
-                );
-                match stored.remove(&key) {
+            .map(
+                |r| match stored.remove(&(r.session.as_str(), r.message_id.as_str())) {
                     Some(id) => Accepted::New {
                         id: ReceiptId::from_row(id),
                     },
                     None => Accepted::Duplicate,
-                }
-            })
+                },
+            )
             .collect())
     }
 }
