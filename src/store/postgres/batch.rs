@@ -3,9 +3,9 @@
 //! round trip and one commit, so the server's work per webhook shrinks as the load grows. A webhook alone
 //! goes at once, in a batch of one; a batch that would start while the one before is still being written
 //! waits until it holds as many receipts as that one, or that one ends, so under load two batches of about
-//! one size take turns, one committing while the other fills. Each webhook is answered only once its batch is committed, so "accepted"
-//! still means on disk; when the statement fails, every webhook of the batch gets the error (and its sender
-//! retries), since one statement commits all or nothing.
+//! one size take turns, one committing while the other fills. Each webhook is answered only once its batch
+//! is committed, so "accepted" still means on disk; when the statement fails, every webhook of the batch
+//! gets the error (and its sender retries), since one statement commits all or nothing.
 //!
 //! Dedup is the same single statement as before, for the whole batch: ids are inserted in key order, so two
 //! batches (of this replica or another) that meet on the same ids wait for each other in one order and never
