@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{PostgresStore, get, ms, unavailable};
@@ -102,30 +103,26 @@ async fn write_batches(store: PostgresStore, mut rx: mpsc::UnboundedReceiver<Job
         };
         let mut size = first.receipts.len();
         let mut batch = vec![first];
-        while size < MAX_RECEIPTS {
-            match rx.try_recv() {
-                Ok(job) => {
-                    size += job.receipts.len();
-                    batch.push(job);
-                }
-                Err(_) => break,
-            }
-        }
         // Taken at once, the batch that starts while the one before commits holds only the webhook or two
         // that came since, and the next one all the rest: a large batch beside a small one, and a commit
         // spent on a few receipts. Waiting for as many as the one before holds keeps both the same size.
         // The wait ends when a slot frees, so it is never longer than the batch before takes.
-        while size < previous.min(MAX_RECEIPTS) && slots.available_permits() == 0 {
-            tokio::select! {
-                job = rx.recv() => match job {
-                    Some(job) => {
-                        size += job.receipts.len();
-                        batch.push(job);
+        while size < MAX_RECEIPTS {
+            let job = match rx.try_recv() {
+                Ok(job) => job,
+                Err(TryRecvError::Empty) if size < previous && slots.available_permits() == 0 => {
+                    tokio::select! {
+                        job = rx.recv() => match job {
+                            Some(job) => job,
+                            None => break,
+                        },
+                        _ = slots.acquire() => break,
                     }
-                    None => break,
-                },
-                _ = slots.acquire() => break,
-            }
+                }
+                Err(_) => break,
+            };
+            size += job.receipts.len();
+            batch.push(job);
         }
         previous = size;
         let store = store.clone();
