@@ -11,7 +11,7 @@
 //! batches (of this replica or another) that meet on the same ids wait for each other in one order and never
 //! deadlock; of two deliveries of an id in one batch, the first is stored and the second answers duplicate.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::mpsc::error::TryRecvError;
@@ -29,30 +29,24 @@ const MAX_RECEIPTS: usize = 512;
 /// waits on a row another replica holds from stopping every webhook.
 const IN_FLIGHT: usize = 2;
 
-/// Every receipt of the batch as arrays, one per column; `ord` numbers them in arrival order. The ids go
-/// into `dedup` in key order; each id the insert kept is stored as a receipt once, from its first delivery
-/// in the batch, and the receipts are numbered (`pending.id`) in arrival order.
-const ACCEPT_BATCH: &str = "WITH input AS (
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[],
-                              $7::bool[], $8::bool[], $9::bool[], $10::text[], $11::int8[], $12::text[])
-             WITH ORDINALITY AS t(session, chat, message_id, rule, due_at, not_before, read_on_reply,
-                                  on_reply, expires, chat_phone, accepted_at, bare_id, ord)
-     ),
-     fresh AS (
+/// The batch's receipts as arrays, one per column, each id once (the writer keeps an id's first delivery).
+/// The ids go into `dedup` in key order; each id the insert kept is stored as a receipt, and the receipts
+/// are numbered (`pending.id`) in arrival order.
+const ACCEPT_BATCH: &str = "WITH fresh AS (
          INSERT INTO dedup (session, message_id, accepted_at)
-         SELECT session, message_id, accepted_at FROM input ORDER BY session, message_id, ord
+         SELECT * FROM unnest($1::text[], $3::text[], $11::int8[]) ORDER BY 1, 2
          ON CONFLICT DO NOTHING RETURNING session, message_id
-     ),
-     first AS (
-         SELECT DISTINCT ON (i.session, i.message_id) i.*
-         FROM input i JOIN fresh f ON f.session = i.session AND f.message_id = i.message_id
-         ORDER BY i.session, i.message_id, i.ord
      )
      INSERT INTO pending (session, chat, message_id, rule, due_at, not_before, read_on_reply,
                           on_reply, expires, chat_phone, accepted_at, bare_id)
-     SELECT session, chat, message_id, rule, due_at, not_before, read_on_reply,
-            on_reply, expires, chat_phone, accepted_at, bare_id
-     FROM first ORDER BY ord
+     SELECT i.session, i.chat, i.message_id, i.rule, i.due_at, i.not_before, i.read_on_reply,
+            i.on_reply, i.expires, i.chat_phone, i.accepted_at, i.bare_id
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::bool[],
+                 $8::bool[], $9::bool[], $10::text[], $11::int8[], $12::text[])
+          WITH ORDINALITY AS i(session, chat, message_id, rule, due_at, not_before, read_on_reply,
+                               on_reply, expires, chat_phone, accepted_at, bare_id, ord)
+     JOIN fresh f ON f.session = i.session AND f.message_id = i.message_id
+     ORDER BY i.ord
      RETURNING id, session, message_id";
 
 /// One webhook's receipts and where its answers go.
@@ -144,7 +138,14 @@ async fn write_batches(store: PostgresStore, mut rx: mpsc::UnboundedReceiver<Job
 
 impl PostgresStore {
     /// Runs [`ACCEPT_BATCH`] for `receipts`: one answer each, in order.
-    async fn accept_batch(&self, receipts: &[&NewReceipt]) -> Result<Vec<Accepted>, StoreError> {
+    async fn accept_batch(&self, all: &[&NewReceipt]) -> Result<Vec<Accepted>, StoreError> {
+        // An id delivered twice in the batch is stored from its first delivery; the statement sees it once.
+        let mut seen = HashSet::with_capacity(all.len());
+        let receipts: Vec<&NewReceipt> = all
+            .iter()
+            .copied()
+            .filter(|r| seen.insert((r.session.as_str(), r.message_id.as_str())))
+            .collect();
         let column =
             |f: fn(&NewReceipt) -> i64| receipts.iter().map(|r| f(r)).collect::<Vec<i64>>();
         let flag =
@@ -205,7 +206,7 @@ impl PostgresStore {
             stored.insert(key, get::<i64>(row, "id")?);
         }
         // The first delivery of an id takes its row; any other in the batch is a duplicate.
-        Ok(receipts
+        Ok(all
             .iter()
             .map(
                 |r| match stored.remove(&(r.session.as_str(), r.message_id.as_str())) {
