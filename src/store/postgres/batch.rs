@@ -9,7 +9,8 @@
 //!
 //! Dedup is the same single statement as before, for the whole batch: ids are inserted in key order, so two
 //! batches (of this replica or another) that meet on the same ids wait for each other in one order and never
-//! deadlock; of two deliveries of an id in one batch, the first is stored and the second answers duplicate.
+//! deadlock. Of two deliveries of an id in one batch, the writer sends the first and answers the second
+//! duplicate, so the statement sees each id once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
