@@ -138,7 +138,7 @@ async fn write_batches(store: PostgresStore, mut rx: mpsc::UnboundedReceiver<Job
 }
 
 impl PostgresStore {
-    /// Runs [`ACCEPT_BATCH`] for `receipts`: one answer each, in order.
+    /// Runs [`ACCEPT_BATCH`] for `all`: one answer each, in order.
     async fn accept_batch(&self, all: &[&NewReceipt]) -> Result<Vec<Accepted>, StoreError> {
         // An id delivered twice in the batch is stored from its first delivery; the statement sees it once.
         let mut seen = HashSet::with_capacity(all.len());
