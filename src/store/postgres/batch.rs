@@ -7,7 +7,7 @@
 //! is committed, so "accepted" still means on disk; when the statement fails, every webhook of the batch
 //! gets the error (and its sender retries), since one statement commits all or nothing.
 //!
-//! Dedup is the same single statement as before, for the whole batch: ids are inserted in key order, so two
+//! Dedup is part of that one statement, for the whole batch: ids are inserted in key order, so two
 //! batches (of this replica or another) that meet on the same ids wait for each other in one order and never
 //! deadlock. Of two deliveries of an id in one batch, the writer sends the first and answers the second
 //! duplicate, so the statement sees each id once.
