@@ -44,9 +44,9 @@ proptest! {
         header in ".{0,200}",
         body in proptest::collection::vec(any::<u8>(), 0..512),
     ) {
-        let keys = [Secret::new("k")];
+        let keys = signature::MacKeys::new(&[Secret::new("k")]);
         if let Ok(alg) = Algorithm::from_header(Some(&algorithm)) {
-            let ok = signature::verify(&keys, alg, Some(&header), &body).is_ok();
+            let ok = keys.verify(alg, Some(&header), &body).is_ok();
             let right = signature::sign("k", alg, &body);
             prop_assert_eq!(ok, header.trim().eq_ignore_ascii_case(&right));
         }

@@ -1,12 +1,15 @@
 //! HMAC signature check of a webhook body, as WAHA signs it.
 //!
 //! WAHA sends `X-Webhook-Hmac: <hex>` and `X-Webhook-Hmac-Algorithm: sha512|sha256` (sha512 when absent). The
-//! MAC is computed over the raw body bytes and compared in constant time by the `hmac` crate, before anything
-//! is parsed. Every failure is the same [`SignatureError`] to the caller's client: no oracle about which part
-//! was wrong.
+//! MAC is computed over the raw body bytes and compared in constant time, as hex text in either case, before
+//! anything is parsed. Each key's HMAC state is made once ([`MacKeys`]), so a body costs only its own blocks.
+//! Every failure is the same [`SignatureError`] to the caller's client: no oracle about which part was wrong.
+
+use std::fmt;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Sha256, Sha512};
+use subtle::ConstantTimeEq;
 
 use crate::secret::Secret;
 
@@ -42,45 +45,83 @@ pub enum SignatureError {
     Mismatch,
 }
 
-/// Checks `signature_hex` against the HMAC of `body` under any of `keys` (several keys allow rotation).
-pub fn verify(
-    keys: &[Secret],
-    algorithm: Algorithm,
-    signature_hex: Option<&str>,
-    body: &[u8],
-) -> Result<(), SignatureError> {
-    let hex_text = signature_hex.map(str::trim).filter(|s| !s.is_empty());
-    let hex_text = hex_text.ok_or(SignatureError::Missing)?;
-    if hex_text.len() % 2 != 0 {
-        return Err(SignatureError::NotHex);
-    }
-    // Decoded on the stack (no MAC here is longer than SHA-512's 64 bytes): a longer text cannot match.
-    let mut buffer = [0u8; 64];
-    let signature = buffer
-        .get_mut(..hex_text.len() / 2)
-        .ok_or(SignatureError::Mismatch)?;
-    hex::decode_to_slice(hex_text, signature).map_err(|_| SignatureError::NotHex)?;
-    let signature = &*signature;
-    let mut matched = false;
-    // Every key is tried, so the time taken does not say which key matched.
-    for key in keys.iter().flat_map(Secret::values) {
-        matched |= match algorithm {
-            Algorithm::Sha256 => check::<Hmac<Sha256>>(key, body, signature),
-            Algorithm::Sha512 => check::<Hmac<Sha512>>(key, body, signature),
+/// The longest signature in hex: SHA-512's 64 bytes.
+const MAX_HEX: usize = 128;
+
+/// HMAC keys made ready once: each key's inner and outer hash states, for either algorithm (two blocks of a
+/// key's hashing that would otherwise be done again for every body). Several keys allow rotation.
+#[derive(Clone)]
+pub struct MacKeys(Vec<(Hmac<Sha256>, Hmac<Sha512>)>);
+
+impl MacKeys {
+    /// Every value of `secrets`.
+    pub fn new(secrets: &[Secret]) -> Self {
+        let ready = |key: &str| {
+            let bytes = key.as_bytes();
+            (
+                Hmac::new_from_slice(bytes).expect("HMAC takes keys of any length"),
+                Hmac::new_from_slice(bytes).expect("HMAC takes keys of any length"),
+            )
         };
+        Self(secrets.iter().flat_map(Secret::values).map(ready).collect())
     }
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Checks `signature_hex` against the HMAC of `body` under any of the keys.
+    pub fn verify(
+        &self,
+        algorithm: Algorithm,
+        signature_hex: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), SignatureError> {
+        let given = signature_hex.map(str::trim).filter(|s| !s.is_empty());
+        let given = given.ok_or(SignatureError::Missing)?;
+        if given.len() % 2 != 0 || !given.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(SignatureError::NotHex);
+        }
+        // In lower case on the stack: a longer text than any MAC's cannot match.
+        let mut buffer = [0u8; MAX_HEX];
+        let lower = buffer
+            .get_mut(..given.len())
+            .ok_or(SignatureError::Mismatch)?;
+        for (to, from) in lower.iter_mut().zip(given.bytes()) {
+            *to = from.to_ascii_lowercase();
+        }
+        let lower = &*lower;
+        let mut matched = false;
+        // Every key is tried, so the time taken does not say which key matched.
+        for (sha256, sha512) in &self.0 {
+            matched |= match algorithm {
+                Algorithm::Sha256 => matches(sha256.clone(), body, lower),
+                Algorithm::Sha512 => matches(sha512.clone(), body, lower),
+            };
+        }
+        if matched {
+            Ok(())
+        } else {
+            Err(SignatureError::Mismatch)
+        }
     }
 }
 
-fn check<M: Mac + KeyInit>(key: &str, body: &[u8], signature: &[u8]) -> bool {
-    let mut mac =
-        <M as KeyInit>::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length");
+/// Never the keys, at any level: how many there are.
+impl fmt::Debug for MacKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("MacKeys").field(&self.0.len()).finish()
+    }
+}
+
+/// Whether the MAC of `body` is `given_hex` (lower case), compared in constant time.
+fn matches<M: Mac>(mut mac: M, body: &[u8], given_hex: &[u8]) -> bool {
     mac.update(body);
-    mac.verify_slice(signature).is_ok()
+    let tag = mac.finalize().into_bytes();
+    let mut buffer = [0u8; MAX_HEX];
+    let hex = &mut buffer[..2 * tag.len()];
+    hex::encode_to_slice(tag, hex).expect("the buffer is twice the tag");
+    hex.len() == given_hex.len() && bool::from(hex.ct_eq(given_hex))
 }
 
 /// Lower-case hex HMAC of `body`: what a sender puts in `X-Webhook-Hmac`. Used by tests and `bench/`.
@@ -104,8 +145,8 @@ mod tests {
     const WAHA_BODY: &[u8] = br#"{"event":"message","session":"default","engine":"WEBJS"}"#;
     const WAHA_SIG: &str = "208f8a55dde9e05519e898b10b89bf0d0b3b0fdf11fdbf09b6b90476301b98d8097c462b2b17a6ce93b6b47a136cf2e78a33a63f6752c2c1631777076153fa89";
 
-    fn keys(k: &[&str]) -> Vec<Secret> {
-        k.iter().map(|k| Secret::new(*k)).collect()
+    fn keys(k: &[&str]) -> MacKeys {
+        MacKeys::new(&k.iter().map(|k| Secret::new(*k)).collect::<Vec<_>>())
     }
 
     #[test]
@@ -115,12 +156,7 @@ mod tests {
             WAHA_SIG
         );
         assert_eq!(
-            verify(
-                &keys(&["my-secret-key"]),
-                Algorithm::Sha512,
-                Some(WAHA_SIG),
-                WAHA_BODY
-            ),
+            keys(&["my-secret-key"]).verify(Algorithm::Sha512, Some(WAHA_SIG), WAHA_BODY),
             Ok(())
         );
     }
@@ -129,14 +165,14 @@ mod tests {
     fn wrong_key_or_changed_body_is_a_mismatch() {
         let k = keys(&["other-key"]);
         assert_eq!(
-            verify(&k, Algorithm::Sha512, Some(WAHA_SIG), WAHA_BODY),
+            k.verify(Algorithm::Sha512, Some(WAHA_SIG), WAHA_BODY),
             Err(SignatureError::Mismatch)
         );
         let mut body = WAHA_BODY.to_vec();
         body[5] ^= 1;
         let k = keys(&["my-secret-key"]);
         assert_eq!(
-            verify(&k, Algorithm::Sha512, Some(WAHA_SIG), &body),
+            k.verify(Algorithm::Sha512, Some(WAHA_SIG), &body),
             Err(SignatureError::Mismatch)
         );
     }
@@ -144,14 +180,14 @@ mod tests {
     #[test]
     fn truncated_long_or_non_hex_signatures_fail() {
         let k = keys(&["my-secret-key"]);
-        let v = |s: &str| verify(&k, Algorithm::Sha512, Some(s), WAHA_BODY);
+        let v = |s: &str| k.verify(Algorithm::Sha512, Some(s), WAHA_BODY);
         assert_eq!(v(&WAHA_SIG[..126]), Err(SignatureError::Mismatch));
         assert_eq!(v(&WAHA_SIG[..127]), Err(SignatureError::NotHex));
         assert_eq!(v(&format!("{WAHA_SIG}00")), Err(SignatureError::Mismatch));
         assert_eq!(v(&WAHA_SIG.replace('a', "g")), Err(SignatureError::NotHex));
         assert_eq!(v(""), Err(SignatureError::Missing));
         assert_eq!(
-            verify(&k, Algorithm::Sha512, None, WAHA_BODY),
+            k.verify(Algorithm::Sha512, None, WAHA_BODY),
             Err(SignatureError::Missing)
         );
     }
@@ -160,21 +196,31 @@ mod tests {
     fn a_sha512_signature_under_a_sha256_header_fails() {
         let k = keys(&["my-secret-key"]);
         assert_eq!(
-            verify(&k, Algorithm::Sha256, Some(WAHA_SIG), WAHA_BODY),
+            k.verify(Algorithm::Sha256, Some(WAHA_SIG), WAHA_BODY),
             Err(SignatureError::Mismatch)
         );
         let sig256 = sign("my-secret-key", Algorithm::Sha256, WAHA_BODY);
         assert_eq!(
-            verify(&k, Algorithm::Sha256, Some(&sig256), WAHA_BODY),
+            k.verify(Algorithm::Sha256, Some(&sig256), WAHA_BODY),
             Ok(())
         );
+    }
+
+    #[test]
+    fn upper_case_hex_passes_and_the_keys_never_show_in_debug() {
+        let k = keys(&["my-secret-key"]);
+        assert_eq!(
+            k.verify(Algorithm::Sha512, Some(&WAHA_SIG.to_uppercase()), WAHA_BODY),
+            Ok(())
+        );
+        assert_eq!(format!("{k:?}"), "MacKeys(1)");
     }
 
     #[test]
     fn any_of_several_keys_passes_for_rotation() {
         let k = keys(&["old-key", "my-secret-key"]);
         assert_eq!(
-            verify(&k, Algorithm::Sha512, Some(WAHA_SIG), WAHA_BODY),
+            k.verify(Algorithm::Sha512, Some(WAHA_SIG), WAHA_BODY),
             Ok(())
         );
     }

@@ -11,7 +11,7 @@ use http::HeaderMap;
 use super::MetaSettings;
 use super::event::{self, Item};
 use crate::gateway::Refused;
-use crate::gateway::signature::{self, Algorithm};
+use crate::gateway::signature::{Algorithm, MacKeys};
 use crate::secret::Secret;
 
 const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -19,7 +19,7 @@ const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 /// The `[meta]` settings as the route checks them.
 #[derive(Debug, Clone)]
 pub struct Inbound {
-    app_secret: Option<Secret>,
+    app_secret: Option<MacKeys>,
     verify_token: Option<Secret>,
 }
 
@@ -37,7 +37,10 @@ pub struct Handshake {
 impl Inbound {
     pub fn new(settings: &MetaSettings) -> Self {
         Self {
-            app_secret: settings.app_secret.clone(),
+            app_secret: settings
+                .app_secret
+                .as_ref()
+                .map(|s| MacKeys::new(std::slice::from_ref(s))),
             verify_token: settings.verify_token.clone(),
         }
     }
@@ -70,12 +73,12 @@ impl Inbound {
         let hex = given
             .map(|v| v.strip_prefix("sha256=").unwrap_or(v))
             .filter(|h| h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
-        signature::verify(std::slice::from_ref(secret), Algorithm::Sha256, hex, body).map_err(
-            |reason| {
+        secret
+            .verify(Algorithm::Sha256, hex, body)
+            .map_err(|reason| {
                 tracing::debug!(%reason, "meta signature refused");
                 Refused::Credentials
-            },
-        )
+            })
     }
 
     /// The items of an authenticated body.

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 
 use crate::domain::{Event, IncomingMessage};
 use crate::gateway::Refused;
-use crate::gateway::signature::{self, Algorithm};
+use crate::gateway::signature::{Algorithm, MacKeys};
 use crate::secret::Secret;
 use crate::settings::WebhookSettings;
 use crate::time::millis_between;
@@ -23,7 +23,7 @@ const HMAC_ALGORITHM_HEADER: &str = "x-webhook-hmac-algorithm";
 #[derive(Debug, Clone)]
 pub struct Inbound {
     token: Option<Secret>,
-    hmac_keys: Vec<Secret>,
+    hmac_keys: MacKeys,
     max_age: Option<Duration>,
 }
 
@@ -31,7 +31,7 @@ impl Inbound {
     pub fn new(settings: &WebhookSettings) -> Self {
         Self {
             token: settings.token.clone(),
-            hmac_keys: settings.all_hmac_keys(),
+            hmac_keys: MacKeys::new(&settings.all_hmac_keys()),
             max_age: settings.max_age,
         }
     }
@@ -64,7 +64,9 @@ impl Inbound {
                 .map_err(|_| "several algorithm headers".to_string())?;
             let algorithm = Algorithm::from_header(algorithm).map_err(|e| e.to_string())?;
             let given = single(HMAC_HEADER).map_err(|_| "several signature headers".to_string())?;
-            signature::verify(&self.hmac_keys, algorithm, given, body).map_err(|e| e.to_string())
+            self.hmac_keys
+                .verify(algorithm, given, body)
+                .map_err(|e| e.to_string())
         })();
         result.map_err(|reason| {
             tracing::debug!(%reason, "signature refused");
