@@ -126,6 +126,14 @@ impl Engine {
         })?;
         let mut state = load(&conn)
             .with_context(|| format!("cannot read the store at {} (store.path)", path.display()))?;
+        // Each write job runs under a savepoint, which copies every page it first touches into a sub-journal.
+        // Past 64 KiB (a job that deletes many rows: the record of a batch of sends, a purge chunk) SQLite
+        // moves that sub-journal into a new temporary file, opened, written and closed once per commit; in
+        // memory it is a copy of at most one job's pages, released with the savepoint (docs/performance.md).
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .with_context(|| {
+                format!("cannot set up the store at {} (store.path)", path.display())
+            })?;
         let checkpointer = open()?;
         let reader = open()?;
         let last_commit_failed = Arc::new(AtomicBool::new(false));
