@@ -213,6 +213,11 @@ fn id_list(ids: impl IntoIterator<Item = i64>) -> rusqlite::vtab::array::Array {
 const PURGE_CHUNK: usize = 2_000;
 /// How many rows of the accepted ids' log one write of the purge deletes (up to 96 ids each).
 const PURGE_ROWS: usize = 64;
+/// After each of its writes the purge waits this many times as long as the write and its read took, so it
+/// keeps at most a quarter of the two threads it uses. Unpaced, forgetting a million expired ids at start
+/// (0.6 s of work) took both threads and starved the webhooks on two cores: their p99 rose to 50-130 ms while
+/// no group commit took over 10 ms (docs/performance.md). Nothing waits on the purge.
+const PURGE_PAUSE: u32 = 3;
 
 /// Runs a prepared (cached) statement that returns no rows.
 fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
@@ -437,11 +442,12 @@ impl Queue for SqliteStore {
 
     /// Expired ids from the log ([`dedup`]), oldest first: the reader reads [`PURGE_ROWS`] rows at a time, the
     /// writer deletes them and forgets their keys, one write among the webhooks' (the writer commits them
-    /// together). Sent ids, which are few, go by their age index in chunks of [`PURGE_CHUNK`].
+    /// together), then the purge pauses ([`PURGE_PAUSE`]). Sent ids, which are few, go by their age index in chunks of [`PURGE_CHUNK`].
     async fn purge_dedup(&self, before: Timestamp) -> Result<u64, StoreError> {
         let before = ms(before);
         let mut forgotten = 0;
         loop {
+            let started = tokio::time::Instant::now();
             let rows = self
                 .engine
                 .call(false, move |c| {
@@ -473,6 +479,7 @@ impl Queue for SqliteStore {
             if last {
                 break;
             }
+            tokio::time::sleep(started.elapsed() * PURGE_PAUSE).await;
         }
         let sent = "DELETE FROM sent WHERE (session, bare_id) IN
                         (SELECT session, bare_id FROM sent WHERE sent_at < ?1 ORDER BY sent_at LIMIT ?2)";
