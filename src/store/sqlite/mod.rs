@@ -442,7 +442,8 @@ impl Queue for SqliteStore {
 
     /// Expired ids from the log ([`dedup`]), oldest first: the reader reads [`PURGE_ROWS`] rows at a time, the
     /// writer deletes them and forgets their keys, one write among the webhooks' (the writer commits them
-    /// together), then the purge pauses ([`PURGE_PAUSE`]). Sent ids, which are few, go by their age index in chunks of [`PURGE_CHUNK`].
+    /// together), then the purge pauses ([`PURGE_PAUSE`]). Sent ids, which are few, go by their age index in
+    /// chunks of [`PURGE_CHUNK`].
     async fn purge_dedup(&self, before: Timestamp) -> Result<u64, StoreError> {
         let before = ms(before);
         let mut forgotten = 0;
