@@ -90,10 +90,9 @@ impl Seen {
     }
 
     /// Forgets `keys`, whose log row the current group deletes; how many were remembered.
-    pub fn forget(&mut self, keys: impl IntoIterator<Item = i64>) -> usize {
+    pub fn forget(&mut self, keys: &[i64]) -> usize {
         let before = self.gone.len();
-        self.gone
-            .extend(keys.into_iter().filter(|&k| self.keys.remove(k)));
+        self.keys.remove_all(keys, |key| self.gone.push(key));
         self.gone.len() - before
     }
 

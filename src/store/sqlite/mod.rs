@@ -473,7 +473,7 @@ impl Queue for SqliteStore {
                     let mut seen = lock(&seen);
                     Ok(deleted
                         .into_iter()
-                        .map(|keys| seen.forget(keys) as u64)
+                        .map(|keys| seen.forget(&keys) as u64)
                         .sum::<u64>())
                 })
                 .await?;
