@@ -77,6 +77,11 @@ impl Seen {
         new
     }
 
+    /// Brings what accepting `keys` will look at into the cache, all at once ([`KeySet::read_ahead`]).
+    pub fn read_ahead(&self, keys: impl IntoIterator<Item = i64>) {
+        self.keys.read_ahead(keys);
+    }
+
     /// A mark to [`Seen::undo_since`].
     pub fn mark(&self) -> usize {
         self.fresh.len()

@@ -244,6 +244,13 @@ impl Queue for SqliteStore {
                 let mut seen = lock(&seen);
                 let mark = seen.mark();
                 let answers = rows::changing(&rows, |rows| {
+                    // Every key of the webhook at once, so that their cache misses overlap: on a full store
+                    // each insert into memory otherwise waits on several, one after the other.
+                    seen.read_ahead(receipts.iter().map(|(_, k)| k.seen));
+                    rows.read_ahead(
+                        receipts.iter().map(|(_, k)| k.chat),
+                        receipts.iter().map(|(_, k)| k.bare),
+                    );
                     receipts
                         .iter()
                         .map(|r| insert_receipt(c, (&mut seen, &mut *rows), r))

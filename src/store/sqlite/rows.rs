@@ -80,6 +80,17 @@ impl Rows {
         self.added.push(row);
     }
 
+    /// Brings what adding rows of these chats and bare ids will look at into the cache, all at once
+    /// ([`KeyRows::read_ahead`]).
+    pub fn read_ahead(
+        &self,
+        chats: impl IntoIterator<Item = i64>,
+        bares: impl IntoIterator<Item = i64>,
+    ) {
+        self.by_chat.read_ahead(chats);
+        self.by_bare.read_ahead(bares);
+    }
+
     /// Lets `row` go once the current group, whose job deleted it, commits.
     pub fn delete(&mut self, row: Row) {
         self.deleted.push(row);

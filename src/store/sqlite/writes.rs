@@ -13,9 +13,9 @@ use crate::store::{Accepted, NewReceipt, Outcome, ReceiptId, StoreError};
 /// A receipt's integer keys ([`super::seen`]), computed before the job reaches the writer thread, which is what
 /// bounds ingest: three SHA-256 digests a webhook are no work of its.
 pub(super) struct Keys {
-    seen: i64,
-    chat: i64,
-    bare: i64,
+    pub(super) seen: i64,
+    pub(super) chat: i64,
+    pub(super) bare: i64,
 }
 
 pub(super) type Keyed = (NewReceipt, Keys);
