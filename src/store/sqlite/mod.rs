@@ -25,7 +25,7 @@ pub use engine::SqliteOptions;
 use engine::{Engine, lock, unavailable};
 use rows::{Row, Rows};
 pub use seen::seen_key;
-use writes::{Keyed, delete_pending, insert_receipt, keyed, record_all};
+use writes::{Keyed, delete_pending, insert_receipt, keyed, read_ahead, record_all};
 
 use super::{
     Accepted, DeadReceipt, DueCursor, DueHead, DueQuery, Flush, FlushScope, Flushed, NewReceipt,
@@ -244,13 +244,7 @@ impl Queue for SqliteStore {
                 let mut seen = lock(&seen);
                 let mark = seen.mark();
                 let answers = rows::changing(&rows, |rows| {
-                    // Every key of the webhook at once, so that their cache misses overlap: on a full store
-                    // each insert into memory otherwise waits on several, one after the other.
-                    seen.read_ahead(receipts.iter().map(|(_, k)| k.seen));
-                    rows.read_ahead(
-                        receipts.iter().map(|(_, k)| k.chat),
-                        receipts.iter().map(|(_, k)| k.bare),
-                    );
+                    read_ahead((&seen, rows), &receipts);
                     receipts
                         .iter()
                         .map(|r| insert_receipt(c, (&mut seen, &mut *rows), r))

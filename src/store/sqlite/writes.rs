@@ -13,9 +13,9 @@ use crate::store::{Accepted, NewReceipt, Outcome, ReceiptId, StoreError};
 /// A receipt's integer keys ([`super::seen`]), computed before the job reaches the writer thread, which is what
 /// bounds ingest: three SHA-256 digests a webhook are no work of its.
 pub(super) struct Keys {
-    pub(super) seen: i64,
-    pub(super) chat: i64,
-    pub(super) bare: i64,
+    seen: i64,
+    chat: i64,
+    bare: i64,
 }
 
 pub(super) type Keyed = (NewReceipt, Keys);
@@ -28,6 +28,17 @@ pub(super) fn keyed(r: NewReceipt) -> Keyed {
         bare: seen_key(session, r.message_id.bare().as_str()),
     };
     (r, keys)
+}
+
+/// Brings into the cache what [`insert_receipt`] will look at in memory for each of `receipts`, every key at
+/// once, so that their cache misses overlap: on a full store each insert otherwise waits on several, one
+/// after the other.
+pub(super) fn read_ahead((seen, rows): (&Seen, &Rows), receipts: &[Keyed]) {
+    seen.read_ahead(receipts.iter().map(|(_, k)| k.seen));
+    rows.read_ahead(
+        receipts.iter().map(|(_, k)| k.chat),
+        receipts.iter().map(|(_, k)| k.bare),
+    );
 }
 
 /// Remembers the message id and stores the receipt, unless the id was accepted before.
