@@ -625,7 +625,13 @@ async fn ingest(table: &mut Table, quick: bool) -> anyhow::Result<()> {
 async fn realistic(table: &mut Table, quick: bool) -> anyhow::Result<()> {
     let duration = Duration::from_secs(if quick { 3 } else { 6 });
     let connections = 64;
-    let rounds = if quick { 1 } else { 3 };
+    let compare = std::env::var_os("AUTOSEEN_BENCH_COMPARE").map(PathBuf::from);
+    // Six rounds when two builds are compared: pairs move apart by up to a tenth from round to round.
+    let rounds = match (quick, &compare) {
+        (true, _) => 1,
+        (false, None) => 3,
+        (false, Some(_)) => 6,
+    };
     eprintln!("realistic: signing the requests ...");
     let requests = signed_requests_of(Kind::Realistic, if quick { 400_000 } else { 1_000_000 }, 0)?;
     let fill = steady::Fill::of(quick);
@@ -634,7 +640,23 @@ async fn realistic(table: &mut Table, quick: bool) -> anyhow::Result<()> {
         fill.live_ids, fill.expired_ids, fill.pending
     );
     let full = steady::Template::build(&fill)?;
+    // Another build of autoseen, on its own copy of the full store in the same rounds, first in odd rounds and
+    // last in even ones (as in `postgres`), so a change is judged against its baseline on a host whose speed moves.
+    let compared = |binary: &Path| {
+        let binary = binary.to_path_buf();
+        let (full, requests) = (&full, &requests);
+        async move {
+            let (_dir, config) = full.copy()?;
+            let app = spawn(autoseen_at(&binary, &config))?;
+            let rps = wrk(app.addr, Some(requests), connections, duration)
+                .await?
+                .rps;
+            eprintln!("realistic: {}: {rps:.0} req/s", binary.display());
+            anyhow::Ok(rps)
+        }
+    };
     let (mut bare, mut peer, mut ours, mut rss) = (Vec::new(), Vec::new(), Vec::new(), 0.0_f64);
+    let mut other = Vec::new();
     for round in 1..=rounds {
         eprintln!(
             "realistic: round {round}/{rounds}: bare axum, the Node.js peer, autoseen on the full store ..."
@@ -645,12 +667,25 @@ async fn realistic(table: &mut Table, quick: bool) -> anyhow::Result<()> {
         if let Some(node) = node_peer()? {
             peer.push(wrk(node.addr, Some(&requests), connections, duration).await?);
         }
+        if let (Some(binary), 1) = (&compare, round % 2) {
+            other.push(compared(binary).await?);
+        }
         let (_dir, config) = full.copy()?;
         let app = spawn(autoseen(&config))?;
         let watch = RssWatch::start(app.child.id());
         ours.push(wrk(app.addr, Some(&requests), connections, duration).await?);
         rss = rss.max(watch.max());
+        drop(app);
+        eprintln!(
+            "realistic: this build: {:.0} req/s",
+            ours[ours.len() - 1].rps
+        );
+        if let (Some(binary), 0) = (&compare, round % 2) {
+            other.push(compared(binary).await?);
+        }
     }
+    // Each round's pair compared on its own: the host's speed moves less within a round than across rounds.
+    let mut paired: Vec<f64> = other.iter().zip(&ours).map(|(o, l)| o / l.rps).collect();
     let (bare, ours) = (median_by(bare), median_by(ours));
     let s = &format!(
         "ingest, realistic traffic, full store ({:.1}M ids, {:.1}M pending; wrk -t1 -c64, median of rounds)",
@@ -683,6 +718,24 @@ async fn realistic(table: &mut Table, quick: bool) -> anyhow::Result<()> {
         Some(ratio >= 0.5),
     );
     peer_rows(table, s, &ours, peer);
+    if let Some(binary) = &compare {
+        other.sort_by(f64::total_cmp);
+        paired.sort_by(f64::total_cmp);
+        table.row(
+            s,
+            &format!(
+                "{} req/s (median ratio to this build in the same round)",
+                binary.display()
+            ),
+            format!(
+                "{:.0} ({:.2})",
+                other[other.len() / 2],
+                paired[paired.len() / 2]
+            ),
+            "as measured",
+            None,
+        );
+    }
     realistic_open_loop(table, &full, &fill, ours.rps / 2.0, rss, quick).await
 }
 
