@@ -94,30 +94,43 @@ impl MessageId {
     /// The parts of WAHA's serialized id, `{true|false}_{chat}_{bare}[_{participant}]`, when the id has that
     /// shape (every engine builds message ids so; ids from elsewhere may not).
     pub fn parts(&self) -> Option<IdParts> {
+        let (from_me, chat, bare, participant) = self.split()?;
+        Some(IdParts {
+            from_me,
+            chat: ChatId(chat.into()),
+            bare: BareMessageId(bare.into()),
+            participant: participant.map(|p| ChatId(p.into())),
+        })
+    }
+
+    /// The bare id: the third part of a WAHA id, or the whole id when it has no such shape.
+    pub fn bare(&self) -> BareMessageId {
+        match self.split() {
+            Some((_, _, bare, _)) => BareMessageId(bare.into()),
+            None => BareMessageId(self.0.clone()),
+        }
+    }
+
+    /// [`Self::bare`] as text, read in place: the stores key and store every receipt by it.
+    pub fn bare_str(&self) -> &str {
+        self.split().map_or(&self.0, |(_, _, bare, _)| bare)
+    }
+
+    /// The four parts of [`Self::parts`], each checked as its type would be, without copying any.
+    fn split(&self) -> Option<(bool, &str, &str, Option<&str>)> {
         let mut parts = self.0.splitn(4, '_');
         let from_me = match parts.next()? {
             "true" => true,
             "false" => false,
             _ => return None,
         };
-        let chat = ChatId::parse(parts.next()?).ok()?;
-        let bare = BareMessageId::parse(parts.next()?).ok()?;
+        let chat = parts.next().filter(|c| ChatId::check(c).is_ok())?;
+        let bare = parts.next().filter(|b| check_id(b).is_ok())?;
         let participant = match parts.next() {
-            Some(p) => Some(ChatId::parse(p).ok()?),
+            Some(p) => Some(Some(p).filter(|p| ChatId::check(p).is_ok())?),
             None => None,
         };
-        Some(IdParts {
-            from_me,
-            chat,
-            bare,
-            participant,
-        })
-    }
-
-    /// The bare id: the third part of a WAHA id, or the whole id when it has no such shape.
-    pub fn bare(&self) -> BareMessageId {
-        self.parts()
-            .map_or_else(|| BareMessageId(self.0.clone()), |p| p.bare)
+        Some((from_me, chat, bare, participant))
     }
 }
 
@@ -142,9 +155,15 @@ pub struct IdParts {
 
 impl ChatId {
     pub fn parse(raw: &str) -> Result<Self, IdError> {
+        Self::check(raw)?;
+        Ok(Self(raw.into()))
+    }
+
+    /// Whether `raw` would parse as a chat id.
+    fn check(raw: &str) -> Result<(), IdError> {
         check_id(raw)?;
         match raw.split_once('@') {
-            Some((user, server)) if !user.is_empty() && !server.is_empty() => Ok(Self(raw.into())),
+            Some((user, server)) if !user.is_empty() && !server.is_empty() => Ok(()),
             _ => Err(IdError::NotAChat),
         }
     }
@@ -397,12 +416,14 @@ mod tests {
             "false_nochat_X",
             "false_1@c.us_X_[_participant]",
         ] {
-            assert_eq!(
-                MessageId::parse(not_waha).unwrap().parts(),
-                None,
-                "{not_waha}"
-            );
+            let id = MessageId::parse(not_waha).unwrap();
+            assert_eq!(id.parts(), None, "{not_waha}");
+            assert_eq!((id.bare_str(), id.bare().as_str()), (not_waha, not_waha));
         }
+        assert_eq!(
+            (group.bare_str(), group.bare().as_str()),
+            ("3EB0AB", "3EB0AB")
+        );
         assert_eq!(
             MessageId::parse("3EB0AB").unwrap().bare().as_str(),
             "3EB0AB"

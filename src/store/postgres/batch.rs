@@ -159,10 +159,7 @@ impl PostgresStore {
             .iter()
             .map(|r| r.chat_phone.as_ref().map(ChatId::as_str))
             .collect();
-        let bare: Vec<String> = receipts
-            .iter()
-            .map(|r| r.message_id.bare().as_str().to_owned())
-            .collect();
+        let bare: Vec<&str> = receipts.iter().map(|r| r.message_id.bare_str()).collect();
         let (due, not_before, at) = (
             column(|r| ms(r.due_at)),
             column(|r| ms(r.not_before)),

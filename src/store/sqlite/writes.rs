@@ -25,7 +25,7 @@ pub(super) fn keyed(r: NewReceipt) -> Keyed {
     let keys = Keys {
         seen: seen_key(session, r.message_id.as_str()),
         chat: seen_key(session, r.chat.as_str()),
-        bare: seen_key(session, r.message_id.bare().as_str()),
+        bare: seen_key(session, r.message_id.bare_str()),
     };
     (r, keys)
 }
@@ -65,7 +65,7 @@ pub(super) fn insert_receipt(
             r.read_on_reply,
             ms(r.accepted_at),
             r.chat_phone.as_ref().map(ChatId::as_str),
-            r.message_id.bare().as_str(),
+            r.message_id.bare_str(),
             r.on_reply,
             r.expires,
             keys.chat,
