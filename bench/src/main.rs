@@ -626,7 +626,8 @@ async fn realistic(table: &mut Table, quick: bool) -> anyhow::Result<()> {
     let duration = Duration::from_secs(if quick { 3 } else { 6 });
     let connections = 64;
     let compare = std::env::var_os("AUTOSEEN_BENCH_COMPARE").map(PathBuf::from);
-    // Six rounds when two builds are compared: pairs move apart by up to a tenth from round to round.
+    // Six rounds when two builds are compared: on a host whose speed moves, one build's req/s moved by a third
+    // between rounds, and a pair within one round by up to a third too (docs/performance.md).
     let rounds = match (quick, &compare) {
         (true, _) => 1,
         (false, None) => 3,

@@ -127,8 +127,8 @@ impl MessageId {
         let chat = parts.next().filter(|c| ChatId::check(c).is_ok())?;
         let bare = parts.next().filter(|b| check_id(b).is_ok())?;
         let participant = match parts.next() {
-            Some(p) => Some(Some(p).filter(|p| ChatId::check(p).is_ok())?),
-            None => None,
+            Some(p) if ChatId::check(p).is_err() => return None,
+            p => p,
         };
         Some((from_me, chat, bare, participant))
     }
@@ -159,7 +159,7 @@ impl ChatId {
         Ok(Self(raw.into()))
     }
 
-    /// Whether `raw` would parse as a chat id.
+    /// Checks `raw` as [`Self::parse`] does, without keeping it.
     fn check(raw: &str) -> Result<(), IdError> {
         check_id(raw)?;
         match raw.split_once('@') {

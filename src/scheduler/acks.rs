@@ -19,7 +19,7 @@ impl Scheduler {
         let mut through = store.receipts_through(message).await?;
         if kind == AckKind::Deleted {
             // Only the deleted message's own receipt: the ones before it are still unread.
-            through.retain(|r| r.message_id.bare() == message.bare);
+            through.retain(|r| r.message_id.bare_str() == message.bare.as_str());
             if through.is_empty() {
                 return Ok(AckResult::default());
             }

@@ -202,11 +202,9 @@ impl Queue for MemoryStore {
 
     async fn receipts_through(&self, message: &MessageKey) -> Result<Vec<Receipt>, StoreError> {
         Ok(self.with(|s| {
-            let acked = s
-                .pending
-                .values()
-                .map(|(r, _)| r)
-                .find(|r| r.session == message.session && r.message_id.bare() == message.bare);
+            let acked = s.pending.values().map(|(r, _)| r).find(|r| {
+                r.session == message.session && r.message_id.bare_str() == message.bare.as_str()
+            });
             let Some(acked) = acked.cloned() else {
                 return Vec::new();
             };
